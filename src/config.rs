@@ -1,0 +1,450 @@
+//! `/etc/security/pam_mfa.toml`: every key optional, validated, and read only
+//! from a file that nobody but root (or the user running us) can change.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/security/pam_mfa.toml";
+pub const DEFAULT_DATABASE: &str = "/var/lib/pam_mfa/mfa.sqlite3";
+pub const DEFAULT_SOCKET: &str = "/run/pam_mfa/mfa.sock";
+/// A config larger than this is not a config; refuse rather than parse it.
+const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Required,
+    Optional,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Required => "required",
+            Policy::Optional => "optional",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Policy> {
+        match s {
+            "required" => Some(Policy::Required),
+            "optional" => Some(Policy::Optional),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Algorithm {
+    SHA1,
+    SHA256,
+    SHA512,
+}
+
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::SHA1 => "SHA1",
+            Algorithm::SHA256 => "SHA256",
+            Algorithm::SHA512 => "SHA512",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        match s.to_ascii_uppercase().as_str() {
+            "SHA1" => Some(Algorithm::SHA1),
+            "SHA256" => Some(Algorithm::SHA256),
+            "SHA512" => Some(Algorithm::SHA512),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    pub deny: u32,
+    pub unlock_after: u64,
+    pub lock_root: bool,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            deny: 6,
+            unlock_after: 0,
+            lock_root: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    pub algorithm: Algorithm,
+    pub digits: u8,
+    pub period: u32,
+    pub window: u32,
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig {
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+            window: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsBackend {
+    Command,
+    File,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    pub backend: SmsBackend,
+    pub command: Vec<String>,
+    pub path: String,
+    pub timeout: u64,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            backend: SmsBackend::None,
+            command: Vec::new(),
+            path: String::new(),
+            timeout: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: PathBuf,
+    pub policy: Policy,
+    pub on_unavailable: OnUnavailable,
+    pub enroll_at_login: bool,
+    pub issuer: String,
+    pub admin_group: String,
+    pub exempt_groups: Vec<String>,
+    pub lockout: LockoutConfig,
+    pub totp: TotpConfig,
+    pub sms: SmsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: PathBuf::from(DEFAULT_DATABASE),
+            policy: Policy::Optional,
+            on_unavailable: OnUnavailable::Deny,
+            enroll_at_login: true,
+            issuer: String::new(),
+            admin_group: String::new(),
+            exempt_groups: Vec::new(),
+            lockout: LockoutConfig::default(),
+            totp: TotpConfig::default(),
+            sms: SmsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Missing(PathBuf),
+    Io(PathBuf, std::io::Error),
+    TooLarge(PathBuf),
+    NotUtf8(PathBuf),
+    Unsafe { path: PathBuf, why: String },
+    Syntax { path: PathBuf, line: usize, message: String },
+    Invalid { path: PathBuf, key: &'static str, message: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing(p) => write!(
+                f,
+                "config file {} does not exist: create it (see pam_mfa.toml(5)) or pass --config",
+                p.display()
+            ),
+            ConfigError::Io(p, e) => write!(f, "cannot read config file {}: {e}", p.display()),
+            ConfigError::TooLarge(p) => write!(
+                f,
+                "config file {} is larger than {MAX_CONFIG_BYTES} bytes; it is not a pam_mfa config",
+                p.display()
+            ),
+            ConfigError::NotUtf8(p) => {
+                write!(f, "config file {} is not valid UTF-8 text", p.display())
+            }
+            ConfigError::Unsafe { path, why } => write!(
+                f,
+                "refusing config file {}: {why}; fix with: chown root:root {0} && chmod 0600 {0}",
+                path.display()
+            ),
+            ConfigError::Syntax {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+            ConfigError::Invalid { path, key, message } => {
+                write!(f, "{}: key `{key}`: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Who may own a file we trust: root, or the user this process runs as (so
+/// tests and `mfa --config` work unprivileged without trusting anyone else).
+pub fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+/// Checks owner and mode of an already opened file's metadata.
+pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), String> {
+    if !trusted_owner(meta.uid()) {
+        return Err(format!("it is owned by uid {}, not root", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by group or others (mode {:04o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
+            _ => ConfigError::Io(path.to_owned(), e),
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        if !meta.is_file() {
+            return Err(ConfigError::Unsafe {
+                path: path.to_owned(),
+                why: "it is not a regular file".into(),
+            });
+        }
+        check_owner_and_mode(&meta).map_err(|why| ConfigError::Unsafe {
+            path: path.to_owned(),
+            why,
+        })?;
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge(path.to_owned()));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8(path.to_owned()))?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        if !self.database.is_absolute() {
+            return Err(invalid("database", "must be an absolute path"));
+        }
+        if self.lockout.deny == 0 || self.lockout.deny > 1000 {
+            return Err(invalid("lockout.deny", "must be between 1 and 1000"));
+        }
+        if !(6..=8).contains(&self.totp.digits) {
+            return Err(invalid("totp.digits", "must be 6, 7 or 8"));
+        }
+        if !(10..=300).contains(&self.totp.period) {
+            return Err(invalid("totp.period", "must be between 10 and 300 seconds"));
+        }
+        if self.totp.window > 10 {
+            return Err(invalid("totp.window", "must be between 0 and 10 steps"));
+        }
+        if self.issuer.contains(':') || self.issuer.chars().any(char::is_control) {
+            return Err(invalid(
+                "issuer",
+                "must not contain a colon or control characters",
+            ));
+        }
+        match self.sms.backend {
+            SmsBackend::Command if self.sms.command.is_empty() => {
+                return Err(invalid(
+                    "sms.command",
+                    "backend \"command\" needs a command, e.g. [\"/usr/local/bin/send-sms\", \"{phone}\"]",
+                ))
+            }
+            SmsBackend::Command if !Path::new(&self.sms.command[0]).is_absolute() => {
+                return Err(invalid("sms.command", "the program must be an absolute path"))
+            }
+            SmsBackend::File if !Path::new(&self.sms.path).is_absolute() => {
+                return Err(invalid(
+                    "sms.path",
+                    "backend \"file\" needs an absolute path",
+                ))
+            }
+            _ => {}
+        }
+        if self.sms.timeout == 0 || self.sms.timeout > 300 {
+            return Err(invalid("sms.timeout", "must be between 1 and 300 seconds"));
+        }
+        Ok(())
+    }
+
+    /// The label shown in authenticator apps.
+    pub fn issuer_label(&self) -> String {
+        if !self.issuer.is_empty() {
+            return self.issuer.clone();
+        }
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .map(|h| h.replace(':', "-"))
+            .unwrap_or_else(|| "pam_mfa".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/t.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.lockout.deny, 6);
+        assert_eq!(c.totp.window, 1);
+        assert_eq!(c.on_unavailable, OnUnavailable::Deny);
+        assert!(c.enroll_at_login);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            r#"database = "/tmp/x.db"
+policy = "required"
+on_unavailable = "allow"
+enroll_at_login = false
+issuer = "Example"
+admin_group = "wheel"
+exempt_groups = ["breakglass"]
+[lockout]
+deny = 3
+unlock_after = 600
+lock_root = true
+[totp]
+algorithm = "SHA256"
+digits = 8
+period = 60
+window = 2
+[sms]
+backend = "file"
+path = "/tmp/sms"
+timeout = 5
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.policy, Policy::Required);
+        assert_eq!(c.lockout.unlock_after, 600);
+        assert_eq!(c.totp.algorithm, Algorithm::SHA256);
+        assert_eq!(c.sms.backend, SmsBackend::File);
+        assert_eq!(c.exempt_groups, vec!["breakglass"]);
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = parse("policy = \"optional\"\n\n[lockout]\ndeny = \"six\"\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("/t.toml:4:"), "{text}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_by_name() {
+        let e = parse("polcy = \"required\"\n").unwrap_err().to_string();
+        assert!(e.contains("polcy"), "{e}");
+        assert!(e.contains(":1:"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        for (text, key) in [
+            ("[totp]\ndigits = 5", "totp.digits"),
+            ("[totp]\nwindow = 11", "totp.window"),
+            ("[lockout]\ndeny = 0", "lockout.deny"),
+            ("database = \"rel/path\"", "database"),
+            ("[sms]\nbackend = \"command\"", "sms.command"),
+            ("[sms]\nbackend = \"file\"", "sms.path"),
+            ("issuer = \"a:b\"", "issuer"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text} -> {e}");
+        }
+    }
+
+    #[test]
+    fn group_writable_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Config::load(&path).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_file_says_how_to_fix() {
+        let e = Config::load(Path::new("/nonexistent/pam_mfa.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}

@@ -1,0 +1,159 @@
+//! Enrolling a TOTP device: the secret, the otpauth URI, the terminal QR
+//! code, nickname rules, and storing the device. Shared by the login flow
+//! (setup at next login) and the `mfa device add totp` command.
+#![forbid(unsafe_code)]
+
+use crate::audit;
+use crate::config::Config;
+use crate::secret::{base32_encode, group4, SecretBytes};
+use crate::store::{Device, Factor, StoreResult, Tx};
+use crate::totp::{self, TotpParams};
+use qrcode::render::unicode::Dense1x2;
+use qrcode::QrCode;
+use zeroize::Zeroizing;
+
+pub const MAX_NICKNAME: usize = 32;
+/// The SMS device's fixed name; TOTP devices may not take it.
+pub const SMS_NAME: &str = "sms";
+
+/// A freshly generated TOTP device, not yet stored.
+pub struct NewTotp {
+    pub secret: SecretBytes,
+    pub params: TotpParams,
+    pub uri: Zeroizing<String>,
+}
+
+impl NewTotp {
+    pub fn generate(config: &Config, user: &str) -> Result<NewTotp, getrandom::Error> {
+        let secret = totp::new_secret()?;
+        let params = TotpParams::from(&config.totp);
+        let uri = totp::otpauth_uri(&secret, params, &config.issuer_label(), user);
+        Ok(NewTotp {
+            secret,
+            params,
+            uri,
+        })
+    }
+
+    /// The secret in base32, for apps that want it typed.
+    pub fn secret_base32(&self) -> Zeroizing<String> {
+        base32_encode(&self.secret)
+    }
+
+    pub fn secret_grouped(&self) -> Zeroizing<String> {
+        group4(&self.secret_base32())
+    }
+
+    /// The QR code as Unicode half blocks, light on dark-agnostic.
+    pub fn qr(&self) -> Zeroizing<String> {
+        qr_text(&self.uri)
+    }
+}
+
+pub fn qr_text(data: &str) -> Zeroizing<String> {
+    match QrCode::new(data.as_bytes()) {
+        Ok(code) => Zeroizing::new(
+            code.render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build(),
+        ),
+        Err(_) => Zeroizing::new(String::new()),
+    }
+}
+
+/// Nicknames: 1–32 letters, digits, `-`, `_` or `.`; not `sms`.
+pub fn check_nickname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NICKNAME {
+        return Err(format!("a device nickname must be 1 to {MAX_NICKNAME} characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(
+            "a device nickname may contain only letters, digits, '-', '_' and '.'".into(),
+        );
+    }
+    if name.eq_ignore_ascii_case(SMS_NAME) {
+        return Err("\"sms\" is the name of the SMS device; choose another nickname".into());
+    }
+    Ok(())
+}
+
+/// A nickname not yet used by the user: `base`, `base-2`, `base-3`, ...
+pub fn free_nickname(tx: &dyn Tx, user: &str, base: &str) -> StoreResult<String> {
+    let taken: Vec<String> = tx.devices(user)?.into_iter().map(|d| d.name).collect();
+    let mut name = base.to_owned();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(name)
+}
+
+/// Stores a TOTP device. `verified_step` is the step of the code that proved
+/// the user holds it (None leaves it pending).
+pub fn store_totp(
+    tx: &dyn Tx,
+    user: &str,
+    name: &str,
+    new: &NewTotp,
+    verified_step: Option<i64>,
+    now: i64,
+    detail: &str,
+) -> StoreResult<i64> {
+    let id = tx.insert_device(&Device {
+        id: 0,
+        user: user.to_owned(),
+        name: name.to_owned(),
+        verified: verified_step.is_some(),
+        created: now,
+        factor: Factor::Totp {
+            secret: new.secret.clone(),
+            params: new.params,
+            window: None,
+            last_step: verified_step,
+        },
+    })?;
+    let event = if verified_step.is_some() {
+        "device-enrolled"
+    } else {
+        "device-pending"
+    };
+    audit::record(
+        tx,
+        now,
+        user,
+        event,
+        format!("device={name} kind=totp {detail}").trim_end(),
+    )?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames() {
+        assert!(check_nickname("phone").is_ok());
+        assert!(check_nickname("work-phone_2.old").is_ok());
+        for bad in ["", "sms", "SMS", "a b", "x/y", "ü", &"n".repeat(33)] {
+            assert!(check_nickname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_secret_is_160_bits_and_uri_carries_it() {
+        let config = Config::default();
+        let t = NewTotp::generate(&config, "alice").unwrap();
+        assert_eq!(t.secret.len(), 20);
+        assert_eq!(t.secret_base32().len(), 32);
+        assert!(t.uri.contains(t.secret_base32().as_str()));
+        let qr = t.qr();
+        assert!(qr.lines().count() > 10);
+    }
+}

@@ -1,0 +1,43 @@
+//! pam_mfa: a second factor (TOTP, SMS, bypass and temporary codes) with
+//! lockout for PAM logins, and the core shared with the `mfa` command.
+//!
+//! Everything that decides is safe Rust in this crate's modules; only `pam`
+//! touches raw PAM pointers.
+
+pub mod attempt;
+pub mod audit;
+pub mod codes;
+pub mod config;
+pub mod enroll;
+pub mod error;
+pub mod google_auth;
+pub mod lockout;
+pub mod login;
+pub mod policy;
+pub mod secret;
+pub mod sms;
+pub mod store;
+pub mod totp;
+pub mod users;
+
+#[cfg(test)]
+mod login_tests;
+
+pub mod pam;
+
+/// Seconds since the Unix epoch; injected so every time rule is testable.
+pub trait Clock {
+    fn now(&self) -> i64;
+}
+
+/// The real wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,320 @@
+//! The login flow, free of PAM types: it talks to the user through a
+//! [`Prompter`], reads time from a [`Clock`] and texts through an
+//! [`SmsSender`], so every rule is tested with fakes and a fixed clock.
+//!
+//! States: Start → (locked? → Denied) → (exempt / no factor → Passed or
+//! Enrolling) → Prompting → Verifying → Verified | Denied.
+#![forbid(unsafe_code)]
+
+use crate::attempt::{self, Accepted, AttemptResult, Context};
+use crate::codes;
+use crate::config::Config;
+use crate::enroll::{self, NewTotp};
+use crate::lockout;
+use crate::policy::{self, NoFactor};
+use crate::secret::SecretBytes;
+use crate::sms::SmsSender;
+use crate::store::{Store, StoreError, StoreResult};
+use crate::totp;
+use crate::users::UserInfo;
+use crate::Clock;
+
+pub const CODE_PROMPT: &str = "Verification code: ";
+pub const ENROLL_PROMPT: &str = "Code shown by the app: ";
+pub const MSG_WRONG: &str = "Wrong verification code.";
+pub const MSG_LOCKED: &str =
+    "This account is locked after too many failed attempts. An administrator must unlock it.";
+pub const MSG_NOT_ENROLLED: &str = "Multi-factor authentication is required for this account, \
+but no device is set up. Ask an administrator to set one up for you.";
+const ENROLL_TRIES: u32 = 3;
+
+/// The conversation could not be held (client gone, PAM error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationFailed;
+
+pub trait Prompter {
+    /// Shows a line of information (it may travel with the next prompt).
+    fn info(&mut self, text: &str);
+    /// Shows an error line.
+    fn error(&mut self, text: &str);
+    /// Asks a question with echo off; the answer is wiped when dropped.
+    fn ask_hidden(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed>;
+}
+
+pub struct Request<'a> {
+    pub user: &'a str,
+    /// None when NSS does not know the user.
+    pub info: Option<&'a UserInfo>,
+    /// The first factor just entered, if the stack has one.
+    pub password: Option<&'a [u8]>,
+    pub service: &'a str,
+    pub rhost: &'a str,
+}
+
+impl Request<'_> {
+    fn detail(&self) -> String {
+        let mut d = format!("service={}", sanitize(self.service));
+        if !self.rhost.is_empty() {
+            d.push_str(&format!(" rhost={}", sanitize(self.rhost)));
+        }
+        d
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_graphic()) {
+        s.to_owned()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A second factor was verified.
+    Verified(Accepted),
+    /// A device was set up during this login and proved with a code.
+    Enrolled,
+    /// Let through without a second factor; the reason is for the log.
+    Passed(&'static str),
+    Denied(Denial),
+    ConversationFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    WrongCode,
+    Locked,
+    NotEnrolled,
+    UnknownUser,
+    /// Setup was needed but could not be done (no randomness, etc.).
+    Internal,
+}
+
+pub struct Login<'a> {
+    pub config: &'a Config,
+    pub store: &'a mut dyn Store,
+    pub clock: &'a dyn Clock,
+    pub sms: &'a dyn SmsSender,
+    pub prompter: &'a mut dyn Prompter,
+}
+
+/// What a known user has that can serve as a second factor.
+struct Factors {
+    locked: bool,
+    any: bool,
+}
+
+impl Login<'_> {
+    /// `preauth` mode: stop a locked account before the password is asked.
+    pub fn preauth(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
+        let Some(user) = req.info else {
+            // Unknown users meet the password module like everyone else.
+            return Ok(Outcome::Passed("unknown-user-preauth"));
+        };
+        let now = self.clock.now();
+        if attempt::is_locked(self.store, self.config, &user.name, now)? {
+            self.prompter.error(MSG_LOCKED);
+            return Ok(Outcome::Denied(Denial::Locked));
+        }
+        Ok(Outcome::Passed("not-locked"))
+    }
+
+    /// `authfail` mode: the password was wrong; count it.
+    pub fn authfail(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
+        let Some(user) = req.info else {
+            return Ok(Outcome::Denied(Denial::UnknownUser));
+        };
+        let now = self.clock.now();
+        let ctx = format!("factor=password {}", req.detail());
+        let result = attempt::record_failure(self.store, self.config, user, now, &Context { detail: &ctx })?;
+        if matches!(result, AttemptResult::Locked | AttemptResult::Wrong { locked_now: true, .. }) {
+            self.prompter.error(MSG_LOCKED);
+            return Ok(Outcome::Denied(Denial::Locked));
+        }
+        Ok(Outcome::Denied(Denial::WrongCode))
+    }
+
+    /// Account phase: a locked account may not log in by any route.
+    pub fn account(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
+        let Some(user) = req.info else {
+            return Ok(Outcome::Denied(Denial::UnknownUser));
+        };
+        if attempt::is_locked(self.store, self.config, &user.name, self.clock.now())? {
+            self.prompter.error(MSG_LOCKED);
+            return Ok(Outcome::Denied(Denial::Locked));
+        }
+        Ok(Outcome::Passed("not-locked"))
+    }
+
+    /// The second factor.
+    pub fn second_factor(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
+        let Some(user) = req.info else {
+            // Same prompt as a real user, then the same refusal.
+            return Ok(match self.prompter.ask_hidden(CODE_PROMPT) {
+                Ok(_) => {
+                    self.prompter.error(MSG_WRONG);
+                    Outcome::Denied(Denial::UnknownUser)
+                }
+                Err(ConversationFailed) => Outcome::ConversationFailed,
+            });
+        };
+        if policy::is_exempt(user, self.config) {
+            return Ok(Outcome::Passed("exempt-group"));
+        }
+        let now = self.clock.now();
+        let factors = self.factors(&user.name, now)?;
+        if factors.locked {
+            self.prompter.error(MSG_LOCKED);
+            return Ok(Outcome::Denied(Denial::Locked));
+        }
+        if !factors.any {
+            let policy = {
+                let tx = self.store.begin()?;
+                policy::current(&*tx, self.config)?
+            };
+            return match policy::without_factor(policy, self.config) {
+                NoFactor::PasswordOnly => Ok(Outcome::Passed("optional-no-device")),
+                NoFactor::Refuse => {
+                    self.prompter.error(MSG_NOT_ENROLLED);
+                    Ok(Outcome::Denied(Denial::NotEnrolled))
+                }
+                NoFactor::EnrollNow => self.enroll(user, req),
+            };
+        }
+        let typed = match self.prompter.ask_hidden(CODE_PROMPT) {
+            Ok(t) => t,
+            Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+        };
+        self.verify(user, req, &typed)
+    }
+
+    fn factors(&mut self, user: &str, now: i64) -> StoreResult<Factors> {
+        let tx = self.store.begin()?;
+        let account = tx.account(user)?;
+        let locked = lockout::is_locked(&account, &self.config.lockout, now);
+        let any = tx.devices(user)?.iter().any(|d| d.verified)
+            || !tx.bypass_codes(user)?.is_empty()
+            || tx
+                .one_time_codes(user, now)?
+                .iter()
+                .any(|c| c.purpose == codes::OneTimePurpose::Temporary);
+        tx.commit()?;
+        Ok(Factors { locked, any })
+    }
+
+    fn verify(&mut self, user: &UserInfo, req: &Request<'_>, typed: &[u8]) -> StoreResult<Outcome> {
+        let now = self.clock.now();
+        let detail = req.detail();
+        let result = attempt::attempt_code(
+            self.store,
+            self.config,
+            user,
+            typed,
+            req.password,
+            now,
+            &Context { detail: &detail },
+        )?;
+        Ok(match result {
+            AttemptResult::Accepted(accepted) => {
+                if let Accepted::Bypass { left } = accepted {
+                    self.prompter.info(&format!(
+                        "Bypass code accepted; {left} left. Generate new ones with `mfa bypass generate`."
+                    ));
+                }
+                Outcome::Verified(accepted)
+            }
+            AttemptResult::Wrong { locked_now, .. } => {
+                self.prompter
+                    .error(if locked_now { MSG_LOCKED } else { MSG_WRONG });
+                Outcome::Denied(if locked_now {
+                    Denial::Locked
+                } else {
+                    Denial::WrongCode
+                })
+            }
+            AttemptResult::Locked => {
+                self.prompter.error(MSG_LOCKED);
+                Outcome::Denied(Denial::Locked)
+            }
+        })
+    }
+
+    /// Setup at next login: show the new secret, and keep the device only once
+    /// the user proves it with a code. Each wrong code counts as a failure.
+    fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
+        let Ok(new) = NewTotp::generate(self.config, &user.name) else {
+            return Ok(Outcome::Denied(Denial::Internal));
+        };
+        self.prompter.info(
+            "Multi-factor authentication is required for this account. Set up an authenticator \
+             app now: scan this QR code, or type the secret below.",
+        );
+        self.prompter.info(&new.qr());
+        self.prompter
+            .info(&format!("Secret: {}", new.secret_grouped().as_str()));
+        self.prompter.info(&format!("URI: {}", new.uri.as_str()));
+        for _ in 0..ENROLL_TRIES {
+            let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
+                Ok(t) => t,
+                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+            };
+            match self.finish_enrollment(user, req, &new, &typed)? {
+                Some(outcome) => return Ok(outcome),
+                None => self
+                    .prompter
+                    .error("That code does not match; check the app and try the next code."),
+            }
+        }
+        Ok(Outcome::Denied(Denial::WrongCode))
+    }
+
+    /// One enrollment guess in one transaction; None means wrong, try again.
+    fn finish_enrollment(
+        &mut self,
+        user: &UserInfo,
+        req: &Request<'_>,
+        new: &NewTotp,
+        typed: &[u8],
+    ) -> StoreResult<Option<Outcome>> {
+        let now = self.clock.now();
+        let tx = self.store.begin()?;
+        let account = lockout::current(tx.account(&user.name)?, &self.config.lockout, now);
+        if lockout::is_locked(&account, &self.config.lockout, now) {
+            self.prompter.error(MSG_LOCKED);
+            return Ok(Some(Outcome::Denied(Denial::Locked)));
+        }
+        let step = std::str::from_utf8(typed)
+            .ok()
+            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES)
+            .and_then(codes::normalize_digits)
+            .and_then(|d| totp::verify(&new.secret, new.params, &d, now, self.config.totp.window, None));
+        let detail = format!("enrolled-at-login {}", req.detail());
+        match step {
+            Some(step) => {
+                let name = enroll::free_nickname(&*tx, &user.name, "login")?;
+                enroll::store_totp(&*tx, &user.name, &name, new, Some(step), now, &detail)?;
+                tx.put_account(&user.name, &Default::default())?;
+                tx.commit()?;
+                self.prompter.info(&format!(
+                    "Device \"{name}\" is set up. Use a code from it at your next login."
+                ));
+                Ok(Some(Outcome::Enrolled))
+            }
+            None => {
+                let result = attempt::record_failure_in(&*tx, self.config, user, now, &detail)?;
+                tx.commit()?;
+                if let AttemptResult::Wrong { locked_now: true, .. } = result {
+                    self.prompter.error(MSG_LOCKED);
+                    return Ok(Some(Outcome::Denied(Denial::Locked)));
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Store errors the adapter reports as "MFA unavailable".
+pub fn is_unavailable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Sql(_) | StoreError::Conflict(_))
+}

@@ -1,0 +1,1 @@
+//! PAM glue (the only unsafe code).

@@ -1,0 +1,93 @@
+//! Account policy (`required` / `optional`) and exemptions.
+#![forbid(unsafe_code)]
+
+use crate::config::{Config, Policy};
+use crate::store::{Settings, StoreResult};
+use crate::users::UserInfo;
+
+const POLICY_KEY: &str = "policy";
+
+/// The policy in force: what an administrator set with `mfa admin policy`,
+/// else the config's initial value.
+pub fn current(settings: &dyn Settings, config: &Config) -> StoreResult<Policy> {
+    Ok(settings
+        .setting(POLICY_KEY)?
+        .and_then(|v| Policy::parse(&v))
+        .unwrap_or(config.policy))
+}
+
+pub fn set(settings: &dyn Settings, policy: Policy) -> StoreResult<()> {
+    settings.put_setting(POLICY_KEY, policy.as_str())
+}
+
+/// Break-glass accounts are never asked for a second factor.
+pub fn is_exempt(user: &UserInfo, config: &Config) -> bool {
+    user.in_any_group(&config.exempt_groups)
+}
+
+/// What a user without any usable factor gets at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoFactor {
+    /// Policy optional: the password alone.
+    PasswordOnly,
+    /// Policy required: set up a device now.
+    EnrollNow,
+    /// Policy required, in-login setup off: refused.
+    Refuse,
+}
+
+pub fn without_factor(policy: Policy, config: &Config) -> NoFactor {
+    match policy {
+        Policy::Optional => NoFactor::PasswordOnly,
+        Policy::Required if config.enroll_at_login => NoFactor::EnrollNow,
+        Policy::Required => NoFactor::Refuse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(std::cell::RefCell<Option<String>>);
+    impl Settings for Mem {
+        fn setting(&self, _: &str) -> StoreResult<Option<String>> {
+            Ok(self.0.borrow().clone())
+        }
+        fn put_setting(&self, _: &str, v: &str) -> StoreResult<()> {
+            *self.0.borrow_mut() = Some(v.into());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stored_policy_overrides_config() {
+        let mem = Mem(Default::default());
+        let mut config = Config::default();
+        config.policy = Policy::Required;
+        assert_eq!(current(&mem, &config).unwrap(), Policy::Required);
+        set(&mem, Policy::Optional).unwrap();
+        assert_eq!(current(&mem, &config).unwrap(), Policy::Optional);
+    }
+
+    #[test]
+    fn no_factor_outcomes() {
+        let mut config = Config::default();
+        assert_eq!(without_factor(Policy::Optional, &config), NoFactor::PasswordOnly);
+        assert_eq!(without_factor(Policy::Required, &config), NoFactor::EnrollNow);
+        config.enroll_at_login = false;
+        assert_eq!(without_factor(Policy::Required, &config), NoFactor::Refuse);
+    }
+
+    #[test]
+    fn exempt_groups() {
+        let mut config = Config::default();
+        config.exempt_groups = vec!["breakglass".into()];
+        let user = |groups: &[&str]| UserInfo {
+            name: "u".into(),
+            uid: 1000,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(is_exempt(&user(&["users", "breakglass"]), &config));
+        assert!(!is_exempt(&user(&["users"]), &config));
+    }
+}

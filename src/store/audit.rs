@@ -1,0 +1,34 @@
+#![forbid(unsafe_code)]
+
+use super::sqlite::SqliteTx;
+use super::{AuditEntry, AuditLog, StoreResult};
+use rusqlite::params;
+
+impl AuditLog for SqliteTx<'_> {
+    fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        self.tx.execute(
+            "INSERT INTO audit (time, user, event, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![e.time, e.user, e.event, e.detail],
+        )?;
+        Ok(())
+    }
+
+    fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        // Newest `limit` entries, returned oldest first like a log.
+        let mut stmt = self.tx.prepare(
+            "SELECT time, user, event, detail FROM (
+                 SELECT id, time, user, event, detail FROM audit
+                 WHERE ?1 IS NULL OR user = ?1 ORDER BY id DESC LIMIT ?2)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![user, limit], |r| {
+            Ok(AuditEntry {
+                time: r.get(0)?,
+                user: r.get(1)?,
+                event: r.get(2)?,
+                detail: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

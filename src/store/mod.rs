@@ -1,0 +1,207 @@
+//! Persistent state behind a small trait, so that a second engine (PostgreSQL
+//! for fleets) can stand beside SQLite. Every method of [`Tx`] runs inside one
+//! exclusive transaction: callers check the lock, verify and record in it.
+#![forbid(unsafe_code)]
+
+mod accounts;
+mod audit;
+mod codes;
+mod devices;
+mod settings;
+mod sqlite;
+
+pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};
+
+use crate::codes::{CodeHash, OneTimePurpose};
+use crate::secret::SecretBytes;
+use crate::totp::TotpParams;
+use std::fmt;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database cannot be used at all (missing, unreadable, wrong owner,
+    /// corrupt, newer schema). The text says what and how to fix it.
+    Unavailable(String),
+    /// A row that must be unique already exists.
+    Conflict(String),
+    /// Anything else SQLite reported mid-transaction.
+    Sql(rusqlite::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) | StoreError::Conflict(m) => f.write_str(m),
+            StoreError::Sql(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                StoreError::Unavailable(format!(
+                    "the database is corrupt ({e}); restore it from a backup"
+                ))
+            }
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => {
+                StoreError::Unavailable(format!("the database cannot be written: {e}"))
+            }
+            _ => StoreError::Sql(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Failure count and lock of one account. No row means a clean account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    pub failures: u32,
+    pub locked_at: Option<i64>,
+    pub last_failure: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Totp,
+    Sms,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Totp => "totp",
+            DeviceKind::Sms => "sms",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Factor {
+    Totp {
+        secret: SecretBytes,
+        params: TotpParams,
+        /// Per-device window (imported files keep theirs); None = config's.
+        window: Option<u32>,
+        last_step: Option<i64>,
+    },
+    Sms {
+        phone: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: i64,
+    pub user: String,
+    pub name: String,
+    pub verified: bool,
+    pub created: i64,
+    pub factor: Factor,
+}
+
+impl Device {
+    pub fn kind(&self) -> DeviceKind {
+        match self.factor {
+            Factor::Totp { .. } => DeviceKind::Totp,
+            Factor::Sms { .. } => DeviceKind::Sms,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredCode {
+    pub id: i64,
+    pub hash: CodeHash,
+}
+
+#[derive(Debug, Clone)]
+pub struct OneTimeCode {
+    pub id: i64,
+    pub purpose: OneTimePurpose,
+    pub hash: CodeHash,
+    pub expires: i64,
+    pub attempts_left: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    pub time: i64,
+    pub user: String,
+    pub event: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    pub user: String,
+    pub devices: u32,
+    pub failures: u32,
+    pub locked: bool,
+}
+
+pub trait Accounts {
+    fn account(&self, user: &str) -> StoreResult<Account>;
+    fn put_account(&self, user: &str, account: &Account) -> StoreResult<()>;
+    /// Everyone with any state, sorted by name.
+    fn users(&self) -> StoreResult<Vec<UserSummary>>;
+}
+
+pub trait Devices {
+    fn devices(&self, user: &str) -> StoreResult<Vec<Device>>;
+    /// Fails with [`StoreError::Conflict`] when the nickname is taken.
+    fn insert_device(&self, device: &Device) -> StoreResult<i64>;
+    fn mark_verified(&self, id: i64) -> StoreResult<()>;
+    fn set_last_step(&self, id: i64, step: i64) -> StoreResult<()>;
+    fn delete_device(&self, user: &str, name: &str) -> StoreResult<bool>;
+    fn delete_devices(&self, user: &str) -> StoreResult<u32>;
+}
+
+pub trait Codes {
+    fn bypass_codes(&self, user: &str) -> StoreResult<Vec<StoredCode>>;
+    /// Replaces the user's unused set with a new one.
+    fn replace_bypass_codes(&self, user: &str, hashes: &[CodeHash], now: i64) -> StoreResult<()>;
+    fn delete_bypass_code(&self, id: i64) -> StoreResult<()>;
+    fn delete_all_bypass_codes(&self, user: &str) -> StoreResult<u32>;
+    /// Live codes only: expired ones are purged first.
+    fn one_time_codes(&self, user: &str, now: i64) -> StoreResult<Vec<OneTimeCode>>;
+    /// Replaces any earlier live code of the same purpose.
+    fn put_one_time_code(
+        &self,
+        user: &str,
+        purpose: OneTimePurpose,
+        hash: &CodeHash,
+        expires: i64,
+        attempts: u32,
+    ) -> StoreResult<()>;
+    fn delete_one_time_code(&self, id: i64) -> StoreResult<()>;
+    fn delete_one_time_codes(&self, user: &str, purpose: OneTimePurpose) -> StoreResult<()>;
+    fn set_attempts_left(&self, id: i64, attempts: u32) -> StoreResult<()>;
+}
+
+pub trait Settings {
+    fn setting(&self, key: &str) -> StoreResult<Option<String>>;
+    fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+}
+
+pub trait AuditLog {
+    fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// One exclusive transaction. Dropping it without `commit` rolls back.
+pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog {
+    fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+pub trait Store {
+    /// Starts an exclusive write transaction (SQLite: `BEGIN IMMEDIATE`), so
+    /// that check, verify and record can never interleave with another login.
+    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>>;
+}

@@ -1,0 +1,79 @@
+//! Who a login name is: existence, uid and groups, from NSS. Resolved by the
+//! adapters (PAM glue, CLI) and handed to the core, which never calls NSS.
+#![forbid(unsafe_code)]
+
+use nix::unistd::{Group, User};
+use std::ffi::CString;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: u32,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+    pub fn in_any_group(&self, groups: &[String]) -> bool {
+        groups.iter().any(|g| self.groups.contains(g))
+    }
+}
+
+/// Longest login name we accept; useradd allows 32, LDAP sites go longer.
+pub const MAX_USER_LEN: usize = 256;
+
+/// A name that can be a login name: printable, no `/` or `:`, bounded.
+pub fn plausible_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_USER_LEN
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '/' && c != ':')
+}
+
+/// Looks a user up; None if unknown (or the name is not plausible).
+pub fn lookup(name: &str) -> Option<UserInfo> {
+    if !plausible_name(name) {
+        return None;
+    }
+    let user = User::from_name(name).ok().flatten()?;
+    let cname = CString::new(name).ok()?;
+    let gids = nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    let groups = gids
+        .into_iter()
+        .filter_map(|gid| Group::from_gid(gid).ok().flatten().map(|g| g.name))
+        .collect();
+    Some(UserInfo {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        groups,
+    })
+}
+
+pub fn lookup_uid(uid: u32) -> Option<UserInfo> {
+    let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten()?;
+    lookup(&user.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_names() {
+        for bad in ["", "a/b", "a:b", "a b", "a\nb", "-rf", &"x".repeat(300)] {
+            assert!(!plausible_name(bad), "{bad:?}");
+        }
+        assert!(plausible_name("alice"));
+        assert!(plausible_name("first.last@example.com"));
+    }
+
+    #[test]
+    fn root_resolves() {
+        let root = lookup("root").expect("root exists");
+        assert!(root.is_root());
+    }
+}

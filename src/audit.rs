@@ -67,7 +67,7 @@ pub fn record(
     detail: &str,
 ) -> StoreResult<()> {
     let level = match event {
-        "locked" | "login-denied" | "wrong-code" => Level::Notice,
+        "locked" | "failure" => Level::Notice,
         _ => Level::Info,
     };
     syslog(level, &format_line(user, event, detail));

@@ -1,0 +1,80 @@
+//! The one place where results become PAM return codes. Its default denies.
+#![forbid(unsafe_code)]
+
+use super::args::Mode;
+use crate::login::{Denial, Outcome};
+use pamsm::PamError;
+
+/// Everything an entry point can end with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Result {
+    Ran(Outcome),
+    /// Config or database unusable; `allow` is the admin's `on_unavailable`.
+    Unavailable {
+        allow: bool,
+    },
+    BadArguments,
+    NoUser,
+    Panicked,
+}
+
+pub fn pam_code(mode: Mode, result: &Result) -> PamError {
+    use Outcome::*;
+    let deny = if mode == Mode::Account {
+        PamError::PERM_DENIED
+    } else {
+        PamError::AUTH_ERR
+    };
+    match (mode, result) {
+        // authfail runs only after a wrong password: it never lets anyone in.
+        (Mode::Authfail, _) => PamError::AUTH_ERR,
+        (_, Result::Ran(Verified(_) | Enrolled | Passed(_))) => PamError::SUCCESS,
+        // The password module already decided; "allow" lets that decision stand.
+        // SUCCESS, not IGNORE: after a `success=1` jump the stack holds no success yet.
+        (_, Result::Unavailable { allow: true }) => PamError::SUCCESS,
+        (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PamError::USER_UNKNOWN,
+        (_, Result::Ran(ConversationFailed)) => PamError::CONV_ERR,
+        _ => deny,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attempt::Accepted;
+
+    #[test]
+    fn only_explicit_successes_succeed() {
+        let ok = [
+            Result::Ran(Outcome::Verified(Accepted::Sms)),
+            Result::Ran(Outcome::Enrolled),
+            Result::Ran(Outcome::Passed("optional-no-device")),
+            Result::Unavailable { allow: true },
+        ];
+        for r in &ok {
+            assert_eq!(pam_code(Mode::SecondFactor, r), PamError::SUCCESS, "{r:?}");
+            assert_eq!(pam_code(Mode::Authfail, r), PamError::AUTH_ERR, "{r:?}");
+        }
+        let denied = [
+            Result::Ran(Outcome::Denied(Denial::WrongCode)),
+            Result::Ran(Outcome::Denied(Denial::Locked)),
+            Result::Ran(Outcome::Denied(Denial::NotEnrolled)),
+            Result::Ran(Outcome::Denied(Denial::UnknownUser)),
+            Result::Ran(Outcome::Denied(Denial::Internal)),
+            Result::Unavailable { allow: false },
+            Result::BadArguments,
+            Result::NoUser,
+            Result::Panicked,
+        ];
+        for r in &denied {
+            for mode in [Mode::Preauth, Mode::SecondFactor] {
+                assert_eq!(pam_code(mode, r), PamError::AUTH_ERR, "{mode:?} {r:?}");
+            }
+            assert_ne!(pam_code(Mode::Account, r), PamError::SUCCESS, "{r:?}");
+        }
+        assert_eq!(
+            pam_code(Mode::Account, &Result::Ran(Outcome::Denied(Denial::Locked))),
+            PamError::PERM_DENIED
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod google_auth;
 pub mod lockout;
 pub mod login;
+pub mod onetime;
 pub mod policy;
 pub mod secret;
 pub mod sms;

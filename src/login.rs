@@ -7,19 +7,28 @@
 #![forbid(unsafe_code)]
 
 use crate::attempt::{self, Accepted, AttemptResult, Context};
+use crate::audit;
 use crate::codes;
 use crate::config::Config;
 use crate::enroll::{self, NewTotp};
+use crate::error::Error;
 use crate::lockout;
+use crate::onetime;
 use crate::policy::{self, NoFactor};
 use crate::secret::SecretBytes;
 use crate::sms::SmsSender;
+use crate::sms::{check_phone, mask_phone};
+use crate::store::{DeviceKind, Factor};
 use crate::store::{Store, StoreError, StoreResult};
 use crate::totp;
 use crate::users::UserInfo;
 use crate::Clock;
 
 pub const CODE_PROMPT: &str = "Verification code: ";
+pub const CODE_OR_SMS_PROMPT: &str = "Verification code (or type sms to get one by text): ";
+pub const PHONE_PROMPT: &str = "Mobile phone number: ";
+pub const PIN_PROMPT: &str = "PIN from the text message: ";
+pub const CHOICE_PROMPT: &str = "Set up (1) an authenticator app or (2) text messages? [1]: ";
 pub const ENROLL_PROMPT: &str = "Code shown by the app: ";
 pub const MSG_WRONG: &str = "Wrong verification code.";
 pub const MSG_LOCKED: &str =
@@ -39,6 +48,10 @@ pub trait Prompter {
     fn error(&mut self, text: &str);
     /// Asks a question with echo off; the answer is wiped when dropped.
     fn ask_hidden(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed>;
+    /// Asks a question with echo on (choices, phone numbers).
+    fn ask_visible(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
+        self.ask_hidden(prompt)
+    }
 }
 
 pub struct Request<'a> {
@@ -103,6 +116,9 @@ pub struct Login<'a> {
 struct Factors {
     locked: bool,
     any: bool,
+    has_totp: bool,
+    /// The verified SMS device's number.
+    sms_phone: Option<String>,
 }
 
 impl Login<'_> {
@@ -195,25 +211,70 @@ impl Login<'_> {
                 NoFactor::EnrollNow => self.enroll(user, req),
             };
         }
-        let typed = match self.prompter.ask_hidden(CODE_PROMPT) {
+        let sms_phone = factors.sms_phone.filter(|_| self.sms.available());
+        let prompt = match (&sms_phone, factors.has_totp) {
+            (Some(phone), false) => self.text_login_code(&user.name, phone),
+            (Some(_), true) => CODE_OR_SMS_PROMPT.to_owned(),
+            (None, _) => CODE_PROMPT.to_owned(),
+        };
+        let mut typed = match self.prompter.ask_hidden(&prompt) {
             Ok(t) => t,
             Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
         };
+        if let (Some(phone), true) = (&sms_phone, factors.has_totp) {
+            if typed.trim_ascii().eq_ignore_ascii_case(b"sms") {
+                let prompt = self.text_login_code(&user.name, phone);
+                typed = match self.prompter.ask_hidden(&prompt) {
+                    Ok(t) => t,
+                    Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+                };
+            }
+        }
         self.verify(user, req, &typed)
+    }
+
+    /// Texts a login code and returns the prompt naming the masked number.
+    /// A failed text is reported, and the user may still type a bypass code.
+    fn text_login_code(&mut self, user: &str, phone: &str) -> String {
+        let now = self.clock.now();
+        if let Err(e) =
+            onetime::send_login_code(self.store, self.config, self.sms, user, phone, now)
+        {
+            audit::syslog(
+                audit::Level::Error,
+                &format!("user={user} could not text a login code: {e}"),
+            );
+            self.prompter.error(
+                "The text message could not be sent; use a bypass code or ask an administrator.",
+            );
+        }
+        format!("Code sent by text to {}: ", mask_phone(phone))
     }
 
     fn factors(&mut self, user: &str, now: i64) -> StoreResult<Factors> {
         let tx = self.store.begin()?;
         let account = tx.account(user)?;
         let locked = lockout::is_locked(&account, &self.config.lockout, now);
-        let any = tx.devices(user)?.iter().any(|d| d.verified)
+        let devices = tx.devices(user)?;
+        let verified = || devices.iter().filter(|d| d.verified);
+        let has_totp = verified().any(|d| d.kind() == DeviceKind::Totp);
+        let sms_phone = verified().find_map(|d| match &d.factor {
+            Factor::Sms { phone } => Some(phone.clone()),
+            Factor::Totp { .. } => None,
+        });
+        let any = verified().next().is_some()
             || !tx.bypass_codes(user)?.is_empty()
             || tx
                 .one_time_codes(user, now)?
                 .iter()
                 .any(|c| c.purpose == codes::OneTimePurpose::Temporary);
         tx.commit()?;
-        Ok(Factors { locked, any })
+        Ok(Factors {
+            locked,
+            any,
+            has_totp,
+            sms_phone,
+        })
     }
 
     fn verify(&mut self, user: &UserInfo, req: &Request<'_>, typed: &[u8]) -> StoreResult<Outcome> {
@@ -256,13 +317,108 @@ impl Login<'_> {
     /// Setup at next login: show the new secret, and keep the device only once
     /// the user proves it with a code. Each wrong code counts as a failure.
     fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
+        self.prompter.info(
+            "Multi-factor authentication is required for this account and no device is set up yet.",
+        );
+        if self.sms.available() {
+            let choice = match self.prompter.ask_visible(CHOICE_PROMPT) {
+                Ok(t) => t,
+                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+            };
+            if choice.trim_ascii() == b"2" {
+                return self.enroll_sms(user);
+            }
+        }
+        self.enroll_totp(user, req)
+    }
+
+    /// SMS setup at login: a phone number, a texted PIN, three tries each.
+    fn enroll_sms(&mut self, user: &UserInfo) -> StoreResult<Outcome> {
+        let mut started = false;
+        for _ in 0..ENROLL_TRIES {
+            let typed = match self.prompter.ask_visible(PHONE_PROMPT) {
+                Ok(t) => t,
+                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+            };
+            let phone = String::from_utf8_lossy(&typed).trim().to_owned();
+            if let Err(m) = check_phone(&phone) {
+                self.prompter.error(m);
+                continue;
+            }
+            self.void_pending_sms(&user.name)?;
+            match onetime::start_sms_enrollment(
+                self.store,
+                self.sms,
+                &user.name,
+                &phone,
+                self.clock.now(),
+            ) {
+                Ok(()) => {
+                    started = true;
+                    break;
+                }
+                Err(e) => {
+                    audit::syslog(
+                        audit::Level::Error,
+                        &format!("user={} SMS setup at login failed: {e}", user.name),
+                    );
+                    self.prompter
+                        .error("The text message could not be sent. Ask an administrator.");
+                    return Ok(Outcome::Denied(Denial::Internal));
+                }
+            }
+        }
+        if !started {
+            return Ok(Outcome::Denied(Denial::NotEnrolled));
+        }
+        for _ in 0..onetime::PIN_TRIES {
+            let typed = match self.prompter.ask_hidden(PIN_PROMPT) {
+                Ok(t) => t,
+                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+            };
+            let pin = String::from_utf8_lossy(&typed);
+            match onetime::verify_sms_pin(
+                self.store,
+                self.config,
+                &user.name,
+                &pin,
+                self.clock.now(),
+            ) {
+                Ok(()) => {
+                    self.prompter
+                        .info("Your phone is set up. A code will be texted to it at each login.");
+                    return Ok(Outcome::Enrolled);
+                }
+                Err(Error::WrongCode(_)) => self.prompter.error(onetime::INVALID_PIN),
+                Err(Error::Locked(_)) => {
+                    self.prompter.error(MSG_LOCKED);
+                    return Ok(Outcome::Denied(Denial::Locked));
+                }
+                Err(_) => break,
+            }
+        }
+        self.void_pending_sms(&user.name)?;
+        Ok(Outcome::Denied(Denial::WrongCode))
+    }
+
+    /// A pending (never verified) SMS device from an abandoned setup.
+    fn void_pending_sms(&mut self, user: &str) -> StoreResult<()> {
+        let tx = self.store.begin()?;
+        if let Some((device, _)) = onetime::sms_device(&*tx, user)? {
+            if !device.verified {
+                tx.delete_device(user, &device.name)?;
+                tx.delete_one_time_codes(user, codes::OneTimePurpose::SmsEnroll)?;
+            }
+        }
+        tx.commit()
+    }
+
+    fn enroll_totp(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
         let Ok(new) = NewTotp::generate(self.config, &user.name) else {
             return Ok(Outcome::Denied(Denial::Internal));
         };
-        self.prompter.info(
-            "Multi-factor authentication is required for this account. Set up an authenticator \
-             app now: scan this QR code, or type the secret below.",
-        );
+        self.prompter
+            .info("Set up an authenticator app now: scan this QR code, or type the secret below.");
         self.prompter.info(&new.qr());
         self.prompter
             .info(&format!("Secret: {}", new.secret_grouped().as_str()));

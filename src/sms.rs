@@ -1,7 +1,13 @@
-//! Text messages: the [`SmsSender`] trait the login flow and the command use.
+//! Text messages: the [`SmsSender`] trait, the gateways an admin configures
+//! (`command`, `file`, `none`), phone-number rules and masking.
 #![forbid(unsafe_code)]
 
+use crate::config::{SmsBackend, SmsConfig};
 use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsError {
@@ -26,6 +32,10 @@ impl std::error::Error for SmsError {}
 
 pub trait SmsSender {
     fn send(&self, phone: &str, message: &str) -> Result<(), SmsError>;
+    /// Whether sending can work at all (offer SMS only then).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// `backend = "none"`: every SMS action is refused with a clear message.
@@ -34,5 +44,272 @@ pub struct NoSms;
 impl SmsSender for NoSms {
     fn send(&self, _phone: &str, _message: &str) -> Result<(), SmsError> {
         Err(SmsError::NotConfigured)
+    }
+    fn available(&self) -> bool {
+        false
+    }
+}
+
+/// The sender the config asks for.
+pub fn from_config(config: &SmsConfig) -> Box<dyn SmsSender> {
+    match config.backend {
+        SmsBackend::None => Box::new(NoSms),
+        SmsBackend::File => Box::new(FileSms {
+            path: config.path.clone().into(),
+        }),
+        SmsBackend::Command => Box::new(CommandSms {
+            argv: config.command.clone(),
+            timeout: Duration::from_secs(config.timeout),
+        }),
+    }
+}
+
+/// `backend = "file"`: one line per message, `phone<TAB>text`, in a file
+/// only root can read (for air-gapped sites and tests).
+pub struct FileSms {
+    pub path: std::path::PathBuf,
+}
+
+impl SmsSender for FileSms {
+    fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| SmsError::Gateway(format!("cannot open {}: {e}", self.path.display())))?;
+        let line = format!("{phone}\t{}\n", message.replace(['\n', '\t'], " "));
+        file.write_all(line.as_bytes())
+            .map_err(|e| SmsError::Gateway(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+/// `backend = "command"`: runs the configured argv (no shell) with `{phone}`
+/// replaced, the message on stdin, an empty environment, and a time limit.
+pub struct CommandSms {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl SmsSender for CommandSms {
+    fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
+        let argv: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| a.replace("{phone}", phone))
+            .collect();
+        let program = argv
+            .first()
+            .ok_or_else(|| SmsError::Gateway("sms.command is empty".into()))?;
+        let mut child = Command::new(program)
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SmsError::Gateway(format!("cannot run {program}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A gateway that exits without reading is judged by its exit code.
+            let _ = stdin.write_all(message.as_bytes());
+        }
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(SmsError::Gateway(format!(
+                        "{program} did not finish within {} seconds and was killed",
+                        self.timeout.as_secs()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(SmsError::Gateway(format!("waiting for {program}: {e}"))),
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            use std::io::Read;
+            let _ = (&mut err).take(300).read_to_string(&mut stderr);
+        }
+        let first_line = stderr.lines().next().unwrap_or("").trim();
+        Err(SmsError::Gateway(format!(
+            "{program} failed ({status}){}{first_line}",
+            if first_line.is_empty() { "" } else { ": " }
+        )))
+    }
+}
+
+pub const INVALID_PHONE: &str = "invalid phone number: enter a 10-digit number with no spaces or \
+extra characters, or + followed by the country code and number (8 to 15 digits), e.g. +15551234567";
+
+/// A 10-digit number, or E.164: `+` and 8 to 15 digits. Nothing else.
+pub fn check_phone(phone: &str) -> Result<(), &'static str> {
+    let digits_only = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = match phone.strip_prefix('+') {
+        Some(rest) => digits_only(rest) && (8..=15).contains(&rest.len()) && !rest.starts_with('0'),
+        None => digits_only(phone) && phone.len() == 10,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(INVALID_PHONE)
+    }
+}
+
+/// `***-***-4567`: enough for the user to recognise their phone.
+pub fn mask_phone(phone: &str) -> String {
+    let tail: String = phone
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("***-***-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers() {
+        for good in [
+            "5551234567",
+            "+15551234567",
+            "+4930123456",
+            "+123456789012345",
+        ] {
+            assert!(check_phone(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "555123456",
+            "55512345678",
+            "555-123-4567",
+            "555 123 4567",
+            "(555)1234567",
+            "+1234567",
+            "+1234567890123456",
+            "+0123456789",
+            "555123456x",
+            "+",
+            "++15551234567",
+            "５５５１２３４５６７",
+        ] {
+            let e = check_phone(bad).unwrap_err();
+            assert!(e.contains("phone number"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masking_keeps_the_last_four() {
+        assert_eq!(mask_phone("5551234567"), "***-***-4567");
+        assert_eq!(mask_phone("+4930123456"), "***-***-3456");
+    }
+
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_sms_{tag}_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn command_backend_passes_phone_and_message_without_env() {
+        let dir = temp_dir("ok");
+        let out = dir.join("out");
+        let prog = script(
+            &dir,
+            "send",
+            &format!("{{ echo \"to=$1\"; cat; echo; env; }} > {}", out.display()),
+        );
+        let sender = CommandSms {
+            argv: vec![prog, "{phone}".into()],
+            timeout: Duration::from_secs(5),
+        };
+        sender.send("+15551234567", "code 1234567").unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.starts_with("to=+15551234567\ncode 1234567\n"), "{got}");
+        assert!(got.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), "{got}");
+        // Our environment (HOME, CARGO_*, a user's LD_PRELOAD...) must not leak.
+        assert!(!got.contains("HOME=") && !got.contains("CARGO"), "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_failure_and_hang_are_clear_errors() {
+        let dir = temp_dir("bad");
+        let fail = CommandSms {
+            argv: vec![script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3")],
+            timeout: Duration::from_secs(5),
+        };
+        let e = fail.send("5551234567", "x").unwrap_err().to_string();
+        assert!(
+            e.contains("quota exceeded") && e.contains("exit status: 3"),
+            "{e}"
+        );
+        let hang = CommandSms {
+            argv: vec![script(&dir, "hang", "exec sleep 30")],
+            timeout: Duration::from_secs(1),
+        };
+        let started = Instant::now();
+        let e = hang.send("5551234567", "x").unwrap_err().to_string();
+        assert!(e.contains("killed"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let missing = CommandSms {
+            argv: vec!["/nonexistent/send-sms".into()],
+            timeout: Duration::from_secs(1),
+        };
+        assert!(missing
+            .send("5551234567", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("cannot run"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_backend_appends_private_lines() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("file");
+        let path = dir.join("sms.log");
+        let sender = FileSms { path: path.clone() };
+        sender.send("5551234567", "one").unwrap();
+        sender.send("5551234567", "two\nlines").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "5551234567\tone\n5551234567\ttwo lines\n"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn none_backend_says_what_to_configure() {
+        assert!(NoSms
+            .send("5551234567", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("[sms] backend"));
     }
 }

@@ -11,6 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 const PAM_SUCCESS: c_int = 0;
 const PAM_CONV: c_int = 5;
 const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
 const PAM_ERROR_MSG: c_int = 3;
 const PAM_TEXT_INFO: c_int = 4;
 /// Linux-PAM's limits (PAM_MAX_NUM_MSG, PAM_MAX_MSG_SIZE).
@@ -141,7 +142,10 @@ impl Conversation {
         if rc != PAM_SUCCESS {
             return Err(ConversationFailed);
         }
-        if messages.last().map(|(s, _)| *s) != Some(PAM_PROMPT_ECHO_OFF) {
+        if !matches!(
+            messages.last().map(|(s, _)| *s),
+            Some(PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON)
+        ) {
             return Ok(None);
         }
         answer.map(Some).ok_or(ConversationFailed)
@@ -231,6 +235,16 @@ impl Prompter for Conversation {
     }
 
     fn ask_hidden(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
+        self.ask(PAM_PROMPT_ECHO_OFF, prompt)
+    }
+
+    fn ask_visible(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
+        self.ask(PAM_PROMPT_ECHO_ON, prompt)
+    }
+}
+
+impl Conversation {
+    fn ask(&mut self, style: c_int, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
         let mut messages = std::mem::take(&mut self.pending);
         // Keep room for the prompt in the final batch.
         while messages.len() >= MAX_MESSAGES {
@@ -238,7 +252,7 @@ impl Prompter for Conversation {
             self.call(&messages)?;
             messages = rest;
         }
-        messages.push((PAM_PROMPT_ECHO_OFF, prompt.to_owned()));
+        messages.push((style, prompt.to_owned()));
         self.call(&messages)?.ok_or(ConversationFailed)
     }
 }

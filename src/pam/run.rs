@@ -8,7 +8,7 @@ use crate::audit::{self, Level};
 use crate::config::{Config, OnUnavailable};
 use crate::login::{Login, Outcome, Prompter, Request};
 use crate::secret::SecretBytes;
-use crate::sms::NoSms;
+use crate::sms;
 use crate::store::{OpenMode, SqliteStore};
 use crate::{users, SystemClock};
 
@@ -58,11 +58,12 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
         service: &items.service,
         rhost: &items.rhost,
     };
+    let sender = sms::from_config(&config.sms);
     let mut login = Login {
         config: &config,
         store: &mut store,
         clock: &SystemClock,
-        sms: &NoSms,
+        sms: sender.as_ref(),
         prompter,
     };
     let result = match args.mode {

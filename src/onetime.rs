@@ -1,0 +1,282 @@
+//! Codes sent by text or handed out by an administrator: the 7-digit SMS
+//! login code, the 4-digit enrollment PIN and the 8-digit temporary code.
+//! Stored only as salted hashes; texted after the transaction commits, so a
+//! slow gateway never holds the database lock.
+#![forbid(unsafe_code)]
+
+use crate::audit;
+use crate::codes::{self, OneTimePurpose};
+use crate::config::Config;
+use crate::enroll::SMS_NAME;
+use crate::error::{Error, Result};
+use crate::lockout;
+use crate::sms::{check_phone, mask_phone, SmsSender};
+use crate::store::{Device, Factor, Store, StoreResult, Tx};
+use zeroize::Zeroizing;
+
+/// Wrong PINs before an enrollment PIN is void.
+pub const PIN_TRIES: u32 = 3;
+
+pub const INVALID_PIN: &str = "invalid PIN: enter the 4-digit PIN from the text message";
+
+/// The user's SMS device, verified or pending.
+pub fn sms_device(tx: &dyn Tx, user: &str) -> StoreResult<Option<(Device, String)>> {
+    Ok(tx.devices(user)?.into_iter().find_map(|d| match &d.factor {
+        Factor::Sms { phone } => {
+            let phone = phone.clone();
+            Some((d, phone))
+        }
+        Factor::Totp { .. } => None,
+    }))
+}
+
+fn store_code(
+    store: &mut dyn Store,
+    user: &str,
+    purpose: OneTimePurpose,
+    attempts: u32,
+    now: i64,
+    event: &str,
+    detail: &str,
+) -> Result<Zeroizing<String>> {
+    let code = codes::new_numeric_code(purpose)?;
+    let hash = codes::hash_with_salt(&code, &codes::new_salt()?);
+    let tx = store.begin()?;
+    tx.put_one_time_code(user, purpose, &hash, now + purpose.shape().1, attempts)?;
+    audit::record(&*tx, now, user, event, detail)?;
+    tx.commit()?;
+    Ok(code)
+}
+
+fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose) {
+    if let Ok(tx) = store.begin() {
+        if tx.delete_one_time_codes(user, purpose).is_ok() {
+            let _ = tx.commit();
+        }
+    }
+}
+
+/// Texts a 7-digit login code (valid 5 minutes, single use) to `phone`.
+pub fn send_login_code(
+    store: &mut dyn Store,
+    config: &Config,
+    sender: &dyn SmsSender,
+    user: &str,
+    phone: &str,
+    now: i64,
+) -> Result<()> {
+    // Wrong codes are limited by the lockout, like any code.
+    let attempts = config.lockout.deny;
+    let code = store_code(
+        store,
+        user,
+        OneTimePurpose::SmsLogin,
+        attempts,
+        now,
+        "sms-code-sent",
+        "",
+    )?;
+    let text = format!(
+        "Your login code is {}. It expires in 5 minutes.",
+        code.as_str()
+    );
+    sender.send(phone, &text).map_err(|e| {
+        void_code(store, user, OneTimePurpose::SmsLogin);
+        Error::Failed(e.to_string())
+    })
+}
+
+/// Adds a pending SMS device and texts it a 4-digit PIN (valid 10 minutes,
+/// three tries). One SMS device per user.
+pub fn start_sms_enrollment(
+    store: &mut dyn Store,
+    sender: &dyn SmsSender,
+    user: &str,
+    phone: &str,
+    now: i64,
+) -> Result<()> {
+    check_phone(phone).map_err(|m| Error::Usage(m.into()))?;
+    if !sender.available() {
+        return Err(Error::Failed(
+            crate::sms::SmsError::NotConfigured.to_string(),
+        ));
+    }
+    {
+        let tx = store.begin()?;
+        if sms_device(&*tx, user)?.is_some() {
+            return Err(Error::Conflict(format!(
+                "{user} already has an SMS device; delete it first with `mfa device delete sms`"
+            )));
+        }
+        tx.insert_device(&Device {
+            id: 0,
+            user: user.to_owned(),
+            name: SMS_NAME.to_owned(),
+            verified: false,
+            created: now,
+            factor: Factor::Sms {
+                phone: phone.to_owned(),
+            },
+        })?;
+        audit::record(
+            &*tx,
+            now,
+            user,
+            "device-pending",
+            &format!("device=sms phone={}", mask_phone(phone)),
+        )?;
+        tx.commit()?;
+    }
+    let pin = store_code(
+        store,
+        user,
+        OneTimePurpose::SmsEnroll,
+        PIN_TRIES,
+        now,
+        "sms-pin-sent",
+        "",
+    )?;
+    let text = format!(
+        "Your PIN to confirm this phone is {}. It expires in 10 minutes.",
+        pin.as_str()
+    );
+    sender.send(phone, &text).map_err(|e| {
+        void_code(store, user, OneTimePurpose::SmsEnroll);
+        Error::Failed(format!(
+            "{e}; the phone stays pending: delete it with `mfa device delete sms` and try again"
+        ))
+    })
+}
+
+/// Finishes SMS enrollment with the texted PIN.
+pub fn verify_sms_pin(
+    store: &mut dyn Store,
+    config: &Config,
+    user: &str,
+    typed: &str,
+    now: i64,
+) -> Result<()> {
+    let tx = store.begin()?;
+    if lockout::is_locked(&tx.account(user)?, &config.lockout, now) {
+        return Err(Error::locked(user));
+    }
+    let Some((device, phone)) = sms_device(&*tx, user)? else {
+        return Err(Error::NotFound(format!(
+            "{user} has no SMS device; add one with `mfa device add sms PHONE`"
+        )));
+    };
+    if device.verified {
+        return Err(Error::Conflict(format!(
+            "the SMS device of {user} is already verified"
+        )));
+    }
+    let pending = tx
+        .one_time_codes(user, now)?
+        .into_iter()
+        .find(|c| c.purpose == OneTimePurpose::SmsEnroll);
+    let Some(pending) = pending else {
+        tx.commit()?; // keep the purge of the expired PIN
+        return Err(Error::NotFound(
+            "the PIN has expired or was used up: delete the device with `mfa device delete sms` and add it again".into(),
+        ));
+    };
+    let matches = codes::normalize_digits(typed)
+        .filter(|d| d.len() == 4)
+        .is_some_and(|d| pending.hash.matches(&d));
+    if !matches {
+        let left = pending.attempts_left.saturating_sub(1);
+        if left == 0 {
+            tx.delete_one_time_code(pending.id)?;
+        } else {
+            tx.set_attempts_left(pending.id, left)?;
+        }
+        audit::record(
+            &*tx,
+            now,
+            user,
+            "failure",
+            &format!("factor=sms-pin tries_left={left}"),
+        )?;
+        tx.commit()?;
+        let hint = if left == 0 {
+            "; that was the last try: delete the device with `mfa device delete sms` and add it again"
+                .to_owned()
+        } else {
+            format!(" ({left} tries left)")
+        };
+        return Err(Error::WrongCode(format!("{INVALID_PIN}{hint}")));
+    }
+    tx.delete_one_time_code(pending.id)?;
+    tx.mark_verified(device.id)?;
+    audit::record(
+        &*tx,
+        now,
+        user,
+        "device-enrolled",
+        &format!("device=sms kind=sms phone={}", mask_phone(&phone)),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// What `mfa admin temp-code` did.
+pub enum TempCode {
+    /// Shown to the administrator (`--show`).
+    Shown(Zeroizing<String>),
+    /// Texted to the user's phone (masked number).
+    Texted(String),
+}
+
+/// Makes an 8-digit code, valid five minutes, single use. Refused for a
+/// locked account: the administrator unlocks it first, deliberately.
+pub fn issue_temp_code(
+    store: &mut dyn Store,
+    config: &Config,
+    sender: &dyn SmsSender,
+    user: &str,
+    show: bool,
+    now: i64,
+) -> Result<TempCode> {
+    let phone = {
+        let tx = store.begin()?;
+        if lockout::is_locked(&tx.account(user)?, &config.lockout, now) {
+            return Err(Error::Locked(format!(
+                "the account {user} is locked; unlock it first with `mfa admin unlock {user}`, then send the temporary code"
+            )));
+        }
+        sms_device(&*tx, user)?
+            .filter(|(d, _)| d.verified)
+            .map(|(_, phone)| phone)
+    };
+    let phone = match (show, phone) {
+        (true, _) => None,
+        (false, Some(phone)) => Some(phone),
+        (false, None) => {
+            return Err(Error::NotFound(format!(
+                "{user} has no verified SMS device to text the code to; use --show to see it and pass it on"
+            )))
+        }
+    };
+    let how = if show { "shown" } else { "texted" };
+    let code = store_code(
+        store,
+        user,
+        OneTimePurpose::Temporary,
+        1,
+        now,
+        "temp-code-issued",
+        &format!("delivery={how}"),
+    )?;
+    let Some(phone) = phone else {
+        return Ok(TempCode::Shown(code));
+    };
+    let text = format!(
+        "Your temporary login code is {}. It expires in 5 minutes.",
+        code.as_str()
+    );
+    sender.send(&phone, &text).map_err(|e| {
+        void_code(store, user, OneTimePurpose::Temporary);
+        Error::Failed(e.to_string())
+    })?;
+    Ok(TempCode::Texted(mask_phone(&phone)))
+}

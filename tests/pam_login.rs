@@ -17,7 +17,8 @@ fn harness_drives_a_plain_pam_matrix_stack() {
     h.write_service(
         "plain",
         &format!(
-            "auth required {matrix}\naccount required /lib/x86_64-linux-gnu/security/pam_permit.so\n"
+            "auth required {matrix}\naccount required {}/pam_permit.so\n",
+            security_dir()
         ),
     );
     let ok = h.login_with("plain", "alice", vec![text(password("alice"))]);
@@ -383,7 +384,8 @@ fn a_code_equal_to_the_password_is_refused() {
     let code = totp(&secret, 1);
     // What sshd's password method does: the password answers every prompt.
     h.set_password("alice", &code);
-    let login = h.login_with(SERVICE, "alice", vec![text(&code), text(&code)]);
+    h.write_authtok_service("authtok");
+    let login = h.login_with("authtok", "alice", vec![text(&code), text(&code)]);
     login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
     assert_eq!(login.code, 1, "{login:?}");
     assert!(!login.authenticated(), "{login:?}");
@@ -391,7 +393,12 @@ fn a_code_equal_to_the_password_is_refused() {
 
     // The code itself was valid and unspent: refused only for the equality.
     h.set_password("alice", password("alice"));
-    let login = h.login("alice", &code);
+    let login = h.login_with(
+        "authtok",
+        "alice",
+        vec![text(password("alice")), text(&code)],
+    );
+    login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
     assert!(login.succeeded(), "{login:?}");
 }
 

@@ -26,6 +26,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 const WRAPPER_DIR: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
 
+/// Where the distribution's own PAM modules live.
+pub fn security_dir() -> &'static str {
+    [
+        "/lib/x86_64-linux-gnu/security",
+        "/usr/lib/x86_64-linux-gnu/security",
+    ]
+    .into_iter()
+    .find(|d| Path::new(d).join("pam_permit.so").exists())
+    .expect("pam_permit.so not found: install libpam-modules")
+}
+
 /// The passwords pam_matrix knows (and the users NSS knows, but for `dave`).
 pub const PASSWORDS: [(&str, &str); 5] = [
     ("root", "root-pw"),
@@ -147,6 +158,101 @@ pub fn text(s: impl Into<String>) -> Answer {
     Answer::Text(s.into())
 }
 
+/// The `mfa` command on one config, with NSS either real or nss_wrapper's.
+pub struct Cli {
+    pub config: PathBuf,
+    /// (passwd, group) files for nss_wrapper; None = the system's users.
+    pub nss_wrapper: Option<(PathBuf, PathBuf)>,
+}
+
+impl Cli {
+    /// Runs `mfa --config C [--user U] ARGS`.
+    pub fn mfa(&self, user: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(mfa_bin());
+        cmd.arg("--config").arg(&self.config);
+        if let Some(u) = user {
+            cmd.arg("--user").arg(u);
+        }
+        cmd.args(args).env("LC_ALL", "C");
+        if let Some((passwd, group)) = &self.nss_wrapper {
+            cmd.env("LD_PRELOAD", "libnss_wrapper.so")
+                .env("NSS_WRAPPER_PASSWD", passwd)
+                .env("NSS_WRAPPER_GROUP", group);
+        }
+        cmd.output().expect("run mfa")
+    }
+
+    /// `mfa --json ...`, which must succeed; returns the parsed output.
+    pub fn mfa_json(&self, user: Option<&str>, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.mfa(user, &all);
+        assert!(
+            out.status.success(),
+            "mfa {all:?} (user {user:?}) failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "mfa {all:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Adds a TOTP device and verifies it with a current code; returns the
+    /// secret. The step used to verify is spent (replay guard), so log in
+    /// with `totp(&secret, 1)`.
+    pub fn enroll_totp(&self, user: &str, name: &str) -> String {
+        let added = self.mfa_json(
+            Some(user),
+            &["device", "add", "totp", "--name", name, "--no-verify"],
+        );
+        let secret = added["secret"].as_str().expect("secret in JSON").to_owned();
+        let uri = added["otpauth_uri"].as_str().expect("otpauth_uri in JSON");
+        assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+        let out = self.mfa(Some(user), &["device", "verify", name, &totp(&secret, 0)]);
+        assert!(
+            out.status.success(),
+            "device verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        secret
+    }
+
+    pub fn bypass_codes(&self, user: &str, count: u32) -> Vec<String> {
+        let v = self.mfa_json(
+            Some(user),
+            &["bypass", "generate", "--count", &count.to_string()],
+        );
+        v["codes"]
+            .as_array()
+            .expect("codes in JSON")
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// (failures, locked) as `mfa admin show --json` reports them.
+    pub fn lock_state(&self, user: &str) -> (u64, bool) {
+        let v = self.mfa_json(None, &["admin", "show", user]);
+        (
+            v["failures"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("failures in {v}")),
+            v["locked"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("locked in {v}")),
+        )
+    }
+
+    pub fn set_policy(&self, policy: &str) {
+        self.mfa_json(None, &["admin", "policy", policy]);
+    }
+}
+
 pub struct Harness {
     pub dir: TempDir,
     pub config: PathBuf,
@@ -156,6 +262,15 @@ pub struct Harness {
     passwd: PathBuf,
     group: PathBuf,
     passdb: PathBuf,
+    pub cli: Cli,
+}
+
+/// Tests call the CLI helpers on the harness directly: `h.enroll_totp(..)`.
+impl std::ops::Deref for Harness {
+    type Target = Cli;
+    fn deref(&self) -> &Cli {
+        &self.cli
+    }
 }
 
 impl Harness {
@@ -179,6 +294,10 @@ impl Harness {
             passwd: root.join("passwd"),
             group: root.join("group"),
             passdb: root.join("passdb"),
+            cli: Cli {
+                config: root.join("pam_mfa.toml"),
+                nss_wrapper: Some((root.join("passwd"), root.join("group"))),
+            },
             dir,
         };
         std::os::unix::fs::symlink(module_path(), &h.module).unwrap();
@@ -216,19 +335,49 @@ impl Harness {
     /// DESIGN.md's stack with pam_matrix as the password module.
     /// `extra` is appended to every pam_mfa line (e.g. "debug").
     pub fn design_stack(&self, extra: &str) -> String {
-        let m = self.module.display();
-        let c = self.config.display();
         let matrix = format!(
             "{WRAPPER_DIR}/pam_matrix.so passdb={}",
             self.passdb.display()
         );
+        self.stack_with_password_module(&matrix, extra)
+    }
+
+    /// DESIGN.md's stack around any password module line.
+    pub fn stack_with_password_module(&self, password_module: &str, extra: &str) -> String {
+        let m = self.module.display();
+        let c = self.config.display();
         format!(
             "auth    requisite                  {m} preauth config={c} {extra}\n\
-             auth    [success=1 default=ignore] {matrix}\n\
+             auth    [success=1 default=ignore] {password_module}\n\
              auth    [default=die]              {m} authfail config={c} {extra}\n\
              auth    required                   {m} config={c} {extra}\n\
              account required                   {m} config={c} {extra}\n"
         )
+    }
+
+    /// A service whose password module leaves the password in PAM_AUTHTOK,
+    /// as pam_unix does. pam_matrix wipes that item in place after checking
+    /// it, so behind pam_matrix the module never sees the password.
+    pub fn write_authtok_service(&self, name: &str) {
+        let script = self.dir.path().join("check-password");
+        write_file(
+            &script,
+            &format!(
+                "#!/bin/sh\n\
+                 # pam_exec expose_authtok: the password arrives on stdin, unterminated.\n\
+                 IFS= read -r typed || true\n\
+                 expected=$(grep \"^$PAM_USER:\" {} | cut -d: -f2)\n\
+                 [ -n \"$expected\" ] && [ \"$typed\" = \"$expected\" ]\n",
+                self.passdb.display()
+            ),
+            0o700,
+        );
+        let exec = format!(
+            "{}/pam_exec.so expose_authtok quiet {}",
+            security_dir(),
+            script.display()
+        );
+        self.write_service(name, &self.stack_with_password_module(&exec, ""));
     }
 
     pub fn write_service(&self, name: &str, stack: &str) {
@@ -323,89 +472,6 @@ impl Harness {
     /// Only the account phase (as after an SSH key login).
     pub fn account(&self, user: &str) -> Login {
         self.run_pamtester(SERVICE, user, &["acct_mgmt"], Vec::new())
-    }
-
-    /// Runs `mfa --config C [--user U] ARGS` with NSS pointed at our users.
-    pub fn mfa(&self, user: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(mfa_bin());
-        cmd.arg("--config").arg(&self.config);
-        if let Some(u) = user {
-            cmd.arg("--user").arg(u);
-        }
-        cmd.args(args);
-        self.nss_env(&mut cmd);
-        cmd.env("LD_PRELOAD", "libnss_wrapper.so");
-        cmd.output().expect("run mfa")
-    }
-
-    /// `mfa --json ...`, which must succeed; returns the parsed output.
-    pub fn mfa_json(&self, user: Option<&str>, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.mfa(user, &all);
-        assert!(
-            out.status.success(),
-            "mfa {all:?} (user {user:?}) failed with {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "mfa {all:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    /// Adds a TOTP device and verifies it with a current code; returns the
-    /// secret. The step used to verify is spent (replay guard), so log in
-    /// with `totp(&secret, 1)`.
-    pub fn enroll_totp(&self, user: &str, name: &str) -> String {
-        let added = self.mfa_json(
-            Some(user),
-            &["device", "add", "totp", "--name", name, "--no-verify"],
-        );
-        let secret = added["secret"].as_str().expect("secret in JSON").to_owned();
-        let uri = added["otpauth_uri"].as_str().expect("otpauth_uri in JSON");
-        assert!(uri.starts_with("otpauth://totp/"), "{uri}");
-        let out = self.mfa(Some(user), &["device", "verify", name, &totp(&secret, 0)]);
-        assert!(
-            out.status.success(),
-            "device verify failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        secret
-    }
-
-    pub fn bypass_codes(&self, user: &str, count: u32) -> Vec<String> {
-        let v = self.mfa_json(
-            Some(user),
-            &["bypass", "generate", "--count", &count.to_string()],
-        );
-        v["codes"]
-            .as_array()
-            .expect("codes in JSON")
-            .iter()
-            .map(|c| c.as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// (failures, locked) as `mfa admin show --json` reports them.
-    pub fn lock_state(&self, user: &str) -> (u64, bool) {
-        let v = self.mfa_json(None, &["admin", "show", user]);
-        (
-            v["failures"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("failures in {v}")),
-            v["locked"]
-                .as_bool()
-                .unwrap_or_else(|| panic!("locked in {v}")),
-        )
-    }
-
-    pub fn set_policy(&self, policy: &str) {
-        self.mfa_json(None, &["admin", "policy", policy]);
     }
 
     /// Every value stored in the database, as text, one row per line: lets

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# make demo: a throwaway sshd on 127.0.0.1:2222 guarded by pam_mfa, with its
+# own config, database and host key in a temp dir, policy "required", and a
+# user `demo` whose password is printed. The first `ssh -p 2222 demo@127.0.0.1`
+# sets up an authenticator app inside the login; the next asks for a code.
+# Ctrl-C stops sshd and removes the user, /etc/pam.d/sshd-mfademo and the
+# temp dir. The host's own sshd and PAM files are never touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${DEMO_PORT:-2222}
+user=demo
+service=sshd-mfademo
+pam_file=/etc/pam.d/$service
+# Marks what the demo made, so that a leftover of a killed demo can be
+# cleaned up while anything else of the same name is left alone.
+mark="pam_mfa demo account (make demo)"
+
+die() {
+    echo "make demo: $*" >&2
+    exit 1
+}
+
+[ "$(id -u)" -eq 0 ] ||
+    die "needs root: it runs sshd, writes $pam_file and creates the user '$user'. Run: sudo make demo"
+scripts/install-test-deps.sh
+cargo build --release
+build_dir=${CARGO_TARGET_DIR:-$PWD/target}/release
+[ -f "$build_dir/libpam_mfa.so" ] && [ -x "$build_dir/mfa" ] ||
+    die "cargo did not produce $build_dir/libpam_mfa.so and $build_dir/mfa"
+
+# Refuse before making anything.
+leftover_user=
+if entry=$(getent passwd "$user"); then
+    [ "$(echo "$entry" | cut -d: -f5)" = "$mark" ] ||
+        die "a user '$user' exists and was not made by the demo; not touching it"
+    leftover_user=1
+fi
+if [ -e "$pam_file" ] && ! grep -q "make demo" "$pam_file"; then
+    die "$pam_file exists and was not written by the demo; not touching it"
+fi
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "something already listens on 127.0.0.1:$port (set DEMO_PORT to use another port)"
+fi
+
+dir=$(mktemp -d /tmp/pam_mfa_demo.XXXXXX)
+made_user=
+sshd_pid=
+cleanup() {
+    trap - EXIT INT TERM
+    if [ -n "$sshd_pid" ]; then
+        kill "$sshd_pid" 2>/dev/null || true
+        wait "$sshd_pid" 2>/dev/null || true
+    fi
+    if [ -n "$made_user" ]; then
+        userdel -f -r "$user" 2>/dev/null || true
+    fi
+    rm -f "$pam_file"
+    rm -rf "$dir"
+    echo
+    echo "Demo stopped: removed the user '$user', $pam_file and $dir."
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "$leftover_user" ]; then
+    userdel -f -r "$user" 2>/dev/null || true
+fi
+useradd -m -s /bin/bash -c "$mark" "$user"
+made_user=1
+password=$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')
+echo "$user:$password" | chpasswd
+
+# The module is copied so that a rebuild during the demo cannot swap it
+# under a running sshd.
+install -m 0644 "$build_dir/libpam_mfa.so" "$dir/pam_mfa.so"
+config=$dir/pam_mfa.toml
+cat >"$config" <<EOF
+database = "$dir/db/mfa.sqlite3"
+policy = "required"
+enroll_at_login = true
+issuer = "pam_mfa demo"
+EOF
+chmod 0600 "$config"
+mfa=("$build_dir/mfa" --config "$config")
+"${mfa[@]}" admin policy required >/dev/null
+
+cat >"$pam_file" <<EOF
+# Written by make demo (pam_mfa); removed when the demo stops.
+auth    requisite                  $dir/pam_mfa.so preauth config=$config
+auth    [success=1 default=ignore] pam_unix.so
+auth    [default=die]              $dir/pam_mfa.so authfail config=$config
+auth    required                   $dir/pam_mfa.so config=$config
+account required                   $dir/pam_mfa.so config=$config
+account required                   pam_unix.so
+session required                   pam_unix.so
+EOF
+
+ssh-keygen -q -t ed25519 -N '' -f "$dir/host_key"
+cat >"$dir/sshd_config" <<EOF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $dir/host_key
+PidFile $dir/sshd.pid
+UsePAM yes
+KbdInteractiveAuthentication yes
+PasswordAuthentication no
+PubkeyAuthentication no
+AuthenticationMethods keyboard-interactive
+PermitRootLogin no
+UseDNS no
+PrintLastLog no
+EOF
+# Debian 12's sshd names its PAM service after its program name.
+ln -s /usr/sbin/sshd "$dir/$service"
+mkdir -p /run/sshd
+
+cat <<EOF
+
+pam_mfa demo: sshd on 127.0.0.1:$port, policy "required".
+
+  Log in (password: $password):
+
+    ssh -p $port -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null $user@127.0.0.1
+
+  The first login shows a QR code and a secret: scan it with an authenticator
+  app, or compute a code with:  oathtool --totp -b SECRET
+  Then log in again: after the password it asks for a verification code.
+
+  As the administrator, in another terminal:
+    ${mfa[*]} admin show $user
+    ${mfa[*]} --user $user bypass generate --count 3
+    ${mfa[*]} admin unlock $user
+
+  Press Ctrl-C to stop; everything above is removed.
+
+EOF
+"$dir/$service" -D -e -f "$dir/sshd_config" &
+sshd_pid=$!
+wait "$sshd_pid"

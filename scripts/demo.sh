@@ -47,7 +47,7 @@ dir=$(mktemp -d /tmp/pam_mfa_demo.XXXXXX)
 made_user=
 sshd_pid=
 cleanup() {
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM HUP
     if [ -n "$sshd_pid" ]; then
         kill "$sshd_pid" 2>/dev/null || true
         wait "$sshd_pid" 2>/dev/null || true
@@ -61,7 +61,7 @@ cleanup() {
     echo "Demo stopped: removed the user '$user', $pam_file and $dir."
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
 
 if [ -n "$leftover_user" ]; then
     userdel -f -r "$user" 2>/dev/null || true
@@ -114,6 +114,14 @@ EOF
 # Debian 12's sshd names its PAM service after its program name.
 ln -s /usr/sbin/sshd "$dir/$service"
 mkdir -p /run/sshd
+# sshd logs each login attempt here (-e): part of the show.
+"$dir/$service" -D -e -f "$dir/sshd_config" &
+sshd_pid=$!
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$sshd_pid" 2>/dev/null || die "sshd did not start (see its messages above)"
+    sleep 0.1
+done
 
 cat <<EOF
 
@@ -132,9 +140,8 @@ pam_mfa demo: sshd on 127.0.0.1:$port, policy "required".
     ${mfa[*]} --user $user bypass generate --count 3
     ${mfa[*]} admin unlock $user
 
+  The QR code needs a UTF-8 terminal; the secret works everywhere.
   Press Ctrl-C to stop; everything above is removed.
 
 EOF
-"$dir/$service" -D -e -f "$dir/sshd_config" &
-sshd_pid=$!
 wait "$sshd_pid"

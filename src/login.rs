@@ -115,6 +115,7 @@ pub struct Login<'a> {
 /// What a known user has that can serve as a second factor.
 struct Factors {
     locked: bool,
+    failures: u32,
     any: bool,
     has_totp: bool,
     /// The verified SMS device's number.
@@ -188,14 +189,15 @@ impl Login<'_> {
                 Err(ConversationFailed) => Outcome::ConversationFailed,
             });
         };
-        if policy::is_exempt(user, self.config) {
-            return Ok(Outcome::Passed("exempt-group"));
-        }
         let now = self.clock.now();
         let factors = self.factors(&user.name, now)?;
         if factors.locked {
             self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
+        }
+        if policy::is_exempt(user, self.config) {
+            self.reset_failures(&user.name, factors.failures, now)?;
+            return Ok(Outcome::Passed("exempt-group"));
         }
         if !factors.any {
             let policy = {
@@ -203,7 +205,10 @@ impl Login<'_> {
                 policy::current(&*tx, self.config)?
             };
             return match policy::without_factor(policy, self.config) {
-                NoFactor::PasswordOnly => Ok(Outcome::Passed("optional-no-device")),
+                NoFactor::PasswordOnly => {
+                    self.reset_failures(&user.name, factors.failures, now)?;
+                    Ok(Outcome::Passed("optional-no-device"))
+                }
                 NoFactor::Refuse => {
                     self.prompter.error(MSG_NOT_ENROLLED);
                     Ok(Outcome::Denied(Denial::NotEnrolled))
@@ -251,6 +256,21 @@ impl Login<'_> {
         format!("Code sent by text to {}: ", mask_phone(phone))
     }
 
+    /// A login that succeeded without a code still ends a run of failures:
+    /// the lockout counts failures in a row.
+    fn reset_failures(&mut self, user: &str, failures: u32, now: i64) -> StoreResult<()> {
+        if failures == 0 {
+            return Ok(());
+        }
+        let tx = self.store.begin()?;
+        let account = tx.account(user)?;
+        if !lockout::is_locked(&account, &self.config.lockout, now) {
+            tx.put_account(user, &Default::default())?;
+            audit::record(&*tx, now, user, "failures-reset", "reason=login-without-code")?;
+        }
+        tx.commit()
+    }
+
     fn factors(&mut self, user: &str, now: i64) -> StoreResult<Factors> {
         let tx = self.store.begin()?;
         let account = tx.account(user)?;
@@ -271,6 +291,7 @@ impl Login<'_> {
         tx.commit()?;
         Ok(Factors {
             locked,
+            failures: account.failures,
             any,
             has_totp,
             sms_phone,

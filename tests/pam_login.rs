@@ -427,3 +427,33 @@ fn an_unknown_module_argument_denies() {
     assert_eq!(login.code, 1, "{login:?}");
     assert!(!login.authenticated(), "{login:?}");
 }
+
+#[test]
+fn a_password_only_login_also_ends_a_run_of_failures() {
+    let h = Harness::new();
+    for n in 1..=3 {
+        let login = h.login_with(SERVICE, "bob", vec![text("not-the-password")]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert_eq!(h.lock_state("bob"), (n, false));
+    }
+    let login = h.login("bob", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    assert_eq!(h.lock_state("bob"), (0, false));
+}
+
+#[test]
+fn a_locked_exempt_account_is_still_refused() {
+    let h = Harness::new();
+    h.write_config("exempt_groups = [\"breakglass\"]\n");
+    for _ in 0..6 {
+        let login = h.login_with(SERVICE, "carol", vec![text("not-the-password")]);
+        assert_eq!(login.code, 1, "{login:?}");
+    }
+    assert_eq!(h.lock_state("carol"), (6, true));
+    let login = h.login("carol", "unused");
+    login.assert_prompts(&[]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(login.said_locked(), "{login:?}");
+    assert_eq!(h.account("carol").code, 1);
+}

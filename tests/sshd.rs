@@ -9,9 +9,11 @@ mod common;
 
 use common::pty::{self, Pty};
 use common::*;
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 const SERVICE_NAME: &str = "sshd-mfatest";
@@ -20,8 +22,41 @@ const SSHD: &str = "/usr/sbin/sshd";
 const REMOTE: &str = "echo login-$((6*7))";
 const REMOTE_OUTPUT: &str = "login-42";
 
-/// One sshd, one PAM file and one useradd at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Marks the accounts these tests create (see `exclusive`).
+const GECOS: &str = "pam_mfa test (temporary)";
+
+/// One sshd, one PAM file and one useradd at a time, across threads and
+/// across test processes (two worktrees testing at once would otherwise
+/// overwrite each other's /etc/pam.d/sshd-mfatest).
+struct Exclusive {
+    _thread: MutexGuard<'static, ()>,
+    _process: File,
+}
+
+fn exclusive() -> Exclusive {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let thread = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lock = File::create("/run/lock/pam_mfa-sshd-tests.lock").expect("create lock file");
+    // SAFETY: flock on a descriptor we own; the lock is released when the
+    // file is closed.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    // Whoever holds the lock owns every marked account, so any marked
+    // account seen now was left by a test process that was killed.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 4 && fields[0].starts_with("mfatest") && fields[4] == GECOS {
+            let _ = Command::new("userdel")
+                .args(["-f", "-r", fields[0]])
+                .status();
+        }
+    }
+    Exclusive {
+        _thread: thread,
+        _process: lock,
+    }
+}
 
 /// False (with the reason printed) when this run cannot start sshd.
 fn can_run() -> bool {
@@ -68,16 +103,16 @@ impl TestUser {
     fn create() -> TestUser {
         let name = format!("mfatest{}", unique());
         let password = format!("Pw-{}-{}", unique(), unique());
-        run(Command::new("useradd").args([
-            "-m",
-            "-s",
-            "/bin/bash",
-            "-c",
-            "pam_mfa test (temporary)",
-            &name,
-        ]));
+        run(Command::new("useradd").args(["-m", "-s", "/bin/bash", "-c", GECOS, &name]));
+        let home = std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[0] == name)
+            .map(|f| PathBuf::from(f[5]))
+            .expect("the new user is in /etc/passwd");
         let user = TestUser {
-            home: PathBuf::from(format!("/home/{name}")),
+            home,
             name,
             password,
         };
@@ -345,7 +380,7 @@ fn keyboard_interactive_password_then_code() {
     if !can_run() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
     let (cli, secret) = enrolled(dir.path(), &user.name, "");
@@ -379,7 +414,7 @@ fn required_policy_sets_up_the_app_inside_the_ssh_login() {
     if !can_run() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
     let cli = config(
@@ -420,7 +455,7 @@ fn publickey_then_code() {
     if !can_run() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
     let key = client_key(dir.path(), &user);
@@ -464,7 +499,7 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
     if !can_run() {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
     let key = client_key(dir.path(), &user);

@@ -203,21 +203,50 @@ fn forty_parallel_wrong_codes_get_exactly_six_guesses() {
     let h = Harness::new();
     let secret = h.enroll_totp("alice", "phone");
     let wrong = wrong_code(&secret);
-    let logins: Vec<Login> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..40)
-            .map(|_| s.spawn(|| h.login("alice", &wrong)))
+    // Bring all forty logins to the code prompt, past the lock check of
+    // preauth, then answer them all at once.
+    let sessions: Vec<Session> = (0..40)
+        .map(|_| {
+            let mut s = h.start_pamtester(SERVICE, "alice", &["authenticate", "acct_mgmt"]);
+            assert_eq!(s.next_prompt(), Some(PASSWORD_PROMPT));
+            s.answer(password("alice"));
+            assert_eq!(s.next_prompt(), Some(CODE_PROMPT));
+            s
+        })
+        .collect();
+    let go = std::sync::Barrier::new(sessions.len());
+    let logins: Vec<Login> = std::thread::scope(|scope| {
+        let workers: Vec<_> = sessions
+            .into_iter()
+            .map(|mut s| {
+                let (go, wrong) = (&go, &wrong);
+                scope.spawn(move || {
+                    go.wait();
+                    s.answer(wrong);
+                    s.finish()
+                })
+            })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     for login in &logins {
+        login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
         assert_eq!(login.code, 1, "{login:?}");
         assert!(!login.authenticated(), "{login:?}");
     }
     assert_eq!(h.lock_state("alice"), (6, true));
-    let asked = logins.iter().filter(|l| l.prompts.len() == 2).count();
-    assert!(
-        asked >= 6,
-        "at least the six counted attempts saw the code prompt"
+    let told_wrong = logins
+        .iter()
+        .filter(|l| l.transcript.contains("Wrong verification code"))
+        .count();
+    assert_eq!(
+        told_wrong, 5,
+        "five wrong, then the sixth locks; the rest see the lock"
+    );
+    let told_locked = logins.iter().filter(|l| l.said_locked()).count();
+    assert_eq!(
+        told_locked, 35,
+        "the sixth and the 34 refused without a guess"
     );
 }
 

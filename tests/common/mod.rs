@@ -14,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -253,6 +254,43 @@ impl Cli {
     }
 }
 
+/// A running pamtester.
+pub struct Session {
+    pub pty: Pty,
+    prompts: Vec<String>,
+}
+
+impl Session {
+    /// Waits for the next prompt; None once pamtester has ended.
+    pub fn next_prompt(&mut self) -> Option<&'static str> {
+        let prompt = PROMPTS[self.pty.expect_any(&PROMPTS, TIMEOUT)?];
+        self.prompts.push(prompt.to_owned());
+        Some(prompt)
+    }
+
+    pub fn answer(&mut self, text: &str) {
+        self.pty.send_line(text);
+    }
+
+    /// Answers any further prompt with an empty line and waits for the end.
+    pub fn finish(mut self) -> Login {
+        while self.next_prompt().is_some() {
+            self.answer("");
+        }
+        let (status, transcript) = self.pty.finish(TIMEOUT);
+        assert!(
+            !transcript.contains("pam_wrapper config dir"),
+            "pam_wrapper could not set up its own directory; this run may have used \
+             another test's PAM files:\n{transcript}"
+        );
+        Login {
+            code: pty::code(status),
+            prompts: self.prompts,
+            transcript,
+        }
+    }
+}
+
 pub struct Harness {
     pub dir: TempDir,
     pub config: PathBuf,
@@ -444,23 +482,33 @@ impl Harness {
         ops: &[&str],
         answers: Vec<Answer>,
     ) -> Login {
-        let mut pty = Pty::spawn(self.pamtester_command(service, user, ops));
+        let mut session = self.start_pamtester(service, user, ops);
         let mut answers = answers.into_iter();
-        let mut prompts = Vec::new();
-        while let Some(i) = pty.expect_any(&PROMPTS, TIMEOUT) {
-            prompts.push(PROMPTS[i].to_owned());
+        while session.next_prompt().is_some() {
             let reply = match answers.next() {
                 Some(Answer::Text(t)) => t,
-                Some(Answer::FromTranscript(f)) => f(&pty.transcript()),
+                Some(Answer::FromTranscript(f)) => f(&session.pty.transcript()),
                 None => String::new(),
             };
-            pty.send_line(&reply);
+            session.answer(&reply);
         }
-        let (status, transcript) = pty.finish(TIMEOUT);
-        Login {
-            code: pty::code(status),
-            prompts,
-            transcript,
+        session.finish()
+    }
+
+    /// Starts pamtester; the caller answers prompts through the session.
+    pub fn start_pamtester(&self, service: &str, user: &str, ops: &[&str]) -> Session {
+        // pam_wrapper picks its working dir /tmp/pam.<letter> with an
+        // lstat-then-mkdir race, and a loser silently shares (and later
+        // deletes) another process's copy of the service files. Start one
+        // pamtester at a time: it prints this line from main(), after
+        // pam_wrapper's constructor has made its dir.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pty = Pty::spawn(self.pamtester_command(service, user, ops));
+        pty.expect("pamtester: invoking pam_start", TIMEOUT);
+        Session {
+            pty,
+            prompts: Vec::new(),
         }
     }
 

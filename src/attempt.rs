@@ -38,7 +38,10 @@ impl Accepted {
 pub enum AttemptResult {
     Accepted(Accepted),
     /// Wrong code, counted. `locked_now` when this failure locked the account.
-    Wrong { failures: u32, locked_now: bool },
+    Wrong {
+        failures: u32,
+        locked_now: bool,
+    },
     /// Refused without looking at the code, and not counted.
     Locked,
 }
@@ -88,7 +91,8 @@ pub fn attempt_code(
             } else {
                 ""
             };
-            let result = record_failure_in(&*tx, config, user, now, &format!("{why}{}", ctx.detail))?;
+            let result =
+                record_failure_in(&*tx, config, user, now, &format!("{why}{}", ctx.detail))?;
             tx.commit()?;
             Ok(result)
         }
@@ -122,12 +126,19 @@ pub(crate) fn record_failure_in(
     detail: &str,
 ) -> StoreResult<AttemptResult> {
     let account = lockout::current(tx.account(&user.name)?, &config.lockout, now);
-    let (next, locked_now) = lockout::record_failure(&account, &config.lockout, now, user.is_root());
+    let (next, locked_now) =
+        lockout::record_failure(&account, &config.lockout, now, user.is_root());
     tx.put_account(&user.name, &next)?;
     let detail = format!("failures={} {detail}", next.failures);
     audit::record(tx, now, &user.name, "wrong-code", detail.trim_end())?;
     if locked_now {
-        audit::record(tx, now, &user.name, "locked", &format!("failures={}", next.failures))?;
+        audit::record(
+            tx,
+            now,
+            &user.name,
+            "locked",
+            &format!("failures={}", next.failures),
+        )?;
     }
     Ok(AttemptResult::Wrong {
         failures: next.failures,
@@ -136,7 +147,12 @@ pub(crate) fn record_failure_in(
 }
 
 /// Whether the account is locked now (read inside a transaction of its own).
-pub fn is_locked(store: &mut dyn Store, config: &Config, user: &str, now: i64) -> StoreResult<bool> {
+pub fn is_locked(
+    store: &mut dyn Store,
+    config: &Config,
+    user: &str,
+    now: i64,
+) -> StoreResult<bool> {
     let tx = store.begin()?;
     let account = tx.account(user)?;
     Ok(lockout::is_locked(&account, &config.lockout, now))
@@ -161,7 +177,8 @@ fn match_code(
             } = &device.factor
             {
                 let window = window.unwrap_or(config.totp.window);
-                if let Some(step) = totp::verify(secret, *params, &digits, now, window, *last_step) {
+                if let Some(step) = totp::verify(secret, *params, &digits, now, window, *last_step)
+                {
                     tx.set_last_step(device.id, step)?;
                     return Ok(Some(Accepted::Totp {
                         device: device.name.clone(),

@@ -173,9 +173,20 @@ pub enum ConfigError {
     Io(PathBuf, std::io::Error),
     TooLarge(PathBuf),
     NotUtf8(PathBuf),
-    Unsafe { path: PathBuf, why: String },
-    Syntax { path: PathBuf, line: usize, message: String },
-    Invalid { path: PathBuf, key: &'static str, message: String },
+    Unsafe {
+        path: PathBuf,
+        why: String,
+    },
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
 }
 
 impl fmt::Display for ConfigError {

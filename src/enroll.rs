@@ -66,15 +66,15 @@ pub fn qr_text(data: &str) -> Zeroizing<String> {
 /// Nicknames: 1–32 letters, digits, `-`, `_` or `.`; not `sms`.
 pub fn check_nickname(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NICKNAME {
-        return Err(format!("a device nickname must be 1 to {MAX_NICKNAME} characters"));
+        return Err(format!(
+            "a device nickname must be 1 to {MAX_NICKNAME} characters"
+        ));
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(
-            "a device nickname may contain only letters, digits, '-', '_' and '.'".into(),
-        );
+        return Err("a device nickname may contain only letters, digits, '-', '_' and '.'".into());
     }
     if name.eq_ignore_ascii_case(SMS_NAME) {
         return Err("\"sms\" is the name of the SMS device; choose another nickname".into());

@@ -32,7 +32,9 @@ impl std::fmt::Display for GaError {
         match self {
             GaError::NotText => f.write_str("the file is not text"),
             GaError::TooLarge => write!(f, "the file is larger than {MAX_FILE_BYTES} bytes"),
-            GaError::NoSecret => f.write_str("the file is empty: its first line must be the secret"),
+            GaError::NoSecret => {
+                f.write_str("the file is empty: its first line must be the secret")
+            }
             GaError::BadSecret => {
                 f.write_str("the first line is not a base32 secret of at least 80 bits")
             }

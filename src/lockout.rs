@@ -36,7 +36,11 @@ pub fn record_failure(
         account.locked_at.is_none() && failures >= rules.deny && (!is_root || rules.lock_root);
     let next = Account {
         failures,
-        locked_at: if lock_now { Some(now) } else { account.locked_at },
+        locked_at: if lock_now {
+            Some(now)
+        } else {
+            account.locked_at
+        },
         last_failure: Some(now),
     };
     (next, lock_now)

@@ -127,8 +127,21 @@ impl Login<'_> {
         };
         let now = self.clock.now();
         let ctx = format!("factor=password {}", req.detail());
-        let result = attempt::record_failure(self.store, self.config, user, now, &Context { detail: &ctx })?;
-        if matches!(result, AttemptResult::Locked | AttemptResult::Wrong { locked_now: true, .. }) {
+        let result = attempt::record_failure(
+            self.store,
+            self.config,
+            user,
+            now,
+            &Context { detail: &ctx },
+        )?;
+        if matches!(
+            result,
+            AttemptResult::Locked
+                | AttemptResult::Wrong {
+                    locked_now: true,
+                    ..
+                }
+        ) {
             self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
         }
@@ -288,7 +301,16 @@ impl Login<'_> {
             .ok()
             .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES)
             .and_then(codes::normalize_digits)
-            .and_then(|d| totp::verify(&new.secret, new.params, &d, now, self.config.totp.window, None));
+            .and_then(|d| {
+                totp::verify(
+                    &new.secret,
+                    new.params,
+                    &d,
+                    now,
+                    self.config.totp.window,
+                    None,
+                )
+            });
         let detail = format!("enrolled-at-login {}", req.detail());
         match step {
             Some(step) => {
@@ -304,7 +326,10 @@ impl Login<'_> {
             None => {
                 let result = attempt::record_failure_in(&*tx, self.config, user, now, &detail)?;
                 tx.commit()?;
-                if let AttemptResult::Wrong { locked_now: true, .. } = result {
+                if let AttemptResult::Wrong {
+                    locked_now: true, ..
+                } = result
+                {
                     self.prompter.error(MSG_LOCKED);
                     return Ok(Some(Outcome::Denied(Denial::Locked)));
                 }
@@ -316,5 +341,8 @@ impl Login<'_> {
 
 /// Store errors the adapter reports as "MFA unavailable".
 pub fn is_unavailable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(_) | StoreError::Sql(_) | StoreError::Conflict(_))
+    matches!(
+        e,
+        StoreError::Unavailable(_) | StoreError::Sql(_) | StoreError::Conflict(_)
+    )
 }

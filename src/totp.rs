@@ -123,8 +123,7 @@ mod tests {
 
     const SHA1_SEED: &[u8] = b"12345678901234567890";
     const SHA256_SEED: &[u8] = b"12345678901234567890123456789012";
-    const SHA512_SEED: &[u8] =
-        b"1234567890123456789012345678901234567890123456789012345678901234";
+    const SHA512_SEED: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
     fn p(algorithm: Algorithm, digits: u8) -> TotpParams {
         TotpParams {
@@ -196,7 +195,10 @@ mod tests {
         let prev = code_for_step(SHA1_SEED, params, cur - 1);
         assert_eq!(verify(SHA1_SEED, params, &prev, now, 1, Some(step)), None);
         let next = code_for_step(SHA1_SEED, params, cur + 1);
-        assert_eq!(verify(SHA1_SEED, params, &next, now, 1, Some(step)), Some(cur + 1));
+        assert_eq!(
+            verify(SHA1_SEED, params, &next, now, 1, Some(step)),
+            Some(cur + 1)
+        );
     }
 
     #[test]
@@ -210,7 +212,9 @@ mod tests {
     #[test]
     fn uri_has_the_fields_apps_need() {
         let uri = otpauth_uri(SHA1_SEED, p(Algorithm::SHA1, 6), "My Host", "alice");
-        assert!(uri.starts_with("otpauth://totp/My%20Host:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"));
+        assert!(uri.starts_with(
+            "otpauth://totp/My%20Host:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"
+        ));
         assert!(uri.contains("&digits=6&period=30"));
     }
 }

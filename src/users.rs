@@ -54,7 +54,9 @@ pub fn lookup(name: &str) -> Option<UserInfo> {
 }
 
 pub fn lookup_uid(uid: u32) -> Option<UserInfo> {
-    let user = User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten()?;
+    let user = User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()?;
     lookup(&user.name)
 }
 

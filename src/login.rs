@@ -266,7 +266,13 @@ impl Login<'_> {
         let account = tx.account(user)?;
         if !lockout::is_locked(&account, &self.config.lockout, now) {
             tx.put_account(user, &Default::default())?;
-            audit::record(&*tx, now, user, "failures-reset", "reason=login-without-code")?;
+            audit::record(
+                &*tx,
+                now,
+                user,
+                "failures-reset",
+                "reason=login-without-code",
+            )?;
         }
         tx.commit()
     }

@@ -89,7 +89,9 @@ impl CodeHash {
     }
 }
 
-fn derive(code: &str, salt: &[u8], rounds: u32) -> Zeroizing<[u8; HASH_BYTES]> {
+type Derived = Zeroizing<[u8; HASH_BYTES]>;
+
+fn derive(code: &str, salt: &[u8], rounds: u32) -> Derived {
     let mut out = Zeroizing::new([0u8; HASH_BYTES]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(code.as_bytes(), salt, rounds, &mut out[..]);
     out
@@ -113,7 +115,7 @@ pub fn find_match<'a, I>(normalized_code: &str, hashes: I) -> Option<usize>
 where
     I: IntoIterator<Item = &'a CodeHash>,
 {
-    let mut cache: Vec<(u32, &[u8], Zeroizing<[u8; HASH_BYTES]>)> = Vec::new();
+    let mut cache: Vec<(u32, &[u8], Derived)> = Vec::new();
     let mut found = None;
     for (i, h) in hashes.into_iter().enumerate() {
         let pos = match cache
@@ -122,7 +124,11 @@ where
         {
             Some(p) => p,
             None => {
-                cache.push((h.rounds, &h.salt, derive(normalized_code, &h.salt, h.rounds)));
+                cache.push((
+                    h.rounds,
+                    &h.salt,
+                    derive(normalized_code, &h.salt, h.rounds),
+                ));
                 cache.len() - 1
             }
         };
@@ -224,7 +230,10 @@ mod tests {
         }
         let distinct: std::collections::BTreeSet<u8> = BYPASS_ALPHABET.iter().copied().collect();
         assert_eq!(distinct.len(), 32);
-        assert_eq!(normalize_bypass("oil00-11111").unwrap().as_str(), "0110011111");
+        assert_eq!(
+            normalize_bypass("oil00-11111").unwrap().as_str(),
+            "0110011111"
+        );
     }
 
     #[test]

@@ -62,8 +62,10 @@ mod tests {
     #[test]
     fn stored_policy_overrides_config() {
         let mem = Mem(Default::default());
-        let mut config = Config::default();
-        config.policy = Policy::Required;
+        let config = Config {
+            policy: Policy::Required,
+            ..Default::default()
+        };
         assert_eq!(current(&mem, &config).unwrap(), Policy::Required);
         set(&mem, Policy::Optional).unwrap();
         assert_eq!(current(&mem, &config).unwrap(), Policy::Optional);
@@ -72,16 +74,24 @@ mod tests {
     #[test]
     fn no_factor_outcomes() {
         let mut config = Config::default();
-        assert_eq!(without_factor(Policy::Optional, &config), NoFactor::PasswordOnly);
-        assert_eq!(without_factor(Policy::Required, &config), NoFactor::EnrollNow);
+        assert_eq!(
+            without_factor(Policy::Optional, &config),
+            NoFactor::PasswordOnly
+        );
+        assert_eq!(
+            without_factor(Policy::Required, &config),
+            NoFactor::EnrollNow
+        );
         config.enroll_at_login = false;
         assert_eq!(without_factor(Policy::Required, &config), NoFactor::Refuse);
     }
 
     #[test]
     fn exempt_groups() {
-        let mut config = Config::default();
-        config.exempt_groups = vec!["breakglass".into()];
+        let config = Config {
+            exempt_groups: vec!["breakglass".into()],
+            ..Default::default()
+        };
         let user = |groups: &[&str]| UserInfo {
             name: "u".into(),
             uid: 1000,

@@ -322,6 +322,16 @@ impl TestEnv {
             .collect()
     }
 
+    /// Entries recording one counted failure: a `failures=N ...` detail on
+    /// any event but the lock itself.
+    pub fn failure_entries(&mut self, user: &str) -> Vec<AuditEntry> {
+        let entries = self.audit(Some(user));
+        entries
+            .into_iter()
+            .filter(|e| e.event != "locked" && e.detail.starts_with("failures="))
+            .collect()
+    }
+
     /// Users with any row in accounts, devices or bypass codes.
     pub fn users_with_rows(&mut self) -> Vec<String> {
         let users = self.store.begin().unwrap().users().unwrap();

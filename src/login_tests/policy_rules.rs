@@ -10,11 +10,10 @@ use crate::enroll;
 use crate::login::{
     Denial, Outcome, CODE_PROMPT, ENROLL_PROMPT, MSG_LOCKED, MSG_NOT_ENROLLED, MSG_WRONG,
 };
-use crate::secret::base32_encode;
+use crate::secret::{base32_encode, group4};
 use crate::store::{Account, Factor};
 
-const SETUP_INTRO: &str = "Multi-factor authentication is required for this account. Set up an \
-authenticator app now: scan this QR code, or type the secret below.";
+const SETUP_REASON: &str = "Multi-factor authentication is required for this account";
 const SETUP_RETRY: &str = "That code does not match; check the app and try the next code.";
 
 fn required() -> TestEnv {
@@ -67,30 +66,30 @@ fn required_policy_leads_a_user_without_a_device_through_setup() {
         "otpauth://totp/test-host:alice?secret={}&issuer=test-host&algorithm=SHA1&digits=6&period=30",
         b32.as_str()
     );
-    let infos = p.infos();
-    assert_eq!(infos.len(), 5, "{infos:?}");
-    assert_eq!(infos[0], SETUP_INTRO);
+    let qr = enroll::qr_text(&uri);
+    assert!(qr.lines().count() > 10);
+    // The setup ends with the QR code (of exactly that URI), the grouped
+    // secret and the URI, then the one prompt, then the confirmation.
+    let n = p.shown.len();
+    assert!(n > 5, "{:?}", p.shown);
     assert_eq!(
-        infos[1],
-        enroll::qr_text(&uri).as_str(),
-        "the QR code carries the URI"
+        p.shown[n - 5..],
+        [
+            Shown::Info(qr.to_string()),
+            Shown::Info(format!("Secret: {}", group4(&b32).as_str())),
+            Shown::Info(format!("URI: {uri}")),
+            Shown::Prompt(ENROLL_PROMPT.into()),
+            Shown::Info(
+                "Device \"login\" is set up. Use a code from it at your next login.".into()
+            ),
+        ]
     );
-    assert!(infos[1].lines().count() > 10);
-    assert_eq!(
-        infos[2],
-        format!("Secret: {}", crate::secret::group4(&b32).as_str())
-    );
-    assert_eq!(infos[3], format!("URI: {uri}"));
-    assert_eq!(
-        infos[4],
-        "Device \"login\" is set up. Use a code from it at your next login."
-    );
-    assert_eq!(p.prompts(), [ENROLL_PROMPT]);
-    assert!(p.errors().is_empty());
-    assert_eq!(
-        p.shown[4],
-        Shown::Prompt(ENROLL_PROMPT.into()),
-        "the code is asked after the secret"
+    // Before it, only information saying why.
+    let intro = &p.shown[..n - 5];
+    assert!(intro.iter().all(|s| matches!(s, Shown::Info(_))));
+    assert!(
+        matches!(&intro[0], Shown::Info(t) if t.starts_with(SETUP_REASON)),
+        "{intro:?}"
     );
 
     let devices = env.devices("alice");

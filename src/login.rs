@@ -450,13 +450,15 @@ impl Login<'_> {
         self.prompter
             .info(&format!("Secret: {}", new.secret_grouped().as_str()));
         self.prompter.info(&format!("URI: {}", new.uri.as_str()));
-        for _ in 0..ENROLL_TRIES {
+        for attempt in 1..=ENROLL_TRIES {
             let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
                 Ok(t) => t,
                 Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
             };
             match self.finish_enrollment(user, req, &new, &typed)? {
                 Some(outcome) => return Ok(outcome),
+                // After the last try there is no next code to try: the login ends.
+                None if attempt == ENROLL_TRIES => self.prompter.error(MSG_WRONG),
                 None => self
                     .prompter
                     .error("That code does not match; check the app and try the next code."),

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::lockout;
 use crate::onetime;
 use crate::policy::{self, NoFactor};
-use crate::secret::SecretBytes;
+use crate::secret::{constant_time_eq, SecretBytes};
 use crate::sms::SmsSender;
 use crate::sms::{check_phone, mask_phone};
 use crate::store::{DeviceKind, Factor};
@@ -482,9 +482,13 @@ impl Login<'_> {
             self.prompter.error(MSG_LOCKED);
             return Ok(Some(Outcome::Denied(Denial::Locked)));
         }
+        // sshd's password method answers every prompt with the password.
+        let equals_password = req
+            .password
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p, typed));
         let step = std::str::from_utf8(typed)
             .ok()
-            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES)
+            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES && !equals_password)
             .and_then(codes::normalize_digits)
             .and_then(|d| {
                 totp::verify(

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::lockout;
 use crate::onetime;
 use crate::policy::{self, NoFactor};
-use crate::secret::SecretBytes;
+use crate::secret::{constant_time_eq, SecretBytes};
 use crate::sms::SmsSender;
 use crate::sms::{check_phone, mask_phone};
 use crate::store::{DeviceKind, Factor};
@@ -266,7 +266,13 @@ impl Login<'_> {
         let account = tx.account(user)?;
         if !lockout::is_locked(&account, &self.config.lockout, now) {
             tx.put_account(user, &Default::default())?;
-            audit::record(&*tx, now, user, "failures-reset", "reason=login-without-code")?;
+            audit::record(
+                &*tx,
+                now,
+                user,
+                "failures-reset",
+                "reason=login-without-code",
+            )?;
         }
         tx.commit()
     }
@@ -444,13 +450,15 @@ impl Login<'_> {
         self.prompter
             .info(&format!("Secret: {}", new.secret_grouped().as_str()));
         self.prompter.info(&format!("URI: {}", new.uri.as_str()));
-        for _ in 0..ENROLL_TRIES {
+        for attempt in 1..=ENROLL_TRIES {
             let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
                 Ok(t) => t,
                 Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
             };
             match self.finish_enrollment(user, req, &new, &typed)? {
                 Some(outcome) => return Ok(outcome),
+                // After the last try there is no next code to try: the login ends.
+                None if attempt == ENROLL_TRIES => self.prompter.error(MSG_WRONG),
                 None => self
                     .prompter
                     .error("That code does not match; check the app and try the next code."),
@@ -474,9 +482,13 @@ impl Login<'_> {
             self.prompter.error(MSG_LOCKED);
             return Ok(Some(Outcome::Denied(Denial::Locked)));
         }
+        // sshd's password method answers every prompt with the password.
+        let equals_password = req
+            .password
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p, typed));
         let step = std::str::from_utf8(typed)
             .ok()
-            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES)
+            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES && !equals_password)
             .and_then(codes::normalize_digits)
             .and_then(|d| {
                 totp::verify(

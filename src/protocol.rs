@@ -138,10 +138,20 @@ mod tests {
             br#"{"version":1,"args":[],"code":"1\u0000"}"#,
         ];
         for c in cases {
-            assert!(parse_request(c).is_err(), "{:?}", String::from_utf8_lossy(c));
+            assert!(
+                parse_request(c).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
         }
-        let many = format!(r#"{{"version":1,"args":[{}]}}"#, vec!["\"x\""; 40].join(","));
-        assert_eq!(parse_request(many.as_bytes()), Err(ProtocolError::TooManyArgs));
+        let many = format!(
+            r#"{{"version":1,"args":[{}]}}"#,
+            vec!["\"x\""; 40].join(",")
+        );
+        assert_eq!(
+            parse_request(many.as_bytes()),
+            Err(ProtocolError::TooManyArgs)
+        );
         let big = vec![b' '; MAX_REQUEST_BYTES + 1];
         assert_eq!(parse_request(&big), Err(ProtocolError::TooLarge));
     }

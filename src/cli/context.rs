@@ -15,6 +15,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
+/// The daemon names the user it runs a command for in this variable.
+pub const DAEMON_CALLER_ENV: &str = "MFA_DAEMON_CALLER";
+
 pub const NEEDS_ROOT: &str =
     "this command needs root (the self-service daemon is not available yet)";
 
@@ -24,6 +27,8 @@ pub struct Ctx {
     pub json: bool,
     /// Who runs us, for the audit trail's `by=`.
     pub invoker: String,
+    /// Set when the self-service daemon runs us for a user.
+    daemon_caller: Option<String>,
     invoker_known: bool,
 }
 
@@ -53,10 +58,15 @@ impl Ctx {
             .ok()
             .flatten()
             .map(|u| u.name);
+        // Only root's environment is trusted, and only for the audit trail.
+        let daemon_caller = std::env::var(DAEMON_CALLER_ENV)
+            .ok()
+            .filter(|c| euid == 0 && users::plausible_name(c));
         Ok(Ctx {
             config,
             store,
             json,
+            daemon_caller,
             invoker_known: name.is_some(),
             invoker: name.unwrap_or_else(|| format!("uid-{euid}")),
         })
@@ -80,8 +90,21 @@ impl Ctx {
 
     /// The audit detail naming who did it.
     pub fn by(&self) -> String {
-        format!("by={}", self.invoker)
+        match &self.daemon_caller {
+            Some(caller) => format!("by={caller} via=daemon"),
+            None => format!("by={}", self.invoker),
+        }
     }
+}
+
+/// Whether this process must go through the self-service daemon: not root,
+/// and the config is not the caller's own (a private instance).
+pub fn needs_daemon(config_path: &Path) -> bool {
+    let euid = nix::unistd::geteuid().as_raw();
+    euid != 0
+        && std::fs::metadata(config_path)
+            .map(|m| m.uid() != euid)
+            .unwrap_or(true)
 }
 
 /// A database the caller owns: the file, or where it will be created (the

@@ -284,6 +284,11 @@ pub fn delete(ctx: &mut Ctx, user: &str, nick: &str) -> Result<()> {
             ))
         }));
     }
+    if nick == enroll::SMS_NAME {
+        // Codes on their way to the phone die with it.
+        tx.delete_one_time_codes(user, OneTimePurpose::SmsLogin)?;
+        tx.delete_one_time_codes(user, OneTimePurpose::SmsEnroll)?;
+    }
     audit::record(
         &*tx,
         now,

@@ -7,7 +7,11 @@ mod admin;
 mod bypass;
 mod context;
 mod device;
+mod doctor;
 mod output;
+mod remote;
+mod serve;
+mod sms;
 mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -59,6 +63,9 @@ pub struct Args {
     /// The self-service daemon's socket
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// A current code for changes that need one (through the daemon); asked for when missing
+    #[arg(long, global = true, value_name = "CODE")]
+    pub code: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,6 +89,17 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = parse_limit)]
         limit: u32,
     },
+    /// The self-service daemon (root; socket-activated by pam-mfa.socket, or listening on --socket)
+    Serve,
+    /// Check the config, database, PAM stacks, sshd settings, SMS gateway and daemon
+    Doctor {
+        /// Where the PAM service files are
+        #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
+        pam_dir: PathBuf,
+        /// Check this sshd config (`sshd -T -f FILE`) instead of the system's
+        #[arg(long, value_name = "FILE")]
+        sshd_config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,16 +109,16 @@ pub enum DeviceCmd {
     /// Add a device
     #[command(subcommand)]
     Add(AddCmd),
-    /// Finish a pending device with a code it shows
+    /// Finish a pending device with a code it shows (or, for `sms`, the texted PIN)
     Verify {
-        /// The device's nickname
+        /// The device's nickname, or `sms`
         nick: String,
-        /// The code (asked for when not given)
+        /// The code or PIN (asked for when not given)
         code: Option<String>,
     },
-    /// Delete one device
+    /// Delete one device (`sms` for the phone)
     Delete {
-        /// The device's nickname
+        /// The device's nickname, or `sms`
         nick: String,
     },
     /// Delete every device, bypass code and pending one-time code of the account
@@ -115,6 +133,14 @@ pub enum AddCmd {
         #[arg(long, value_name = "NICK", default_value = "phone")]
         name: String,
         /// Store the device as pending; finish later with `mfa device verify NICK`
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// A phone for text messages: texts a 4-digit PIN, then asks for it
+    Sms {
+        /// 10 digits, or + and the country code and number (8 to 15 digits)
+        phone: String,
+        /// Leave the phone pending; finish later with `mfa device verify sms PIN`
         #[arg(long)]
         no_verify: bool,
     },
@@ -146,6 +172,13 @@ pub enum AdminCmd {
     Unlock { name: String },
     /// Migrate a ~/.google_authenticator file into a device named "google-authenticator"
     ImportGoogleAuthenticator { name: String, file: PathBuf },
+    /// A single-use code valid five minutes, texted to NAME's phone (or shown)
+    TempCode {
+        name: String,
+        /// Show the code to pass on instead of texting it
+        #[arg(long)]
+        show: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,6 +224,36 @@ pub fn main() -> i32 {
         Err(e) => return output::clap_error(&e, std::env::args_os()),
     };
     let json = args.json;
+    match &args.command {
+        Command::Serve => {
+            return match serve::serve(&args.config, &args.socket) {
+                Ok(()) => 0,
+                Err(e) => {
+                    output::error(&e, json);
+                    e.exit_code()
+                }
+            }
+        }
+        Command::Doctor {
+            pam_dir,
+            sshd_config,
+        } => {
+            let at = doctor::Where {
+                config: &args.config,
+                pam_dir,
+                sshd_config: sshd_config.as_deref(),
+                socket: &args.socket,
+            };
+            return doctor::run(&at, json).unwrap_or_else(|e| {
+                output::error(&e, json);
+                e.exit_code()
+            });
+        }
+        _ => {}
+    }
+    if context::needs_daemon(&args.config) {
+        return remote::run(&args, &std::env::args_os().collect::<Vec<_>>());
+    }
     match run(args) {
         Ok(()) => 0,
         Err(e) => {
@@ -226,6 +289,12 @@ fn run(args: Args) -> Result<()> {
                 DeviceCmd::Add(AddCmd::Totp { name, no_verify }) => {
                     device::add_totp(&mut ctx, &user, &name, no_verify)
                 }
+                DeviceCmd::Add(AddCmd::Sms { phone, no_verify }) => {
+                    sms::add(&mut ctx, &user, &phone, no_verify)
+                }
+                DeviceCmd::Verify { nick, code } if nick == pam_mfa::enroll::SMS_NAME => {
+                    sms::verify(&mut ctx, &user, code)
+                }
                 DeviceCmd::Verify { nick, code } => device::verify(&mut ctx, &user, &nick, code),
                 DeviceCmd::Delete { nick } => device::delete(&mut ctx, &user, &nick),
                 DeviceCmd::RemoveAll => device::remove_all(&mut ctx, &user),
@@ -246,9 +315,21 @@ fn run(args: Args) -> Result<()> {
             AdminCmd::ImportGoogleAuthenticator { name, file } => {
                 admin::import_google_authenticator(&mut ctx, &name, &file)
             }
+            AdminCmd::TempCode { name, show } => {
+                context::check_user_name(&name)?;
+                sms::temp_code(&mut ctx, &name, show)
+            }
         },
         Command::Audit { limit } => status::audit(&mut ctx, args.user.as_deref(), limit),
+        Command::Serve | Command::Doctor { .. } => unreachable_here(),
     }
+}
+
+/// `serve` and `doctor` are dispatched before the database is opened.
+fn unreachable_here() -> Result<()> {
+    Err(Error::Failed(
+        "internal error: command dispatched twice".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -353,19 +434,26 @@ mod tests {
     }
 
     #[test]
-    fn later_commands_are_not_offered_yet() {
-        for args in [
-            &["device", "add", "sms", "+15551234567"][..],
-            &["admin", "temp-code", "alice"],
-            &["serve"],
-            &["doctor"],
-        ] {
-            assert_eq!(
-                parse(args).unwrap_err().kind(),
-                ErrorKind::InvalidSubcommand,
-                "{args:?}"
-            );
-        }
+    fn sms_temp_code_serve_and_doctor_parse() {
+        let a = parse(&["device", "add", "sms", "+15551234567", "--no-verify"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Device(DeviceCmd::Add(AddCmd::Sms { ref phone, no_verify: true })) if phone == "+15551234567"
+        ));
+        let a = parse(&["admin", "temp-code", "alice", "--show"]).unwrap();
+        assert!(matches!(
+            a.command,
+            Command::Admin(AdminCmd::TempCode { show: true, .. })
+        ));
+        assert!(matches!(parse(&["serve"]).unwrap().command, Command::Serve));
+        assert!(matches!(
+            parse(&["doctor"]).unwrap().command,
+            Command::Doctor { .. }
+        ));
+        assert_eq!(
+            parse(&["device", "add", "sms"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

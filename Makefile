@@ -1,9 +1,11 @@
 # make        build the module (target/release/libpam_mfa.so) and `mfa`
 # make test   install missing test packages, build once, run every test,
-#             then check formatting and lints
+#             check formatting and lints
 # make demo   a throwaway sshd on 127.0.0.1:2222 with pam_mfa (needs root)
 
 CARGO ?= cargo
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 
 .PHONY: all build test demo clean
 
@@ -12,12 +14,19 @@ all: build
 build:
 	$(CARGO) build --release
 
+# One release build serves the tests too (they load target/release/libpam_mfa.so).
+# Lints run even when a test fails, so one run shows everything; the last
+# line sums every test binary's results (the doc-test binary, last to run,
+# often has none).
 test:
 	scripts/install-test-deps.sh
 	$(CARGO) build --release --all-targets
-	$(CARGO) test --release
-	$(CARGO) fmt --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	log=$$(mktemp); trap 'rm -f "$$log"' EXIT; status=0; \
+	$(CARGO) test --release --no-fail-fast 2>&1 | tee "$$log" || status=1; \
+	$(CARGO) fmt --check || status=1; \
+	$(CARGO) clippy --release --all-targets -- -D warnings || status=1; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$$log"; \
+	exit $$status
 
 demo:
 	scripts/demo.sh

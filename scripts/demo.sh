@@ -6,7 +6,8 @@
 # Ctrl-C stops sshd and removes the user, /etc/pam.d/sshd-mfademo and the
 # temp dir. The host's own sshd and PAM files are never touched.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 
 port=${DEMO_PORT:-2222}
 user=demo
@@ -21,13 +22,12 @@ die() {
     exit 1
 }
 
-[ "$(id -u)" -eq 0 ] ||
-    die "needs root: it runs sshd, writes $pam_file and creates the user '$user'. Run: sudo make demo"
-scripts/install-test-deps.sh
-cargo build --release
-build_dir=${CARGO_TARGET_DIR:-$PWD/target}/release
-[ -f "$build_dir/libpam_mfa.so" ] && [ -x "$build_dir/mfa" ] ||
-    die "cargo did not produce $build_dir/libpam_mfa.so and $build_dir/mfa"
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null ||
+        die "needs root: it runs sshd, writes $pam_file and creates the user '$user'. Run it as root."
+    echo "make demo: needs root (it runs sshd, writes $pam_file and creates the user '$user'); asking sudo."
+    exec sudo env "DEMO_PORT=$port" ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} "$self"
+fi
 
 # Refuse before making anything.
 leftover_user=
@@ -42,6 +42,24 @@ fi
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "something already listens on 127.0.0.1:$port (set DEMO_PORT to use another port)"
 fi
+
+scripts/install-test-deps.sh
+# Under sudo, build as the user who owns the tree, with their toolchain
+# (root's PATH rarely has cargo), so that target/ gets no root-owned files.
+as_sudo_user() {
+    runuser -u "$SUDO_USER" -- bash -lc "$1" demo "$PWD"
+}
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] &&
+    as_sudo_user 'command -v cargo' >/dev/null 2>&1; then
+    as_sudo_user 'cd "$1" && cargo build --release'
+elif command -v cargo >/dev/null; then
+    cargo build --release
+else
+    die "cannot find cargo, as root or as ${SUDO_USER:-the sudo user}; install Rust (rustup) or run: sudo env PATH=\"\$PATH\" make demo"
+fi
+build_dir=${CARGO_TARGET_DIR:-$PWD/target}/release
+[ -f "$build_dir/libpam_mfa.so" ] && [ -x "$build_dir/mfa" ] ||
+    die "the build did not produce $build_dir/libpam_mfa.so and $build_dir/mfa"
 
 dir=$(mktemp -d /tmp/pam_mfa_demo.XXXXXX)
 made_user=

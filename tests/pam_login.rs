@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 
 /// The harness itself: pam_wrapper, nss_wrapper, pam_matrix and the pty
 /// driver, without pam_mfa. If this fails, the other failures are not the
@@ -485,4 +486,70 @@ fn a_locked_exempt_account_is_still_refused() {
     assert_eq!(login.code, 1, "{login:?}");
     assert!(login.said_locked(), "{login:?}");
     assert_eq!(h.account("carol").code, 1);
+}
+
+#[test]
+fn a_temporary_code_works_once_and_not_for_a_locked_account() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let temp = h.mfa_json(None, &["admin", "temp-code", "alice", "--show"]);
+    let code = temp["code"].as_str().expect("code in JSON").to_owned();
+
+    let first = h.login("alice", &code);
+    first.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(first.succeeded(), "{first:?}");
+    let again = h.login("alice", &code);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(!again.authenticated(), "{again:?}");
+    assert_eq!(h.lock_state("alice"), (1, false));
+
+    assert!(h.mfa(None, &["admin", "unlock", "alice"]).status.success());
+    lock_alice(&h, &secret);
+    let out = h.mfa(None, &["admin", "temp-code", "alice", "--show"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "locked accounts get no temporary code: {out:?}"
+    );
+}
+
+#[test]
+fn a_code_from_any_verified_device_is_accepted() {
+    let h = Harness::new();
+    // `debug` is a valid argument and changes no decision.
+    h.write_service(SERVICE, &h.design_stack("debug"));
+    let phone = h.enroll_totp("alice", "phone");
+    let tablet = h.enroll_totp("alice", "tablet");
+    assert_ne!(phone, tablet);
+    let login = h.login("alice", &totp(&tablet, 1));
+    assert!(login.succeeded(), "{login:?}");
+    let login = h.login("alice", &totp(&phone, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn a_corrupt_or_exposed_database_denies_unless_allowed() {
+    let h = Harness::new();
+    h.enroll_totp("alice", "phone");
+    // Readable by others: it holds TOTP secrets, so it is not trusted.
+    std::fs::set_permissions(&h.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let login = h.login("alice", "123456");
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    std::fs::set_permissions(&h.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", h.db.display()));
+    }
+    write_file(&h.db, &"not a database\n".repeat(100), 0o600);
+    let login = h.login("alice", "123456");
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+
+    h.write_config("on_unavailable = \"allow\"\n");
+    let login = h.login("alice", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "the password decides: {login:?}");
+    let wrong = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
 }

@@ -21,7 +21,7 @@ build:
 test:
 	scripts/install-test-deps.sh
 	$(CARGO) build --release --all-targets
-	log=$$(mktemp); trap 'rm -f "$$log"' EXIT; status=0; \
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; status=0; \
 	$(CARGO) test --release --no-fail-fast 2>&1 | tee "$$log" || status=1; \
 	$(CARGO) fmt --check || status=1; \
 	$(CARGO) clippy --release --all-targets -- -D warnings || status=1; \

@@ -22,8 +22,11 @@ test:
 	scripts/install-test-deps.sh
 	$(CARGO) build --release --all-targets
 	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; status=0; \
+	echo "$(CARGO) test --release --no-fail-fast"; \
 	$(CARGO) test --release --no-fail-fast 2>&1 | tee "$$log" || status=1; \
+	echo "$(CARGO) fmt --check"; \
 	$(CARGO) fmt --check || status=1; \
+	echo "$(CARGO) clippy --release --all-targets -- -D warnings"; \
 	$(CARGO) clippy --release --all-targets -- -D warnings || status=1; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$$log"; \
 	exit $$status

@@ -14,7 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 #[test]
 fn harness_drives_a_plain_pam_matrix_stack() {
     let h = Harness::without_database("");
-    let matrix = "/usr/lib/x86_64-linux-gnu/pam_wrapper/pam_matrix.so";
+    let matrix = wrapper_dir().join("pam_matrix.so");
+    let matrix = matrix.display();
     h.write_service(
         "plain",
         &format!(

@@ -36,6 +36,7 @@ struct Exclusive {
 fn exclusive() -> Exclusive {
     static SERIAL: Mutex<()> = Mutex::new(());
     let thread = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all("/run/lock").expect("mkdir /run/lock");
     let lock = File::create("/run/lock/pam_mfa-sshd-tests.lock").expect("create lock file");
     // SAFETY: flock on a descriptor we own; the lock is released when the
     // file is closed.

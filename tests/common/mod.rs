@@ -25,17 +25,30 @@ pub const PROMPTS: [&str; 3] = [PASSWORD_PROMPT, CODE_PROMPT, ENROLL_PROMPT];
 pub const SERVICE: &str = "mfa-test";
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-const WRAPPER_DIR: &str = "/usr/lib/x86_64-linux-gnu/pam_wrapper";
+/// pam_wrapper's modules (pam_matrix), under the multiarch library dir.
+pub fn wrapper_dir() -> PathBuf {
+    library_subdir("pam_wrapper", "pam_matrix.so")
+        .expect("pam_matrix.so not found: apt-get install libpam-wrapper")
+}
 
 /// Where the distribution's own PAM modules live.
-pub fn security_dir() -> &'static str {
-    [
-        "/lib/x86_64-linux-gnu/security",
-        "/usr/lib/x86_64-linux-gnu/security",
-    ]
-    .into_iter()
-    .find(|d| Path::new(d).join("pam_permit.so").exists())
-    .expect("pam_permit.so not found: install libpam-modules")
+pub fn security_dir() -> String {
+    library_subdir("security", "pam_permit.so")
+        .or_else(|| {
+            Some(PathBuf::from("/usr/lib64/security")).filter(|d| d.join("pam_permit.so").is_file())
+        })
+        .expect("pam_permit.so not found: apt-get install libpam-modules")
+        .display()
+        .to_string()
+}
+
+/// /usr/lib/<multiarch>/<name>, found by a file it must hold.
+fn library_subdir(name: &str, holds: &str) -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(name))
+        .find(|d| d.join(holds).is_file())
 }
 
 /// The passwords pam_matrix knows (and the users NSS knows, but for `dave`).
@@ -64,14 +77,25 @@ pub fn build_dir() -> PathBuf {
         .to_owned()
 }
 
+/// The module built from this tree. `cargo test` rebuilds the copy in
+/// deps/ but only `cargo build` refreshes the one beside `mfa`, so take the
+/// newer: a test must never load a stale module.
 pub fn module_path() -> PathBuf {
-    let so = build_dir().join("libpam_mfa.so");
-    assert!(
-        so.is_file(),
-        "{} is missing: build it first (cargo build --release)",
-        so.display()
-    );
-    so
+    let dir = build_dir();
+    [
+        dir.join("libpam_mfa.so"),
+        dir.join("deps").join("libpam_mfa.so"),
+    ]
+    .into_iter()
+    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+    .max()
+    .map(|(_, p)| p)
+    .unwrap_or_else(|| {
+        panic!(
+            "no libpam_mfa.so in {}: build it first (cargo build --release)",
+            dir.display()
+        )
+    })
 }
 
 pub fn mfa_bin() -> &'static str {
@@ -374,7 +398,8 @@ impl Harness {
     /// `extra` is appended to every pam_mfa line (e.g. "debug").
     pub fn design_stack(&self, extra: &str) -> String {
         let matrix = format!(
-            "{WRAPPER_DIR}/pam_matrix.so passdb={}",
+            "{}/pam_matrix.so passdb={}",
+            wrapper_dir().display(),
             self.passdb.display()
         );
         self.stack_with_password_module(&matrix, extra)

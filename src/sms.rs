@@ -286,6 +286,54 @@ mod tests {
     }
 
     #[test]
+    fn command_backend_that_ignores_the_message_and_exits_0_succeeds() {
+        let dir = temp_dir("noread");
+        let done = dir.join("done");
+        // Closes its stdin unread before we may have written to it.
+        let prog = script(
+            &dir,
+            "send",
+            &format!("exec 0<&-; : > {}; exit 0", done.display()),
+        );
+        let sender = CommandSms {
+            argv: vec![prog],
+            timeout: Duration::from_secs(5),
+        };
+        for _ in 0..20 {
+            assert_eq!(sender.send("5551234567", "code 1234567"), Ok(()));
+        }
+        assert!(done.exists(), "the script ran");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_replaces_every_phone_placeholder() {
+        let dir = temp_dir("twice");
+        let out = dir.join("out");
+        let prog = script(
+            &dir,
+            "send",
+            &format!("printf '%s|' \"$@\" > {}", out.display()),
+        );
+        let sender = CommandSms {
+            argv: vec![
+                prog,
+                "--to={phone}".into(),
+                "{phone}".into(),
+                "{phone}:{phone}".into(),
+                "{PHONE} {phone".into(),
+            ],
+            timeout: Duration::from_secs(5),
+        };
+        sender.send("+4930123456", "x").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "--to=+4930123456|+4930123456|+4930123456:+4930123456|{PHONE} {phone|"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn file_backend_appends_private_lines() {
         use std::os::unix::fs::PermissionsExt;
         let dir = temp_dir("file");

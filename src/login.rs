@@ -239,7 +239,8 @@ impl Login<'_> {
     }
 
     /// Texts a login code and returns the prompt naming the masked number.
-    /// A failed text is reported, and the user may still type a bypass code.
+    /// A failed text is reported, and the user may still type a bypass code
+    /// at the plain prompt (not one claiming a code was sent).
     fn text_login_code(&mut self, user: &str, phone: &str) -> String {
         let now = self.clock.now();
         if let Err(e) =
@@ -252,6 +253,7 @@ impl Login<'_> {
             self.prompter.error(
                 "The text message could not be sent; use a bypass code or ask an administrator.",
             );
+            return CODE_PROMPT.to_owned();
         }
         format!("Code sent by text to {}: ", mask_phone(phone))
     }

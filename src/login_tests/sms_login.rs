@@ -317,6 +317,29 @@ fn without_a_gateway_a_user_with_only_a_phone_may_use_a_bypass_code() {
 }
 
 #[test]
+fn when_the_gateway_fails_the_user_is_told_and_may_use_a_bypass_code() {
+    let (mut env, alice) = sms_only();
+    env.sms.fail.set(true);
+    let codes = env.give_bypass_codes("alice", 2);
+    let (outcome, p) = env.second_factor(&alice, vec![typed(&codes[1])]);
+    assert_eq!(outcome, Outcome::Verified(Accepted::Bypass { left: 1 }));
+    // No "code sent" after saying it could not be sent.
+    assert_eq!(
+        p.shown,
+        [
+            Shown::Error(SEND_FAILED.into()),
+            Shown::Prompt(CODE_PROMPT.into()),
+            Shown::Info(
+                "Bypass code accepted; 1 left. Generate new ones with `mfa bypass generate`."
+                    .into()
+            ),
+        ]
+    );
+    assert_eq!(env.sms.count(), 0);
+    assert_eq!(env.live_one_time_codes("alice"), 0);
+}
+
+#[test]
 fn a_failed_text_leaves_no_live_code_behind() {
     let (mut env, alice) = sms_only();
     env.sms.fail.set(true);
@@ -325,4 +348,27 @@ fn a_failed_text_leaves_no_live_code_behind() {
     assert_eq!(p.errors(), [SEND_FAILED]);
     assert!(env.live_codes("alice", OneTimePurpose::SmsLogin).is_empty());
     assert_eq!(env.account("alice"), Account::default());
+}
+
+#[test]
+fn when_the_gateway_fails_after_sms_was_typed_the_app_still_works() {
+    let (mut env, alice) = app_and_phone();
+    env.sms.fail.set(true);
+    let answers = vec![typed("sms"), typed(code_at(SECRET, T0))];
+    let (outcome, p) = env.second_factor(&alice, answers);
+    assert_eq!(
+        outcome,
+        Outcome::Verified(Accepted::Totp {
+            device: "phone".into()
+        })
+    );
+    assert_eq!(
+        p.shown,
+        [
+            Shown::Prompt(CODE_OR_SMS_PROMPT.into()),
+            Shown::Error(SEND_FAILED.into()),
+            Shown::Prompt(CODE_PROMPT.into()),
+        ]
+    );
+    assert_eq!(env.live_one_time_codes("alice"), 0);
 }

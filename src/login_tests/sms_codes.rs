@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::login::{Denial, Outcome, CHOICE_PROMPT, ENROLL_PROMPT, PHONE_PROMPT, PIN_PROMPT};
 use crate::onetime::{self, TempCode, INVALID_PIN};
 use crate::sms::INVALID_PHONE;
-use crate::store::{Factor, Store};
+use crate::store::{Account, Factor, Store};
 
 const PHONE: &str = "5551234567";
 const OTHER_PHONE: &str = "+4930123456";
@@ -379,6 +379,21 @@ fn setup_at_login_can_enroll_a_phone() {
     assert_eq!(outcome, Outcome::Verified(Accepted::Sms));
     assert_eq!(p.prompts(), ["Code sent by text to ***-***-4567: "]);
     assert_eq!(env.sms.count(), 2);
+}
+
+#[test]
+fn setting_up_a_phone_at_login_ends_a_run_of_failures() {
+    let mut env = required_with_gateway();
+    let alice = user("alice");
+    env.authfail(&alice);
+    env.authfail(&alice);
+    assert_eq!(env.account("alice").failures, 2);
+    let pin = texted_code(&env.sms.sent, 4);
+    let (outcome, _) = env.second_factor(&alice, vec![typed("2"), typed(PHONE), pin]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    texted_pin(&mut env);
+    // As after setting up an app: the login succeeded.
+    assert_eq!(env.account("alice"), Account::default());
 }
 
 #[test]

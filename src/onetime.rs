@@ -141,11 +141,34 @@ pub fn start_sms_enrollment(
         pin.as_str()
     );
     sender.send(phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::SmsEnroll);
+        drop_unsent_phone(store, user, now);
         Error::Failed(format!(
-            "{e}; the phone stays pending: delete it with `mfa device delete sms` and try again"
+            "{e}; the phone was not added: add it again once text messages can be sent"
         ))
     })
+}
+
+/// A phone whose PIN never left could never be verified, and as a pending
+/// device it would block adding it again: remove it with its PIN.
+fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
+    let Ok(tx) = store.begin() else { return };
+    let dropped = (|| -> StoreResult<()> {
+        tx.delete_one_time_codes(user, OneTimePurpose::SmsEnroll)?;
+        if let Some((device, _)) = sms_device(&*tx, user)?.filter(|(d, _)| !d.verified) {
+            tx.delete_device(user, &device.name)?;
+            audit::record(
+                &*tx,
+                now,
+                user,
+                "device-deleted",
+                "device=sms reason=pin-not-sent",
+            )?;
+        }
+        Ok(())
+    })();
+    if dropped.is_ok() {
+        let _ = tx.commit();
+    }
 }
 
 /// Finishes SMS enrollment with the texted PIN.

@@ -328,6 +328,23 @@ fn without_a_gateway_no_phone_is_added() {
     assert!(env.devices("alice").is_empty());
 }
 
+#[test]
+fn when_the_pin_cannot_be_texted_nothing_is_kept() {
+    let mut env = with_gateway();
+    env.sms.fail.set(true);
+    let e = start(&mut env, "alice", PHONE).unwrap_err();
+    assert!(matches!(e, Error::Failed(_)), "{e:?}");
+    assert!(message_of(&e).contains("HTTP 402"), "{e}");
+    assert!(message_of(&e).contains("the phone was not added"), "{e}");
+    assert!(env.devices("alice").is_empty(), "no phone left pending");
+    assert_eq!(env.live_one_time_codes("alice"), 0);
+    // Once the gateway works, adding the phone again just works.
+    env.sms.fail.set(false);
+    start(&mut env, "alice", PHONE).unwrap();
+    let pin = texted_pin(&mut env);
+    verify(&mut env, "alice", &pin).unwrap();
+}
+
 // ---- setup at login -----------------------------------------------------
 
 fn required_with_gateway() -> TestEnv {
@@ -448,6 +465,20 @@ fn the_first_choice_at_login_is_still_the_app() {
         assert_eq!(env.devices("alice")[0].name, "login");
         assert_eq!(env.sms.count(), 0);
     }
+}
+
+#[test]
+fn when_the_pin_cannot_be_texted_at_login_setup_ends_and_keeps_nothing() {
+    let mut env = required_with_gateway();
+    env.sms.fail.set(true);
+    let (outcome, p) = env.second_factor(&user("alice"), vec![typed("2"), typed(PHONE)]);
+    assert_eq!(outcome, Outcome::Denied(Denial::Internal));
+    assert_eq!(
+        p.errors(),
+        ["The text message could not be sent. Ask an administrator."]
+    );
+    assert!(env.devices("alice").is_empty());
+    assert_eq!(env.live_one_time_codes("alice"), 0);
 }
 
 // ---- temporary codes ----------------------------------------------------

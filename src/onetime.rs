@@ -48,12 +48,19 @@ fn store_code(
     Ok(code)
 }
 
-fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose) {
-    if let Ok(tx) = store.begin() {
-        if tx.delete_one_time_codes(user, purpose).is_ok() {
-            let _ = tx.commit();
-        }
+/// Voids a code that could not be texted. The audit trail already says it
+/// was sent (recorded with the code, before sending), so say it was not.
+fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose, now: i64) {
+    let Ok(tx) = store.begin() else { return };
+    if void_code_in(&*tx, user, purpose, now).is_ok() {
+        let _ = tx.commit();
     }
+}
+
+fn void_code_in(tx: &dyn Tx, user: &str, purpose: OneTimePurpose, now: i64) -> StoreResult<()> {
+    tx.delete_one_time_codes(user, purpose)?;
+    let detail = format!("purpose={}", purpose.as_str());
+    audit::record(tx, now, user, "sms-send-failed", &detail)
 }
 
 /// Texts a 7-digit login code (valid 5 minutes, single use) to `phone`.
@@ -81,7 +88,7 @@ pub fn send_login_code(
         code.as_str()
     );
     sender.send(phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::SmsLogin);
+        void_code(store, user, OneTimePurpose::SmsLogin, now);
         Error::Failed(e.to_string())
     })
 }
@@ -153,7 +160,7 @@ pub fn start_sms_enrollment(
 fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
     let Ok(tx) = store.begin() else { return };
     let dropped = (|| -> StoreResult<()> {
-        tx.delete_one_time_codes(user, OneTimePurpose::SmsEnroll)?;
+        void_code_in(&*tx, user, OneTimePurpose::SmsEnroll, now)?;
         if let Some((device, _)) = sms_device(&*tx, user)?.filter(|(d, _)| !d.verified) {
             tx.delete_device(user, &device.name)?;
             audit::record(
@@ -298,7 +305,7 @@ pub fn issue_temp_code(
         code.as_str()
     );
     sender.send(&phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::Temporary);
+        void_code(store, user, OneTimePurpose::Temporary, now);
         Error::Failed(e.to_string())
     })?;
     Ok(TempCode::Texted(mask_phone(&phone)))

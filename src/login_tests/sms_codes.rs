@@ -338,6 +338,15 @@ fn when_the_pin_cannot_be_texted_nothing_is_kept() {
     assert!(message_of(&e).contains("the phone was not added"), "{e}");
     assert!(env.devices("alice").is_empty(), "no phone left pending");
     assert_eq!(env.live_one_time_codes("alice"), 0);
+    assert_eq!(
+        env.audit_events("alice"),
+        [
+            "device-pending",
+            "sms-pin-sent",
+            "sms-send-failed",
+            "device-deleted"
+        ]
+    );
     // Once the gateway works, adding the phone again just works.
     env.sms.fail.set(false);
     start(&mut env, "alice", PHONE).unwrap();
@@ -626,4 +635,9 @@ fn when_the_temporary_code_cannot_be_texted_none_is_left() {
     };
     assert!(matches!(e, Error::Failed(_)), "{e:?}");
     assert_eq!(env.live_one_time_codes("alice"), 0);
+    let last = env.audit(Some("alice")).pop().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.detail.as_str()),
+        ("sms-send-failed", "purpose=temporary")
+    );
 }

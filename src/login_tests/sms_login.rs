@@ -340,6 +340,25 @@ fn when_the_gateway_fails_the_user_is_told_and_may_use_a_bypass_code() {
 }
 
 #[test]
+fn a_failed_text_is_audited_as_not_sent() {
+    let (mut env, alice) = sms_only();
+    env.sms.fail.set(true);
+    env.second_factor(&alice, vec![]);
+    let entries = env.audit(Some("alice"));
+    let events: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.event.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("sms-code-sent", ""),
+            ("sms-send-failed", "purpose=sms-login")
+        ]
+    );
+}
+
+#[test]
 fn a_failed_text_leaves_no_live_code_behind() {
     let (mut env, alice) = sms_only();
     env.sms.fail.set(true);

@@ -259,6 +259,7 @@ pub enum TempCode {
 
 /// Makes an 8-digit code, valid five minutes, single use. Refused for a
 /// locked account: the administrator unlocks it first, deliberately.
+/// `by` names the administrator for the audit trail (`by=NAME`).
 pub fn issue_temp_code(
     store: &mut dyn Store,
     config: &Config,
@@ -266,6 +267,7 @@ pub fn issue_temp_code(
     user: &str,
     show: bool,
     now: i64,
+    by: &str,
 ) -> Result<TempCode> {
     let phone = {
         let tx = store.begin()?;
@@ -295,7 +297,7 @@ pub fn issue_temp_code(
         1,
         now,
         "temp-code-issued",
-        &format!("delivery={how}"),
+        &format!("delivery={how} {by}"),
     )?;
     let Some(phone) = phone else {
         return Ok(TempCode::Shown(code));

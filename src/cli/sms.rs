@@ -101,6 +101,7 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
     context::require_system_user(user)?;
     let sender = sms::from_config(&ctx.config.sms);
     let now = ctx.now();
+    let by = ctx.by();
     let issued = onetime::issue_temp_code(
         &mut ctx.store,
         &ctx.config,
@@ -108,6 +109,7 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
         user,
         show,
         now,
+        &by,
     )?;
     let (code, texted_to) = match &issued {
         TempCode::Shown(code) => (Some(code.as_str()), None),

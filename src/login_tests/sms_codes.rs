@@ -18,6 +18,8 @@ const PHONE: &str = "5551234567";
 const OTHER_PHONE: &str = "+4930123456";
 const PIN_LIFETIME: i64 = 600;
 const TEMP_LIFETIME: i64 = 300;
+/// The administrator, as `mfa` names the invoker in the audit trail.
+const BY: &str = "by=root";
 const SETUP_INTRO: &str =
     "Multi-factor authentication is required for this account and no device is set up yet.";
 const PHONE_SET_UP: &str = "Your phone is set up. A code will be texted to it at each login.";
@@ -40,7 +42,7 @@ fn verify(env: &mut TestEnv, user: &str, pin: &str) -> Result<(), Error> {
 
 fn issue(env: &mut TestEnv, user: &str, show: bool) -> Result<TempCode, Error> {
     let now = env.now();
-    onetime::issue_temp_code(&mut env.store, &env.config, &env.sms, user, show, now)
+    onetime::issue_temp_code(&mut env.store, &env.config, &env.sms, user, show, now, BY)
 }
 
 /// The PIN of the last text; remembered for the audit-leak check unless it
@@ -524,9 +526,10 @@ fn a_temporary_code_is_texted_to_the_verified_phone_and_works_once() {
     let live = env.live_codes("alice", OneTimePurpose::Temporary);
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].expires, T0 + TEMP_LIFETIME);
+    let issued = env.audit(Some("alice")).pop().unwrap();
     assert_eq!(
-        env.audit(Some("alice")).pop().unwrap().event,
-        "temp-code-issued"
+        (issued.event.as_str(), issued.detail.as_str()),
+        ("temp-code-issued", "delivery=texted by=root")
     );
 
     // The login texts its own code too; the temporary one stands in for it.
@@ -549,6 +552,8 @@ fn a_shown_temporary_code_has_eight_digits_and_is_not_texted() {
     assert_eq!(code.len(), 8);
     assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code}");
     assert_eq!(env.sms.count(), 0);
+    let issued = env.audit(Some("alice")).pop().unwrap();
+    assert_eq!(issued.detail, "delivery=shown by=root");
     assert_eq!(
         env.attempt(&user("alice"), code.as_bytes()),
         AttemptResult::Accepted(Accepted::Temporary)

@@ -217,12 +217,13 @@ mod tests {
         assert_eq!(mask_phone("+4930123456"), "***-***-3456");
     }
 
-    fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
-        use std::os::unix::fs::PermissionsExt;
+    /// The argv of a gateway script: run by /bin/sh rather than exec'd
+    /// itself, because another test thread forking while this one still
+    /// has the file open for writing makes exec fail with "Text file busy".
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> Vec<String> {
         let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        path.to_string_lossy().into_owned()
+        std::fs::write(&path, format!("{body}\n")).unwrap();
+        vec!["/bin/sh".into(), path.to_string_lossy().into_owned()]
     }
 
     fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -241,7 +242,7 @@ mod tests {
             &format!("{{ echo \"to=$1\"; cat; echo; env; }} > {}", out.display()),
         );
         let sender = CommandSms {
-            argv: vec![prog, "{phone}".into()],
+            argv: [prog, vec!["{phone}".into()]].concat(),
             timeout: Duration::from_secs(5),
         };
         sender.send("+15551234567", "code 1234567").unwrap();
@@ -257,7 +258,7 @@ mod tests {
     fn command_backend_failure_and_hang_are_clear_errors() {
         let dir = temp_dir("bad");
         let fail = CommandSms {
-            argv: vec![script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3")],
+            argv: script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
             timeout: Duration::from_secs(5),
         };
         let e = fail.send("5551234567", "x").unwrap_err().to_string();
@@ -266,7 +267,7 @@ mod tests {
             "{e}"
         );
         let hang = CommandSms {
-            argv: vec![script(&dir, "hang", "exec sleep 30")],
+            argv: script(&dir, "hang", "exec sleep 30"),
             timeout: Duration::from_secs(1),
         };
         let started = Instant::now();
@@ -296,7 +297,7 @@ mod tests {
             &format!("exec 0<&-; : > {}; exit 0", done.display()),
         );
         let sender = CommandSms {
-            argv: vec![prog],
+            argv: prog,
             timeout: Duration::from_secs(5),
         };
         for _ in 0..20 {
@@ -316,13 +317,16 @@ mod tests {
             &format!("printf '%s|' \"$@\" > {}", out.display()),
         );
         let sender = CommandSms {
-            argv: vec![
+            argv: [
                 prog,
-                "--to={phone}".into(),
-                "{phone}".into(),
-                "{phone}:{phone}".into(),
-                "{PHONE} {phone".into(),
-            ],
+                vec![
+                    "--to={phone}".into(),
+                    "{phone}".into(),
+                    "{phone}:{phone}".into(),
+                    "{PHONE} {phone".into(),
+                ],
+            ]
+            .concat(),
             timeout: Duration::from_secs(5),
         };
         sender.send("+4930123456", "x").unwrap();

@@ -134,11 +134,19 @@ impl SmsSender for CommandSms {
         if status.success() {
             return Ok(());
         }
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
+        let mut stderr = Vec::new();
+        if let Some(err) = child.stderr.take() {
             use std::io::Read;
-            let _ = (&mut err).take(300).read_to_string(&mut stderr);
+            use std::os::fd::AsRawFd;
+            // Only what the gateway wrote before it exited, which is in the
+            // pipe already: a child it left in the background may hold the
+            // pipe open for as long as it likes, and the login must not wait.
+            let nonblocking = nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK);
+            if nix::fcntl::fcntl(err.as_raw_fd(), nonblocking).is_ok() {
+                let _ = err.take(300).read_to_end(&mut stderr);
+            }
         }
+        let stderr = String::from_utf8_lossy(&stderr);
         let first_line = stderr.lines().next().unwrap_or("").trim();
         Err(SmsError::Gateway(format!(
             "{program} failed ({status}){}{first_line}",
@@ -334,6 +342,26 @@ mod tests {
             std::fs::read_to_string(&out).unwrap(),
             "--to=+4930123456|+4930123456|+4930123456:+4930123456|{PHONE} {phone|"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_failing_while_its_child_lingers_does_not_wait_for_it() {
+        let dir = temp_dir("linger");
+        // Fails at once, but a background child keeps its stderr open.
+        let sender = CommandSms {
+            argv: script(&dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
+            timeout: Duration::from_secs(2),
+        };
+        let started = Instant::now();
+        let e = sender.send("5551234567", "x").unwrap_err().to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(e.contains("exit status: 4"), "{e}");
+        assert!(e.contains("no credit"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -586,6 +586,31 @@ fn a_temporary_code_works_for_five_minutes_and_not_a_second_more() {
 }
 
 #[test]
+fn a_new_temporary_code_replaces_the_unused_one() {
+    let mut env = alice_with_phone();
+    let alice = user("alice");
+    let shown = |issued: Result<TempCode, Error>| match issued {
+        Ok(TempCode::Shown(code)) => code.to_string(),
+        _ => panic!("not shown"),
+    };
+    let first = shown(issue(&mut env, "alice", true));
+    let second = shown(issue(&mut env, "alice", true));
+    env.remember_secret(&first);
+    env.remember_secret(&second);
+    assert_eq!(env.live_codes("alice", OneTimePurpose::Temporary).len(), 1);
+    if first != second {
+        assert!(matches!(
+            env.attempt(&alice, first.as_bytes()),
+            AttemptResult::Wrong { failures: 1, .. }
+        ));
+    }
+    assert_eq!(
+        env.attempt(&alice, second.as_bytes()),
+        AttemptResult::Accepted(Accepted::Temporary)
+    );
+}
+
+#[test]
 fn no_temporary_code_for_a_locked_account() {
     let mut env = alice_with_phone();
     env.lock_out(&user("alice"));

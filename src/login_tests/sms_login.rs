@@ -216,6 +216,17 @@ fn six_wrong_sms_codes_lock_the_account_and_stop_the_texts() {
 }
 
 #[test]
+fn typing_sms_without_an_app_is_just_a_wrong_code() {
+    let (mut env, alice) = sms_only();
+    let (outcome, p) = env.second_factor(&alice, vec![typed("sms")]);
+    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    assert_eq!(p.prompts(), [SENT_PROMPT]);
+    assert_eq!(p.errors(), [MSG_WRONG]);
+    assert_eq!(env.sms.count(), 1, "one text per login");
+    assert_eq!(env.account("alice").failures, 1);
+}
+
+#[test]
 fn texted_codes_are_stored_only_as_salted_hashes() {
     let (mut env, alice) = sms_only();
     env.add_sms("bob", "5559876543");

@@ -92,6 +92,35 @@ pub struct CommandSms {
     pub timeout: Duration,
 }
 
+/// The message as an unlinked, private file rather than a pipe: writing to
+/// a pipe whose reader has exited raises SIGPIPE, which would kill the
+/// program hosting the PAM module (sshd's auth process does not ignore it).
+fn message_as_stdin(message: &str) -> Result<Stdio, SmsError> {
+    use std::io::{Seek, SeekFrom};
+    let mut last_error = None;
+    for dir in ["/run", "/dev/shm", "/tmp"] {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir);
+        match opened {
+            Ok(mut file) => {
+                file.write_all(message.as_bytes())
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                    .map_err(|e| SmsError::Gateway(format!("cannot stage the message: {e}")))?;
+                return Ok(Stdio::from(file));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(SmsError::Gateway(format!(
+        "cannot stage the message in /run, /dev/shm or /tmp: {}",
+        last_error.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
 impl SmsSender for CommandSms {
     fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
         let argv: Vec<String> = self
@@ -106,15 +135,11 @@ impl SmsSender for CommandSms {
             .args(&argv[1..])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::piped())
+            .stdin(message_as_stdin(message)?)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| SmsError::Gateway(format!("cannot run {program}: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A gateway that exits without reading is judged by its exit code.
-            let _ = stdin.write_all(message.as_bytes());
-        }
         let deadline = Instant::now() + self.timeout;
         let status = loop {
             match child.try_wait() {
@@ -147,7 +172,15 @@ impl SmsSender for CommandSms {
             }
         }
         let stderr = String::from_utf8_lossy(&stderr);
-        let first_line = stderr.lines().next().unwrap_or("").trim();
+        // A gateway that echoes its input must not leak the code into logs.
+        let first_line: String = stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
         Err(SmsError::Gateway(format!(
             "{program} failed ({status}){}{first_line}",
             if first_line.is_empty() { "" } else { ": " }
@@ -272,6 +305,18 @@ mod tests {
         let e = fail.send("5551234567", "x").unwrap_err().to_string();
         assert!(
             e.contains("quota exceeded") && e.contains("exit status: 3"),
+            "{e}"
+        );
+        let echo = CommandSms {
+            argv: script(&dir, "echo", "cat >&2; exit 1"),
+            timeout: Duration::from_secs(5),
+        };
+        let e = echo
+            .send("5551234567", "Your login code is 1234567.")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("1234567") && e.contains("Your login code is #######"),
             "{e}"
         );
         let hang = CommandSms {

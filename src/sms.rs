@@ -6,6 +6,7 @@ use crate::config::{SmsBackend, SmsConfig};
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,9 @@ impl SmsSender for CommandSms {
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(message_as_stdin(message)?)
+            // Its own process group, so a timeout also stops what it started
+            // (a hung curl must not send the text minutes later).
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -145,6 +149,8 @@ impl SmsSender for CommandSms {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if Instant::now() >= deadline => {
+                    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(SmsError::Gateway(format!(
@@ -327,6 +333,19 @@ mod tests {
         let e = hang.send("5551234567", "x").unwrap_err().to_string();
         assert!(e.contains("killed"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
+        // A child the gateway started dies with it, before it can act.
+        let late = dir.join("late");
+        let straggler = CommandSms {
+            argv: script(
+                &dir,
+                "straggler",
+                &format!("(sleep 2; touch {}) & wait", late.display()),
+            ),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(straggler.send("5551234567", "x").is_err());
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!late.exists(), "the gateway's child outlived the timeout");
         let missing = CommandSms {
             argv: vec!["/nonexistent/send-sms".into()],
             timeout: Duration::from_secs(1),

@@ -232,7 +232,7 @@ pub fn verify_sms_pin(
             "; that was the last try: delete the device with `mfa device delete sms` and add it again"
                 .to_owned()
         } else {
-            format!(" ({left} tries left)")
+            format!(" ({left} {} left)", if left == 1 { "try" } else { "tries" })
         };
         return Err(Error::WrongCode(format!("{INVALID_PIN}{hint}")));
     }

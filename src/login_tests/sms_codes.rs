@@ -214,7 +214,7 @@ fn three_wrong_pins_void_it_and_the_right_one_is_refused_after() {
         messages,
         [
             format!("{INVALID_PIN} (2 tries left)"),
-            format!("{INVALID_PIN} (1 tries left)"),
+            format!("{INVALID_PIN} (1 try left)"),
             format!(
                 "{INVALID_PIN}; that was the last try: delete the device with \
                  `mfa device delete sms` and add it again"

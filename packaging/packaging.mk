@@ -1,0 +1,27 @@
+# Packaging targets. The top-level Makefile includes this file; on its own:
+#   make -f packaging/packaging.mk deb|deb-lint|rpm|package-test
+# Paths are relative to the repository root, where make runs.
+
+PKG_VERSION := $(shell sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml)
+PKG_DEB := target/debian/libpam-mfa_$(PKG_VERSION)_amd64.deb
+PKG_RPM := target/generate-rpm/pam-mfa-$(PKG_VERSION)-1.x86_64.rpm
+
+.PHONY: deb deb-lint rpm package-test
+
+# The scripts run cargo themselves (a no-op when the release build is fresh),
+# so these targets always rebuild the package from what is there now.
+deb:
+	scripts/build-deb.sh
+
+# lintian must report no errors; warnings and infos are printed, and the
+# deliberate ones are overridden with reasons in packaging/debian/lintian-overrides.
+deb-lint: deb
+	lintian --fail-on error --display-info --pedantic $(PKG_DEB)
+
+rpm:
+	scripts/build-rpm.sh
+
+# Installs the .deb into a throwaway Debian 12 chroot and logs in with
+# pamtester there (needs root and the Debian mirror; a few minutes).
+package-test:
+	scripts/package-test.sh

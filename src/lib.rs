@@ -15,6 +15,7 @@ pub mod lockout;
 pub mod login;
 pub mod onetime;
 pub mod policy;
+pub mod protocol;
 pub mod secret;
 pub mod sms;
 pub mod store;

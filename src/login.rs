@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::lockout;
 use crate::onetime;
 use crate::policy::{self, NoFactor};
-use crate::secret::SecretBytes;
+use crate::secret::{constant_time_eq, SecretBytes};
 use crate::sms::SmsSender;
 use crate::sms::{check_phone, mask_phone};
 use crate::store::{DeviceKind, Factor};
@@ -115,6 +115,7 @@ pub struct Login<'a> {
 /// What a known user has that can serve as a second factor.
 struct Factors {
     locked: bool,
+    failures: u32,
     any: bool,
     has_totp: bool,
     /// The verified SMS device's number.
@@ -188,14 +189,15 @@ impl Login<'_> {
                 Err(ConversationFailed) => Outcome::ConversationFailed,
             });
         };
-        if policy::is_exempt(user, self.config) {
-            return Ok(Outcome::Passed("exempt-group"));
-        }
         let now = self.clock.now();
         let factors = self.factors(&user.name, now)?;
         if factors.locked {
             self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
+        }
+        if policy::is_exempt(user, self.config) {
+            self.reset_failures(&user.name, factors.failures, now)?;
+            return Ok(Outcome::Passed("exempt-group"));
         }
         if !factors.any {
             let policy = {
@@ -203,7 +205,10 @@ impl Login<'_> {
                 policy::current(&*tx, self.config)?
             };
             return match policy::without_factor(policy, self.config) {
-                NoFactor::PasswordOnly => Ok(Outcome::Passed("optional-no-device")),
+                NoFactor::PasswordOnly => {
+                    self.reset_failures(&user.name, factors.failures, now)?;
+                    Ok(Outcome::Passed("optional-no-device"))
+                }
                 NoFactor::Refuse => {
                     self.prompter.error(MSG_NOT_ENROLLED);
                     Ok(Outcome::Denied(Denial::NotEnrolled))
@@ -251,6 +256,27 @@ impl Login<'_> {
         format!("Code sent by text to {}: ", mask_phone(phone))
     }
 
+    /// A login that succeeded without a code still ends a run of failures:
+    /// the lockout counts failures in a row.
+    fn reset_failures(&mut self, user: &str, failures: u32, now: i64) -> StoreResult<()> {
+        if failures == 0 {
+            return Ok(());
+        }
+        let tx = self.store.begin()?;
+        let account = tx.account(user)?;
+        if !lockout::is_locked(&account, &self.config.lockout, now) {
+            tx.put_account(user, &Default::default())?;
+            audit::record(
+                &*tx,
+                now,
+                user,
+                "failures-reset",
+                "reason=login-without-code",
+            )?;
+        }
+        tx.commit()
+    }
+
     fn factors(&mut self, user: &str, now: i64) -> StoreResult<Factors> {
         let tx = self.store.begin()?;
         let account = tx.account(user)?;
@@ -271,6 +297,7 @@ impl Login<'_> {
         tx.commit()?;
         Ok(Factors {
             locked,
+            failures: account.failures,
             any,
             has_totp,
             sms_phone,
@@ -423,13 +450,15 @@ impl Login<'_> {
         self.prompter
             .info(&format!("Secret: {}", new.secret_grouped().as_str()));
         self.prompter.info(&format!("URI: {}", new.uri.as_str()));
-        for _ in 0..ENROLL_TRIES {
+        for attempt in 1..=ENROLL_TRIES {
             let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
                 Ok(t) => t,
                 Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
             };
             match self.finish_enrollment(user, req, &new, &typed)? {
                 Some(outcome) => return Ok(outcome),
+                // After the last try there is no next code to try: the login ends.
+                None if attempt == ENROLL_TRIES => self.prompter.error(MSG_WRONG),
                 None => self
                     .prompter
                     .error("That code does not match; check the app and try the next code."),
@@ -453,9 +482,13 @@ impl Login<'_> {
             self.prompter.error(MSG_LOCKED);
             return Ok(Some(Outcome::Denied(Denial::Locked)));
         }
+        // sshd's password method answers every prompt with the password.
+        let equals_password = req
+            .password
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p, typed));
         let step = std::str::from_utf8(typed)
             .ok()
-            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES)
+            .filter(|_| typed.len() <= attempt::MAX_CODE_BYTES && !equals_password)
             .and_then(codes::normalize_digits)
             .and_then(|d| {
                 totp::verify(

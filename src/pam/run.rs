@@ -45,7 +45,7 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
         );
         return Result::NoUser;
     };
-    let who = audit::format_line(user, args.mode.as_str(), &where_);
+    let who = audit::format_line(user, "login", &where_);
     let mut store = match SqliteStore::open(&config.database, OpenMode::Existing) {
         Ok(s) => s,
         Err(e) => return unavailable(&who, &e, allow),

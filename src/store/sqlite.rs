@@ -160,6 +160,10 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> StoreResult<()> {
+        // Every login opens the database: the common case must not write.
+        if self.schema_version()? == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -172,7 +176,9 @@ impl SqliteStore {
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
-        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        if version < SCHEMA_VERSION {
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        }
         tx.commit()?;
         Ok(())
     }

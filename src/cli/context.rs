@@ -1,0 +1,244 @@
+//! Who may work on the database directly, opening it, and the small pieces
+//! every command shares: the target account, the clock, reading a code.
+#![forbid(unsafe_code)]
+
+use pam_mfa::attempt::MAX_CODE_BYTES;
+use pam_mfa::codes;
+use pam_mfa::config::Config;
+use pam_mfa::error::{Error, Result};
+use pam_mfa::store::{OpenMode, SqliteStore};
+use pam_mfa::totp::{self, TotpParams};
+use pam_mfa::users;
+use pam_mfa::{Clock, SystemClock};
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// The daemon names the user it runs a command for in this variable.
+pub const DAEMON_CALLER_ENV: &str = "MFA_DAEMON_CALLER";
+
+pub const NEEDS_ROOT: &str =
+    "this command needs root (the self-service daemon is not available yet)";
+
+pub struct Ctx {
+    pub config: Config,
+    pub store: SqliteStore,
+    pub json: bool,
+    /// Who runs us, for the audit trail's `by=`.
+    pub invoker: String,
+    /// Set when the self-service daemon runs us for a user.
+    daemon_caller: Option<String>,
+    invoker_known: bool,
+}
+
+impl Ctx {
+    /// Loads the config and opens the database, if this process may use
+    /// them directly.
+    pub fn open(config_path: &Path, json: bool) -> Result<Ctx> {
+        let euid = nix::unistd::geteuid().as_raw();
+        if euid != 0 {
+            // Decide before reading: a root-owned config is usually 0600.
+            let meta = std::fs::metadata(config_path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::Config(
+                    pam_mfa::config::ConfigError::Missing(config_path.to_owned()),
+                ),
+                _ => Error::Permission(NEEDS_ROOT.into()),
+            })?;
+            if meta.uid() != euid {
+                return Err(Error::Permission(NEEDS_ROOT.into()));
+            }
+        }
+        let config = Config::load(config_path)?;
+        if euid != 0 && !private_database(&config.database, euid) {
+            return Err(Error::Permission(NEEDS_ROOT.into()));
+        }
+        let store = SqliteStore::open(&config.database, OpenMode::Create)?;
+        let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        // Only root's environment is trusted, and only for the audit trail.
+        let daemon_caller = std::env::var(DAEMON_CALLER_ENV)
+            .ok()
+            .filter(|c| euid == 0 && users::plausible_name(c));
+        Ok(Ctx {
+            config,
+            store,
+            json,
+            daemon_caller,
+            invoker_known: name.is_some(),
+            invoker: name.unwrap_or_else(|| format!("uid-{euid}")),
+        })
+    }
+
+    /// The account a command works on: `--user`, else whoever runs us.
+    pub fn target(&self, user: Option<String>) -> Result<String> {
+        match user {
+            Some(user) => Ok(user),
+            None if self.invoker_known => Ok(self.invoker.clone()),
+            None => Err(Error::NotFound(format!(
+                "your user id has no name in the user database; pass --user NAME (here: {})",
+                self.invoker
+            ))),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        SystemClock.now()
+    }
+
+    /// The audit detail naming who did it.
+    pub fn by(&self) -> String {
+        match &self.daemon_caller {
+            Some(caller) => format!("by={caller} via=daemon"),
+            None => format!("by={}", self.invoker),
+        }
+    }
+}
+
+/// Whether this process must go through the self-service daemon: not root,
+/// and the config is not the caller's own (a private instance).
+pub fn needs_daemon(config_path: &Path) -> bool {
+    let euid = nix::unistd::geteuid().as_raw();
+    euid != 0
+        && std::fs::metadata(config_path)
+            .map(|m| m.uid() != euid)
+            .unwrap_or(true)
+}
+
+/// A database the caller owns: the file, or where it will be created (the
+/// nearest existing directory above it).
+fn private_database(db: &Path, euid: u32) -> bool {
+    db.ancestors()
+        .find_map(|p| std::fs::symlink_metadata(p).ok())
+        .is_some_and(|meta| meta.uid() == euid)
+}
+
+pub fn check_user_name(name: &str) -> Result<()> {
+    if users::plausible_name(name) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{name:?} is not a valid user name (no spaces, '/', ':' or control characters, \
+             not starting with '-', at most {} bytes)",
+            users::MAX_USER_LEN
+        )))
+    }
+}
+
+/// Commands that create credentials refuse accounts the system does not know,
+/// so a typo does not leave codes for a name nobody logs in as.
+pub fn require_system_user(name: &str) -> Result<()> {
+    match users::lookup(name) {
+        Some(_) => Ok(()),
+        None => Err(Error::NotFound(format!(
+            "there is no user {name} on this system (the user database does not know the name); check the spelling"
+        ))),
+    }
+}
+
+/// Whether a person is likely at the keyboard (then we prompt and may retry).
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Reads one line from stdin, prompting on stderr when it is a terminal.
+/// None at end of input.
+pub fn read_code(prompt: &str) -> Result<Option<Zeroizing<String>>> {
+    if interactive() {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = Zeroizing::new(String::new());
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Failed(format!("cannot read the code from standard input: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Zeroizing::new(line.trim().to_owned())))
+}
+
+/// The time step a typed TOTP code belongs to, if it is right.
+pub fn check_totp(
+    secret: &[u8],
+    params: TotpParams,
+    window: u32,
+    last_step: Option<i64>,
+    typed: &str,
+    now: i64,
+) -> Option<i64> {
+    if typed.len() > MAX_CODE_BYTES {
+        return None;
+    }
+    let digits = codes::normalize_digits(typed)?;
+    totp::verify(secret, params, &digits, now, window, last_step)
+}
+
+/// A private instance in a fresh temporary directory, for command tests.
+#[cfg(test)]
+pub fn test_ctx(tag: &str) -> (Ctx, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("mfa_cli_{tag}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("pam_mfa.toml");
+    let db = dir.join("db/mfa.sqlite3");
+    std::fs::write(&config, format!("database = \"{}\"\n", db.display())).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (Ctx::open(&config, true).unwrap(), dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pam_mfa::config::Algorithm;
+
+    #[test]
+    fn private_database_is_judged_by_the_nearest_existing_path() {
+        let me = nix::unistd::geteuid().as_raw();
+        let dir = std::env::temp_dir().join(format!("mfa_cli_ctx_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("not/yet/mfa.sqlite3");
+        assert!(private_database(&db, me));
+        assert!(!private_database(&db, me.wrapping_add(1)));
+        std::fs::write(dir.join("f"), "").unwrap();
+        assert!(private_database(&dir.join("f"), me));
+        assert!(!private_database(&dir.join("f"), me.wrapping_add(1)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn user_names() {
+        assert!(check_user_name("alice").is_ok());
+        for bad in ["", "-rf", "a b", "a/b", "a\nb"] {
+            assert_eq!(check_user_name(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn typed_codes_with_spaces_match_and_garbage_does_not() {
+        let secret = b"12345678901234567890";
+        let params = TotpParams {
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+        };
+        let now = 1_700_000_000;
+        let step = totp::step_at(now, 30);
+        let code = totp::code_for_step(secret, params, step);
+        let spaced = format!("{} {}", &code[..3], &code[3..]);
+        assert_eq!(
+            check_totp(secret, params, 1, None, &spaced, now),
+            Some(step)
+        );
+        assert_eq!(check_totp(secret, params, 1, Some(step), &code, now), None);
+        assert_eq!(check_totp(secret, params, 1, None, "abcdef", now), None);
+        assert_eq!(
+            check_totp(secret, params, 1, None, &"1".repeat(100), now),
+            None
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `mfa status`, `mfa admin show NAME` and `mfa audit`: read-only views.
+#![forbid(unsafe_code)]
+
+use super::context::Ctx;
+use super::output::{self, printable, utc};
+use pam_mfa::config::Policy;
+use pam_mfa::error::Result;
+use pam_mfa::lockout;
+use pam_mfa::policy;
+use pam_mfa::store::{Device, DeviceKind, Store};
+use pam_mfa::users;
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct DeviceView {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub verified: bool,
+    pub created: i64,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        DeviceView {
+            name: d.name.clone(),
+            kind: d.kind(),
+            verified: d.verified,
+            created: d.created,
+        }
+    }
+}
+
+/// One line per device, for the human views.
+pub fn device_lines(devices: &[DeviceView]) -> String {
+    devices
+        .iter()
+        .map(|d| {
+            format!(
+                "  {:<24} {:<5} {:<9} added {}",
+                printable(&d.name),
+                d.kind.as_str(),
+                if d.verified { "verified" } else { "pending" },
+                utc(d.created)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    user: String,
+    /// Whether the system's user database knows the name.
+    system_account: bool,
+    /// Never asked for a second factor (an `exempt_groups` member).
+    exempt: bool,
+    policy: Policy,
+    locked: bool,
+    failures: u32,
+    locked_at: Option<i64>,
+    devices: Vec<DeviceView>,
+    bypass_codes_left: usize,
+}
+
+/// `status` for the target account and `admin show NAME`.
+pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
+    let now = ctx.now();
+    let info = users::lookup(user);
+    let tx = ctx.store.begin()?;
+    let account = lockout::current(tx.account(user)?, &ctx.config.lockout, now);
+    let locked = lockout::is_locked(&account, &ctx.config.lockout, now);
+    let view = StatusView {
+        user: user.to_owned(),
+        system_account: info.is_some(),
+        exempt: info
+            .as_ref()
+            .is_some_and(|i| policy::is_exempt(i, &ctx.config)),
+        policy: policy::current(&*tx, &ctx.config)?,
+        locked,
+        failures: account.failures,
+        locked_at: account.locked_at.filter(|_| locked),
+        devices: tx.devices(user)?.iter().map(DeviceView::from).collect(),
+        bypass_codes_left: tx.bypass_codes(user)?.len(),
+    };
+    drop(tx);
+    if ctx.json {
+        return output::json(&view);
+    }
+    let mut text = format!("User:          {}", printable(user));
+    if !view.system_account {
+        text.push_str(" (unknown to this system)");
+    }
+    text.push_str(&format!("\nPolicy:        {}", view.policy.as_str()));
+    if view.exempt {
+        text.push_str(" (this user is exempt: in an exempt group)");
+    }
+    text.push_str("\nAccount:       ");
+    match view.locked_at {
+        Some(at) => text.push_str(&format!(
+            "LOCKED since {} after {} failures; unlock with `mfa admin unlock {}`",
+            utc(at),
+            view.failures,
+            printable(user)
+        )),
+        None => text.push_str(&format!(
+            "not locked, {} failed attempt(s) in a row",
+            view.failures
+        )),
+    }
+    if view.devices.is_empty() {
+        text.push_str("\nDevices:       none");
+    } else {
+        text.push_str("\nDevices:\n");
+        text.push_str(&device_lines(&view.devices));
+    }
+    text.push_str(&format!("\nBypass codes:  {} left", view.bypass_codes_left));
+    output::text(&text)
+}
+
+/// `audit [--user NAME] [--limit N]`: the newest entries, oldest first.
+pub fn audit(ctx: &mut Ctx, user: Option<&str>, limit: u32) -> Result<()> {
+    let entries = ctx.store.begin()?.audit_entries(user, limit)?;
+    if ctx.json {
+        return output::json(&entries);
+    }
+    if entries.is_empty() {
+        return output::text("No audit entries.");
+    }
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}  {:<12} {:<20} {}",
+                utc(e.time),
+                printable(&e.user),
+                printable(&e.event),
+                printable(&e.detail)
+            )
+            .trim_end()
+            .to_owned()
+        })
+        .collect();
+    output::text(&lines.join("\n"))
+}

@@ -1,0 +1,556 @@
+//! Logins through real libpam: pamtester under pam_wrapper, with
+//! pam_matrix as the password module and pam_mfa stacked as DESIGN.md says
+//! (preauth, password, authfail, second factor, account).
+
+mod common;
+
+use common::*;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+
+/// The harness itself: pam_wrapper, nss_wrapper, pam_matrix and the pty
+/// driver, without pam_mfa. If this fails, the other failures are not the
+/// module's.
+#[test]
+fn harness_drives_a_plain_pam_matrix_stack() {
+    let h = Harness::without_database("");
+    let matrix = wrapper_dir().join("pam_matrix.so");
+    let matrix = matrix.display();
+    h.write_service(
+        "plain",
+        &format!(
+            "auth required {matrix}\naccount required {}/pam_permit.so\n",
+            security_dir()
+        ),
+    );
+    let ok = h.login_with("plain", "alice", vec![text(password("alice"))]);
+    ok.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(ok.succeeded(), "{ok:?}");
+    let bad = h.login_with("plain", "alice", vec![text("wrong")]);
+    bad.assert_prompts(&[PASSWORD_PROMPT]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(!bad.authenticated(), "{bad:?}");
+}
+
+#[test]
+fn module_exports_the_pam_entry_points() {
+    let path = std::ffi::CString::new(module_path().as_os_str().as_bytes()).unwrap();
+    // SAFETY: dlopen gets a NUL-terminated path; RTLD_NOW makes it resolve
+    // every symbol now, so a library built without its dependencies fails
+    // here rather than inside a login.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!handle.is_null(), "dlopen failed: {}", dlerror());
+    for name in ["pam_sm_authenticate", "pam_sm_setcred", "pam_sm_acct_mgmt"] {
+        let symbol = std::ffi::CString::new(name).unwrap();
+        // SAFETY: `handle` is a live handle from dlopen; we only compare the
+        // returned address with NULL and never call it.
+        let address = unsafe { libc::dlsym(handle, symbol.as_ptr()) };
+        assert!(!address.is_null(), "{name} is not exported: {}", dlerror());
+    }
+    // SAFETY: `handle` came from dlopen and is closed exactly once.
+    assert_eq!(unsafe { libc::dlclose(handle) }, 0);
+}
+
+fn dlerror() -> String {
+    // SAFETY: dlerror returns NULL or a NUL-terminated string that stays
+    // valid until the next dl* call on this thread; we copy it at once.
+    unsafe {
+        let e = libc::dlerror();
+        if e.is_null() {
+            "(no dlerror)".into()
+        } else {
+            std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+#[test]
+fn totp_code_logs_in_and_the_same_code_is_refused_the_second_time() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let code = totp(&secret, 1);
+
+    let first = h.login("alice", &code);
+    first.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(first.succeeded(), "{first:?}");
+    assert_eq!(h.lock_state("alice"), (0, false));
+
+    let replay = h.login("alice", &code);
+    replay.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_eq!(replay.code, 1, "{replay:?}");
+    assert!(!replay.authenticated(), "{replay:?}");
+    assert_eq!(h.lock_state("alice"), (1, false), "a replay is a failure");
+}
+
+#[test]
+fn wrong_empty_and_overlong_codes_are_refused_and_counted() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    // The terminal and misc_conv cap one answer at a few thousand bytes;
+    // the module still gets far more than any code is long.
+    let overlong = "7".repeat(5000);
+    for (n, code) in [wrong_code(&secret), String::new(), overlong]
+        .iter()
+        .enumerate()
+    {
+        let login = h.login("alice", code);
+        login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+        assert_eq!(login.code, 1, "code of {} chars: {login:?}", code.len());
+        assert!(!login.authenticated(), "{login:?}");
+        assert_eq!(h.lock_state("alice"), (n as u64 + 1, false));
+    }
+    let good = h.login("alice", &totp(&secret, 1));
+    assert!(good.succeeded(), "{good:?}");
+    assert_eq!(
+        h.lock_state("alice"),
+        (0, false),
+        "success resets the count"
+    );
+}
+
+#[test]
+fn a_bypass_code_works_once() {
+    let h = Harness::new();
+    h.enroll_totp("alice", "phone");
+    let codes = h.bypass_codes("alice", 3);
+    assert_eq!(codes.len(), 3);
+
+    let first = h.login("alice", &codes[0]);
+    first.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(first.succeeded(), "{first:?}");
+    assert!(first.transcript.contains("2 left"), "{first:?}");
+
+    let again = h.login("alice", &codes[0]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(!again.authenticated(), "{again:?}");
+    assert_eq!(h.lock_state("alice"), (1, false));
+
+    let second = h.login("alice", &codes[1]);
+    assert!(second.succeeded(), "{second:?}");
+    assert!(second.transcript.contains("1 left"), "{second:?}");
+}
+
+/// Three wrong passwords and three wrong codes: six failures in a row.
+fn lock_alice(h: &Harness, secret: &str) {
+    for n in 1..=3 {
+        let login = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+        login.assert_prompts(&[PASSWORD_PROMPT]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert_eq!(h.lock_state("alice"), (n, false));
+    }
+    for n in 4..=6 {
+        let login = h.login("alice", &wrong_code(secret));
+        login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert_eq!(h.lock_state("alice"), (n, n == 6));
+        if n == 6 {
+            assert!(
+                login.said_locked(),
+                "the locking attempt says so: {login:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn three_wrong_passwords_and_three_wrong_codes_lock_the_account() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    lock_alice(&h, &secret);
+
+    // Even the right password and a valid code: stopped before the password.
+    let login = h.login("alice", &totp(&secret, 1));
+    login.assert_prompts(&[]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert!(login.said_locked(), "{login:?}");
+    assert_eq!(
+        h.lock_state("alice"),
+        (6, true),
+        "refusals while locked are not counted"
+    );
+}
+
+#[test]
+fn the_account_phase_refuses_a_locked_account() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let before = h.account("alice");
+    assert!(before.account_ok() && before.code == 0, "{before:?}");
+
+    lock_alice(&h, &secret);
+    // What an SSH key login goes through: no auth stack at all.
+    let after = h.account("alice");
+    after.assert_prompts(&[]);
+    assert_eq!(after.code, 1, "{after:?}");
+    assert!(!after.account_ok(), "{after:?}");
+    assert!(after.said_locked(), "{after:?}");
+}
+
+#[test]
+fn admin_unlock_restores_the_account() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    lock_alice(&h, &secret);
+
+    let out = h.mfa(None, &["admin", "unlock", "alice"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(h.lock_state("alice"), (0, false));
+    let login = h.login("alice", &totp(&secret, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn forty_parallel_wrong_codes_get_exactly_six_guesses() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let wrong = wrong_code(&secret);
+    // Bring all forty logins to the code prompt, past the lock check of
+    // preauth, then answer them all at once.
+    let sessions: Vec<Session> = (0..40)
+        .map(|_| {
+            let mut s = h.start_pamtester(SERVICE, "alice", &["authenticate", "acct_mgmt"]);
+            assert_eq!(s.next_prompt(), Some(PASSWORD_PROMPT));
+            s.answer(password("alice"));
+            assert_eq!(s.next_prompt(), Some(CODE_PROMPT));
+            s
+        })
+        .collect();
+    let go = std::sync::Barrier::new(sessions.len());
+    let logins: Vec<Login> = std::thread::scope(|scope| {
+        let workers: Vec<_> = sessions
+            .into_iter()
+            .map(|mut s| {
+                let (go, wrong) = (&go, &wrong);
+                scope.spawn(move || {
+                    go.wait();
+                    s.answer(wrong);
+                    s.finish()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for login in &logins {
+        login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert!(!login.authenticated(), "{login:?}");
+    }
+    assert_eq!(h.lock_state("alice"), (6, true));
+    let told_wrong = logins
+        .iter()
+        .filter(|l| l.transcript.contains("Wrong verification code"))
+        .count();
+    assert_eq!(
+        told_wrong, 5,
+        "five wrong, then the sixth locks; the rest see the lock"
+    );
+    let told_locked = logins.iter().filter(|l| l.said_locked()).count();
+    assert_eq!(
+        told_locked, 35,
+        "the sixth and the 34 refused without a guess"
+    );
+}
+
+#[test]
+fn an_unknown_user_sees_the_same_prompts_and_leaves_no_trace() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    // dave passes the password module but NSS does not know him.
+    let dave = h.login("dave", "123456");
+    let alice = h.login("alice", &wrong_code(&secret));
+    dave.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_eq!(dave.prompts, alice.prompts);
+    assert_eq!(dave.code, 1, "{dave:?}");
+    assert!(!dave.authenticated(), "{dave:?}");
+
+    // erin is known to nobody: refused at the password like a wrong password.
+    let erin = h.login_with(SERVICE, "erin", vec![text("x"), text("123456")]);
+    erin.assert_prompts(&[PASSWORD_PROMPT]);
+    assert_eq!(erin.code, 1, "{erin:?}");
+
+    let account = h.account("dave");
+    assert_eq!(account.code, 1, "{account:?}");
+    assert!(!account.account_ok(), "{account:?}");
+
+    let dump = h.database_dump();
+    for who in ["dave", "erin"] {
+        assert!(!dump.contains(who), "database mentions {who}:\n{dump}");
+    }
+}
+
+#[test]
+fn a_broken_config_denies_even_a_valid_login() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let db = h.db.display().to_string();
+    let good = format!("database = \"{db}\"\non_unavailable = \"allow\"\n");
+
+    // A syntax error: nothing in the file can be trusted, not even "allow".
+    h.write_raw_config(&format!("{good}policy = \n"));
+    let login = h.login("alice", &totp(&secret, 1));
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert_eq!(h.account("alice").code, 1);
+
+    // A group-writable config could have been written by someone else.
+    h.write_raw_config(&good);
+    write_file(&h.config, &good, 0o620);
+    let login = h.login("alice", &totp(&secret, 1));
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert_eq!(h.account("alice").code, 1);
+
+    // The same file, fixed, works (so the refusals above were the config's).
+    write_file(&h.config, &good, 0o600);
+    let login = h.login("alice", &totp(&secret, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn a_missing_database_denies_by_default() {
+    let h = Harness::without_database("");
+    let login = h.login("alice", "123456");
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+}
+
+#[test]
+fn on_unavailable_allow_lets_the_password_decide() {
+    let h = Harness::without_database("on_unavailable = \"allow\"\n");
+    let right = h.login("alice", "unused");
+    right.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(right.succeeded(), "{right:?}");
+
+    let wrong = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+    wrong.assert_prompts(&[PASSWORD_PROMPT]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(!wrong.authenticated(), "{wrong:?}");
+    assert!(!h.db.exists(), "the module must not create the database");
+}
+
+#[test]
+fn optional_policy_without_a_device_is_the_password_alone() {
+    let h = Harness::new();
+    let login = h.login("bob", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn required_policy_sets_up_a_device_during_login() {
+    let h = Harness::new();
+    h.set_policy("required");
+    let login = h.login_with(
+        SERVICE,
+        "alice",
+        vec![
+            text(password("alice")),
+            Answer::FromTranscript(Box::new(|t| totp(&secret_from(t), 0))),
+        ],
+    );
+    login.assert_prompts(&[PASSWORD_PROMPT, ENROLL_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    assert!(
+        login.transcript.contains("URI: otpauth://totp/"),
+        "{login:?}"
+    );
+    let secret = secret_from(&login.transcript);
+
+    let devices = h.mfa_json(Some("alice"), &["device", "list"]);
+    let devices = devices.as_array().expect("device list is a list");
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(devices[0]["name"], "login");
+    assert_eq!(devices[0]["kind"], "totp");
+    assert_eq!(devices[0]["verified"], true);
+
+    // From now on the device is asked for.
+    let next = h.login("alice", &totp(&secret, 1));
+    next.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(next.succeeded(), "{next:?}");
+}
+
+#[test]
+fn required_policy_without_setup_at_login_refuses_and_says_why() {
+    let h = Harness::new();
+    h.write_config("enroll_at_login = false\n");
+    h.set_policy("required");
+    let login = h.login("bob", "123456");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert!(
+        login.transcript.contains("no device is set up"),
+        "{login:?}"
+    );
+}
+
+#[test]
+fn an_exempt_group_needs_no_second_factor() {
+    let h = Harness::new();
+    h.write_config("exempt_groups = [\"breakglass\"]\n");
+    h.set_policy("required");
+    let carol = h.login("carol", "unused");
+    carol.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(carol.succeeded(), "{carol:?}");
+
+    // The policy really is "required": bob, not exempt, is led to setup.
+    let bob = h.login("bob", "000000");
+    assert_eq!(
+        bob.prompts[..2],
+        [PASSWORD_PROMPT, ENROLL_PROMPT],
+        "{bob:?}"
+    );
+    assert!(
+        bob.prompts[2..].iter().all(|p| p == ENROLL_PROMPT),
+        "{bob:?}"
+    );
+    assert_eq!(bob.code, 1, "{bob:?}");
+}
+
+#[test]
+fn a_code_equal_to_the_password_is_refused() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let code = totp(&secret, 1);
+    // What sshd's password method does: the password answers every prompt.
+    h.set_password("alice", &code);
+    h.write_authtok_service("authtok");
+    let login = h.login_with("authtok", "alice", vec![text(&code), text(&code)]);
+    login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert_eq!(h.lock_state("alice"), (1, false));
+
+    // The code itself was valid and unspent: refused only for the equality.
+    h.set_password("alice", password("alice"));
+    let login = h.login_with(
+        "authtok",
+        "alice",
+        vec![text(password("alice")), text(&code)],
+    );
+    login.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn root_is_not_locked_unless_configured() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("root", "phone");
+    for _ in 0..7 {
+        let login = h.login("root", &wrong_code(&secret));
+        assert_eq!(login.code, 1, "{login:?}");
+    }
+    assert!(
+        !h.lock_state("root").1,
+        "root must not be locked by default"
+    );
+    let login = h.login("root", &totp(&secret, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn an_unknown_module_argument_denies() {
+    let h = Harness::new();
+    let stack = h.design_stack("").replace(" preauth ", " preauth nullok ");
+    h.write_service("typo", &stack);
+    let login = h.login_with("typo", "bob", vec![text(password("bob")), text("")]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+}
+
+#[test]
+fn a_password_only_login_also_ends_a_run_of_failures() {
+    let h = Harness::new();
+    for n in 1..=3 {
+        let login = h.login_with(SERVICE, "bob", vec![text("not-the-password")]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert_eq!(h.lock_state("bob"), (n, false));
+    }
+    let login = h.login("bob", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    assert_eq!(h.lock_state("bob"), (0, false));
+}
+
+#[test]
+fn a_locked_exempt_account_is_still_refused() {
+    let h = Harness::new();
+    h.write_config("exempt_groups = [\"breakglass\"]\n");
+    for _ in 0..6 {
+        let login = h.login_with(SERVICE, "carol", vec![text("not-the-password")]);
+        assert_eq!(login.code, 1, "{login:?}");
+    }
+    assert_eq!(h.lock_state("carol"), (6, true));
+    let login = h.login("carol", "unused");
+    login.assert_prompts(&[]);
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(login.said_locked(), "{login:?}");
+    assert_eq!(h.account("carol").code, 1);
+}
+
+#[test]
+fn a_temporary_code_works_once_and_not_for_a_locked_account() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    let temp = h.mfa_json(None, &["admin", "temp-code", "alice", "--show"]);
+    let code = temp["code"].as_str().expect("code in JSON").to_owned();
+
+    let first = h.login("alice", &code);
+    first.assert_prompts(&[PASSWORD_PROMPT, CODE_PROMPT]);
+    assert!(first.succeeded(), "{first:?}");
+    let again = h.login("alice", &code);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(!again.authenticated(), "{again:?}");
+    assert_eq!(h.lock_state("alice"), (1, false));
+
+    assert!(h.mfa(None, &["admin", "unlock", "alice"]).status.success());
+    lock_alice(&h, &secret);
+    let out = h.mfa(None, &["admin", "temp-code", "alice", "--show"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "locked accounts get no temporary code: {out:?}"
+    );
+}
+
+#[test]
+fn a_code_from_any_verified_device_is_accepted() {
+    let h = Harness::new();
+    // `debug` is a valid argument and changes no decision.
+    h.write_service(SERVICE, &h.design_stack("debug"));
+    let phone = h.enroll_totp("alice", "phone");
+    let tablet = h.enroll_totp("alice", "tablet");
+    assert_ne!(phone, tablet);
+    let login = h.login("alice", &totp(&tablet, 1));
+    assert!(login.succeeded(), "{login:?}");
+    let login = h.login("alice", &totp(&phone, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
+#[test]
+fn a_corrupt_or_exposed_database_denies_unless_allowed() {
+    let h = Harness::new();
+    h.enroll_totp("alice", "phone");
+    // Readable by others: it holds TOTP secrets, so it is not trusted.
+    std::fs::set_permissions(&h.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let login = h.login("alice", "123456");
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    std::fs::set_permissions(&h.db, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", h.db.display()));
+    }
+    write_file(&h.db, &"not a database\n".repeat(100), 0o600);
+    let login = h.login("alice", "123456");
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+
+    h.write_config("on_unavailable = \"allow\"\n");
+    let login = h.login("alice", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "the password decides: {login:?}");
+    let wrong = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+}

@@ -1,0 +1,548 @@
+//! Real logins through a real sshd and the OpenSSH client.
+//!
+//! Needs root: it runs sshd, writes /etc/pam.d/sshd-mfatest and creates a
+//! throwaway user, and removes all three afterwards. Debian 12's sshd takes
+//! its PAM service name from its program name, so it runs through a symlink
+//! called `sshd-mfatest`.
+
+mod common;
+
+use common::pty::{self, Pty};
+use common::*;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const SERVICE_NAME: &str = "sshd-mfatest";
+const SSHD: &str = "/usr/sbin/sshd";
+/// The remote command; only a shell on the far side prints "login-42".
+const REMOTE: &str = "echo login-$((6*7))";
+const REMOTE_OUTPUT: &str = "login-42";
+
+/// Marks the accounts these tests create (see `exclusive`).
+const GECOS: &str = "pam_mfa test (temporary)";
+
+/// One sshd, one PAM file and one useradd at a time, across threads and
+/// across test processes (two worktrees testing at once would otherwise
+/// overwrite each other's /etc/pam.d/sshd-mfatest).
+struct Exclusive {
+    _thread: MutexGuard<'static, ()>,
+    _process: File,
+}
+
+fn exclusive() -> Exclusive {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let thread = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all("/run/lock").expect("mkdir /run/lock");
+    let lock = File::create("/run/lock/pam_mfa-sshd-tests.lock").expect("create lock file");
+    // SAFETY: flock on a descriptor we own; the lock is released when the
+    // file is closed.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    // Whoever holds the lock owns every marked account, so any marked
+    // account seen now was left by a test process that was killed.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 4 && fields[0].starts_with("mfatest") && fields[4] == GECOS {
+            let _ = Command::new("userdel")
+                .args(["-f", "-r", fields[0]])
+                .status();
+        }
+    }
+    Exclusive {
+        _thread: thread,
+        _process: lock,
+    }
+}
+
+/// False (with the reason printed) when this run cannot start sshd.
+fn can_run() -> bool {
+    if is_root() {
+        return true;
+    }
+    // CI runs as root; there a skip would hide a broken test.
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the sshd tests need root, and CI must run them"
+    );
+    // Straight to stderr: the test harness swallows eprintln! of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: the sshd tests need root (they start sshd, write /etc/pam.d/{SERVICE_NAME} and add a user)"
+    );
+    false
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:08x}",
+        (nanos as u32) ^ std::process::id().rotate_left(16)
+    )
+}
+
+/// A real account, removed (with its home) on drop.
+struct TestUser {
+    name: String,
+    password: String,
+    home: PathBuf,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let name = format!("mfatest{}", unique());
+        let password = format!("Pw-{}-{}", unique(), unique());
+        run(Command::new("useradd").args(["-m", "-s", "/bin/bash", "-c", GECOS, &name]));
+        let home = std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[0] == name)
+            .map(|f| PathBuf::from(f[5]))
+            .expect("the new user is in /etc/passwd");
+        let user = TestUser {
+            home,
+            name,
+            password,
+        };
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        use std::io::Write;
+        writeln!(
+            chpasswd.stdin.take().unwrap(),
+            "{}:{}",
+            user.name,
+            user.password
+        )
+        .unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+        user
+    }
+
+    /// Installs `public_key` as the user's only authorized key.
+    fn authorize(&self, public_key: &Path) {
+        let ssh = self.home.join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        std::fs::copy(public_key, ssh.join("authorized_keys")).unwrap();
+        run(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{0}:{0}", self.name))
+            .arg(&ssh));
+        run(Command::new("chmod").arg("-R").arg("go-rwx").arg(&ssh));
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // -f: an sshd session process may still be exiting.
+        let _ = Command::new("userdel")
+            .args(["-f", "-r", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// /etc/pam.d/sshd-mfatest, removed on drop.
+struct PamFile(PathBuf);
+
+impl PamFile {
+    fn write(stack: &str) -> PamFile {
+        let path = PathBuf::from("/etc/pam.d").join(SERVICE_NAME);
+        write_file(&path, stack, 0o644);
+        PamFile(path)
+    }
+}
+
+impl Drop for PamFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A throwaway sshd on 127.0.0.1, killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path, authentication_methods: &str) -> Sshd {
+        // sshd refuses to start without its privilege separation directory,
+        // which only the service's start-up script normally creates.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host_key = dir.join("host_key");
+        if !host_key.exists() {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&host_key));
+        }
+        let config = dir.join("sshd_config");
+        write_file(
+            &config,
+            &format!(
+                "Port {port}\n\
+                 ListenAddress 127.0.0.1\n\
+                 HostKey {}\n\
+                 PidFile {}\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 PubkeyAuthentication yes\n\
+                 AuthenticationMethods {authentication_methods}\n\
+                 PermitRootLogin no\n\
+                 StrictModes no\n\
+                 UseDNS no\n\
+                 PrintMotd no\n\
+                 PrintLastLog no\n\
+                 LogLevel VERBOSE\n",
+                host_key.display(),
+                dir.join("sshd.pid").display()
+            ),
+            0o600,
+        );
+        let program = dir.join(SERVICE_NAME);
+        if !program.exists() {
+            std::os::unix::fs::symlink(SSHD, &program).unwrap();
+        }
+        let log = dir.join("sshd.log");
+        let child = Command::new(&program)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {SSHD}: {e}"));
+        let sshd = Sshd { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !sshd.log_text().contains("Server listening on") {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start:\n{}",
+                sshd.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sshd
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The OpenSSH client logging in as `user`, on its own terminal.
+    fn client(&self, user: &str, extra: &[&str]) -> Pty {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-p", &self.port.to_string()])
+            .args(["-o", "StrictHostKeyChecking=no"])
+            .args(["-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+            .args(["-o", "LogLevel=ERROR"])
+            .args(["-o", "ConnectTimeout=20"])
+            // One round of prompts: a refusal ends the client.
+            .args(["-o", "NumberOfPasswordPrompts=1"])
+            .args(extra)
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(REMOTE)
+            .env_remove("SSH_AUTH_SOCK")
+            // ssh escapes non-ASCII text (the QR code) unless the locale is UTF-8.
+            .env("LC_ALL", "C.UTF-8");
+        Pty::spawn(cmd)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config (the database path, then `body`) and its database, made with
+/// the `mfa` command as root on the system's own users.
+fn config(dir: &Path, body: &str) -> Cli {
+    let config = dir.join("pam_mfa.toml");
+    write_file(
+        &config,
+        &format!(
+            "database = \"{}\"\n{body}",
+            dir.join("db").join("mfa.sqlite3").display()
+        ),
+        0o600,
+    );
+    let cli = Cli {
+        config,
+        nss_wrapper: None,
+    };
+    cli.mfa_json(None, &["admin", "policy"]);
+    cli
+}
+
+/// Policy optional and a verified TOTP device; returns the CLI and secret.
+fn enrolled(dir: &Path, user: &str, body: &str) -> (Cli, String) {
+    let cli = config(dir, &format!("policy = \"optional\"\n{body}"));
+    let secret = cli.enroll_totp(user, "phone");
+    (cli, secret)
+}
+
+/// DESIGN.md's stack with pam_unix for the password.
+fn password_stack(cli: &Cli) -> String {
+    let m = module_path();
+    let c = cli.config.display();
+    format!(
+        "auth    requisite                  {m} preauth config={c}\n\
+         auth    [success=1 default=ignore] pam_unix.so\n\
+         auth    [default=die]              {m} authfail config={c}\n\
+         auth    required                   {m} config={c}\n\
+         account required                   {m} config={c}\n\
+         account required                   pam_unix.so\n\
+         session required                   pam_unix.so\n",
+        m = m.display()
+    )
+}
+
+/// For key logins: the key is the first factor, the auth stack holds only
+/// the code.
+fn key_stack(cli: &Cli) -> String {
+    let m = module_path();
+    let c = cli.config.display();
+    format!(
+        "auth    required {m} config={c}\n\
+         account required {m} config={c}\n\
+         account required pam_unix.so\n\
+         session required pam_unix.so\n",
+        m = m.display()
+    )
+}
+
+const KBD_ONLY: [&str; 4] = [
+    "-o",
+    "PreferredAuthentications=keyboard-interactive",
+    "-o",
+    "PubkeyAuthentication=no",
+];
+
+fn key_args(key: &Path) -> Vec<String> {
+    [
+        "-i",
+        &key.display().to_string(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "PreferredAuthentications=publickey,keyboard-interactive",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A client key pair in `dir`, authorized for `user`.
+fn client_key(dir: &Path, user: &TestUser) -> PathBuf {
+    let key = dir.join("client_key");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    user.authorize(&key.with_extension("pub"));
+    key
+}
+
+fn finish(pty: Pty, sshd: &Sshd) -> (i32, String) {
+    let (status, transcript) = pty.finish(TIMEOUT);
+    let code = pty::code(status);
+    eprintln!(
+        "ssh exit {code}; client:\n{transcript}\nsshd log:\n{}",
+        sshd.log_text()
+    );
+    (code, transcript)
+}
+
+#[test]
+fn keyboard_interactive_password_then_code() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let (cli, secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&password_stack(&cli));
+    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
+
+    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&totp(&secret, 1));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert_eq!(cli.lock_state(&user.name), (0, false));
+
+    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&wrong_code(&secret));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(transcript.contains("Permission denied"), "{transcript}");
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert_eq!(cli.lock_state(&user.name), (1, false));
+}
+
+#[test]
+fn required_policy_sets_up_the_app_inside_the_ssh_login() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let cli = config(
+        dir.path(),
+        "policy = \"required\"\nenroll_at_login = true\n",
+    );
+    let _pam = PamFile::write(&password_stack(&cli));
+    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
+
+    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    ssh.expect(ENROLL_PROMPT, TIMEOUT);
+    let secret = secret_from(&ssh.transcript());
+    ssh.send_line(&totp(&secret, 0));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert!(transcript.contains("URI: otpauth://totp/"), "{transcript}");
+    assert!(
+        transcript.contains("\u{2588}"),
+        "the QR code arrives intact: {transcript}"
+    );
+
+    // The next login asks for a code from the new device.
+    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&totp(&secret, 1));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+}
+
+#[test]
+fn publickey_then_code() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let key = client_key(dir.path(), &user);
+    let (cli, secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&key_stack(&cli));
+    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
+    let args = key_args(&key);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut ssh = sshd.client(&user.name, &args);
+    // No password prompt: the code is the only question.
+    assert_eq!(
+        ssh.expect_any(&[PASSWORD_PROMPT, CODE_PROMPT], TIMEOUT),
+        Some(1),
+        "{}",
+        ssh.transcript()
+    );
+    ssh.send_line(&totp(&secret, 1));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "{transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    let partial = format!("Partial publickey for {} ", user.name);
+    assert!(
+        sshd.log_text().contains(&partial),
+        "the key was the first factor"
+    );
+
+    let mut ssh = sshd.client(&user.name, &args);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&wrong_code(&secret));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert_eq!(cli.lock_state(&user.name), (1, false));
+}
+
+/// A key alone never meets the auth stack: only the account phase can stop
+/// a locked account there.
+#[test]
+fn a_locked_account_cannot_log_in_with_a_key_alone() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let key = client_key(dir.path(), &user);
+    // One failure locks, to keep the test short.
+    let (cli, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
+    let _pam = PamFile::write(&key_stack(&cli));
+    let args = key_args(&key);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let key_only = Sshd::start(dir.path(), "publickey");
+    let ssh = key_only.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &key_only);
+    assert_eq!(code, 0, "a key alone works while unlocked: {transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    drop(key_only);
+
+    let with_code = Sshd::start(dir.path(), "publickey,keyboard-interactive");
+    let mut ssh = with_code.client(&user.name, &args);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&wrong_code(&secret));
+    let (code, transcript) = finish(ssh, &with_code);
+    assert_eq!(code, 255, "{transcript}");
+    assert_eq!(cli.lock_state(&user.name), (1, true));
+    drop(with_code);
+
+    let key_only = Sshd::start(dir.path(), "publickey");
+    let ssh = key_only.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &key_only);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    let refused = format!(
+        "Access denied for user {} by PAM account configuration",
+        user.name
+    );
+    assert!(
+        key_only.log_text().contains(&refused),
+        "refused by the account phase:\n{}",
+        key_only.log_text()
+    );
+}

@@ -16,8 +16,11 @@ deb:
 # lintian must report no errors; warnings and infos are printed, and the
 # deliberate ones are overridden with reasons in packaging/debian/lintian-overrides.
 deb-lint: deb
+	command -v lintian >/dev/null || apt-get install -y -qq lintian >/dev/null || \
+	    { apt-get update -qq && apt-get install -y -qq lintian >/dev/null; }
 	lintian --fail-on error --display-info --pedantic $(PKG_DEB)
 
+# rpmbuild from Debian's rpm package (installed when missing and root).
 rpm:
 	scripts/build-rpm.sh
 

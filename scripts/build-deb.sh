@@ -83,9 +83,14 @@ chmod 0644 "$staging/$doc/copyright"
 # revision), so its changelog is changelog.gz, not changelog.Debian.gz.
 gzip -9nc packaging/debian/changelog >"$staging/$doc/changelog.gz"
 chmod 0644 "$staging/$doc/changelog.gz"
-if [ -f docs/admin-guide.md ]; then
-    install -m 0644 docs/admin-guide.md "$staging/$doc/admin-guide.md"
-fi
+# The admin guide, and the example PAM stacks and sshd settings the man
+# pages describe, for an administrator to copy from.
+for file in docs/*.md; do
+    [ -f "$file" ] && install -m 0644 "$file" "$staging/$doc/"
+done
+for file in conf/pam.d/* conf/sshd_config.d/*; do
+    [ -f "$file" ] && install -D -m 0644 "$file" "$staging/$doc/examples/${file#conf/}"
+done
 install -D -m 0644 packaging/debian/lintian-overrides "$staging/usr/share/lintian/overrides/$pkg"
 
 # Depends: from the ELF files when dpkg-shlibdeps is there (it needs a
@@ -129,4 +134,23 @@ find "$staging" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 deb=$out/${pkg}_${version}_${arch}.deb
 dpkg-deb --root-owner-group -Zxz --build "$staging" "$deb" >/dev/null
+
+# What the issue promises, checked on the built file.
+listing=$(dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }')
+for expected in \
+    "-rw-r--r-- root/root ./$secdir/pam_mfa.so" \
+    '-rwxr-xr-x root/root ./usr/bin/mfa' \
+    '-rw------- root/root ./etc/security/pam_mfa.toml' \
+    '-rw-r--r-- root/root ./usr/share/pam-configs/pam_mfa' \
+    '-rw-r--r-- root/root ./lib/systemd/system/pam-mfa.socket' \
+    '-rw-r--r-- root/root ./lib/systemd/system/pam-mfa.service' \
+    '-rw-r--r-- root/root ./usr/share/man/man8/pam_mfa.8.gz' \
+    '-rw-r--r-- root/root ./usr/share/man/man1/mfa.1.gz' \
+    '-rw-r--r-- root/root ./usr/share/man/man5/pam_mfa.toml.5.gz' \
+    "-rw-r--r-- root/root ./$doc/copyright"; do
+    grep -qxF -- "$expected" <<<"$listing" || die "$deb lacks: $expected"
+done
+if grep -E '^-[rwx-]{2}[sS]|^-[rwx-]{5}[sS]' <<<"$listing"; then
+    die "$deb has a setuid or setgid file"
+fi
 echo "built $deb"

@@ -19,7 +19,14 @@ out=${OUT_DIR:-target}/generate-rpm
 
 die() { echo "build-rpm: $*" >&2; exit 1; }
 
-command -v rpmbuild >/dev/null || die "rpmbuild not found: apt-get install rpm (Debian) or dnf install rpm-build"
+if ! command -v rpmbuild >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "build-rpm: installing rpm (for rpmbuild)" >&2
+        apt-get install -y -qq rpm >/dev/null || { apt-get update -qq && apt-get install -y -qq rpm >/dev/null; }
+    else
+        die "rpmbuild not found: apt-get install rpm (Debian) or dnf install rpm-build"
+    fi
+fi
 version=$(sed -n '/^\[package\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml)
 [ -n "$version" ] || die "no version in Cargo.toml's [package] section"
 case $version in *-*) die "RPM versions cannot contain '-': $version" ;; esac
@@ -48,6 +55,13 @@ cp conf/pam_mfa.toml packaging/systemd/pam-mfa.socket packaging/systemd/pam-mfa.
 for page in docs/*.1 docs/*.5 docs/*.8; do
     [ -f "$page" ] && gzip -9nc "$page" >"$stage/man/$(basename "$page").gz"
 done
+mkdir -p "$stage/doc/examples"
+for file in docs/*.md; do
+    [ -f "$file" ] && cp "$file" "$stage/doc/"
+done
+for file in conf/pam.d/* conf/sshd_config.d/*; do
+    [ -f "$file" ] && install -D -m 0644 "$file" "$stage/doc/examples/${file#conf/}"
+done
 bundled=$(cargo metadata --format-version 1 --locked --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |
     python3 packaging/crate-licenses.py | sed 's/^/ /')
 [ -n "$bundled" ] || die "could not list the bundled crates for the copyright file"
@@ -68,4 +82,26 @@ rpmbuild -bb --quiet \
 rpm=$out/pam-mfa-$version-1.x86_64.rpm
 mv "$work/RPMS/x86_64/pam-mfa-$version-1.x86_64.rpm" "$rpm"
 rm -rf "$work"
+
+# What the issue promises, checked on the built file: mode and path, and
+# for the config the %config(noreplace) flags (c, n). rpm flags man pages
+# as documentation (d) by itself.
+listing=$(rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILENAMES}\n]' "$rpm")
+for expected in \
+    '-rw-r--r-- /usr/lib64/security/pam_mfa.so' \
+    '-rwxr-xr-x /usr/bin/mfa' \
+    '-rw------- /etc/security/pam_mfa.toml' \
+    '-rw-r--r-- /usr/lib/systemd/system/pam-mfa.socket' \
+    '-rw-r--r-- /usr/lib/systemd/system/pam-mfa.service' \
+    '-rw-r--r-- /usr/share/man/man8/pam_mfa.8.gz' \
+    '-rw-r--r-- /usr/share/man/man1/mfa.1.gz' \
+    '-rw-r--r-- /usr/share/man/man5/pam_mfa.toml.5.gz' \
+    'drwx------ /var/lib/pam_mfa'; do
+    grep -qE "^[a-z]* ${expected//./\\.}\$" <<<"$listing" || die "$rpm lacks: $expected"
+done
+grep -qx 'cn -rw------- /etc/security/pam_mfa.toml' <<<"$listing" ||
+    die "$rpm: /etc/security/pam_mfa.toml is not %config(noreplace)"
+if grep -E '^[a-z]* -[rwx-]{2}[sS]|^[a-z]* -[rwx-]{5}[sS]' <<<"$listing"; then
+    die "$rpm has a setuid or setgid file"
+fi
 echo "built $rpm"

@@ -102,6 +102,29 @@ cat >"$root/etc/pam.d/mfa-test" <<'EOF'
 @include common-account
 EOF
 
+# The auth and account sections packaging/README.md tells RHEL users to put
+# in authselect's system-auth/password-auth, on Debian's modules. pam_deny
+# stands in for pam_sss: for a local user pam_sss fails too, and the line
+# must stay so the README's jump counts are the ones tested.
+cat >"$root/etc/pam.d/mfa-test-authselect" <<'EOF'
+auth        required                                     pam_env.so
+auth        requisite                                    pam_mfa.so preauth
+auth        [default=1 ignore=ignore success=ok]         pam_usertype.so isregular
+auth        [default=1 ignore=ignore success=ok]         pam_localuser.so
+auth        [success=3 default=ignore]                   pam_unix.so nullok
+auth        [default=1 ignore=ignore success=ok]         pam_usertype.so isregular
+auth        [success=1 default=ignore]                   pam_deny.so
+auth        [default=die]                                pam_mfa.so authfail
+auth        [success=done default=die]                   pam_mfa.so
+auth        required                                     pam_deny.so
+
+account     required                                     pam_mfa.so
+account     required                                     pam_unix.so
+account     sufficient                                   pam_localuser.so
+account     sufficient                                   pam_usertype.so issystem
+account     required                                     pam_permit.so
+EOF
+
 snapshot() { (cd "$1" && find . -printf '%y %m %p %l\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum); }
 snapshot "$root/etc/pam.d" >"$work/pam.d.before"
 snapshot /etc/pam.d >"$work/host-pam.d.before"
@@ -178,12 +201,14 @@ wrong_code() {
 }
 
 # login EXPECTED_STATUS [PROMPT=ANSWER ...]: pamtester authenticate + acct_mgmt
+# through $service
+service=mfa-test
 login() {
     local expect=$1 status=0
     shift
     out=$(python3 packaging/test/converse.py --timeout 60 "$@" -- \
         chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin LC_ALL=C.UTF-8 \
-        pamtester mfa-test "$user" authenticate acct_mgmt) || status=$?
+        pamtester "$service" "$user" authenticate acct_mgmt) || status=$?
     echo "$out" | sed 's/^/    | /'
     [ "$status" = "$expect" ] || die "pamtester exited $status, expected $expect"
 }
@@ -230,6 +255,17 @@ check_state 0 false
 fresh_code
 login 0 "Password: =$password" "Verification code: =$code"
 check_state 0 false
+
+say "the README's authselect stack: right password and code, wrong password, wrong code"
+service=mfa-test-authselect
+fresh_code
+login 0 "Password: =$password" "Verification code: =$code"
+check_state 0 false
+login 1 "Password: =wrong-password"
+echo "$out" | grep -q 'Verification code' && die "asked for a code after a wrong password"
+check_state 1 false
+login 1 "Password: =$password" "Verification code: =$(wrong_code)"
+check_state 2 false
 
 say "apt-get purge libpam-mfa"
 in_root apt-get purge -y -qq -o Dpkg::Use-Pty=0 libpam-mfa

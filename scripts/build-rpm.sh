@@ -36,6 +36,8 @@ for page in docs/pam_mfa.8 docs/mfa.1 docs/pam_mfa.toml.5; do
     [ -f "$page" ] || die "$page is missing: the package ships the man pages from docs/"
 done
 
+command -v python3 >/dev/null || die "python3 is needed to list the bundled crates' licenses (apt-get install python3)"
+
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release --locked
 fi

@@ -267,6 +267,17 @@ check_state 1 false
 login 1 "Password: =$password" "Verification code: =$(wrong_code)"
 check_state 2 false
 
+say "reinstalling the same .deb keeps the enabled stack"
+pam_enabled=$(snapshot "$root/etc/pam.d")
+in_root dpkg -i "/tmp/$(basename "$deb")" >/dev/null
+snapshot "$root/etc/pam.d" | diff -u <(echo "$pam_enabled") - || die "reinstalling changed the enabled stacks (above)"
+
+say "apt-get remove: stacks restored, database and config kept"
+in_root apt-get remove -y -qq -o Dpkg::Use-Pty=0 libpam-mfa
+snapshot "$root/etc/pam.d" | diff -u "$work/pam.d.before" - || die "/etc/pam.d differs from before the install (above)"
+[ -f "$root/var/lib/pam_mfa/mfa.sqlite3" ] || die "apt-get remove deleted the database"
+[ -f "$root/etc/security/pam_mfa.toml" ] || die "apt-get remove deleted the config"
+
 say "apt-get purge libpam-mfa"
 in_root apt-get purge -y -qq -o Dpkg::Use-Pty=0 libpam-mfa
 snapshot "$root/etc/pam.d" | diff -u "$work/pam.d.before" - || die "/etc/pam.d differs from before the install (above)"
@@ -275,4 +286,4 @@ snapshot "$root/etc/pam.d" | diff -u "$work/pam.d.before" - || die "/etc/pam.d d
 ls "$root"/usr/share/pam-configs/pam_mfa* >/dev/null 2>&1 && die "profiles survived the purge"
 snapshot /etc/pam.d | cmp -s - "$work/host-pam.d.before" || die "the HOST's /etc/pam.d changed"
 
-say "package test passed: install, enable, login, lockout, unlock, purge ($(($(date +%s) - t0))s)"
+say "package test passed: install, enable, login, lockout, unlock, remove, purge ($(($(date +%s) - t0))s)"

@@ -239,7 +239,8 @@ impl Login<'_> {
     }
 
     /// Texts a login code and returns the prompt naming the masked number.
-    /// A failed text is reported, and the user may still type a bypass code.
+    /// A failed text is reported, and the user may still type a bypass code
+    /// at the plain prompt (not one claiming a code was sent).
     fn text_login_code(&mut self, user: &str, phone: &str) -> String {
         let now = self.clock.now();
         if let Err(e) =
@@ -252,6 +253,7 @@ impl Login<'_> {
             self.prompter.error(
                 "The text message could not be sent; use a bypass code or ask an administrator.",
             );
+            return CODE_PROMPT.to_owned();
         }
         format!("Code sent by text to {}: ", mask_phone(phone))
     }
@@ -412,6 +414,7 @@ impl Login<'_> {
                 self.clock.now(),
             ) {
                 Ok(()) => {
+                    self.end_failure_run(&user.name)?;
                     self.prompter
                         .info("Your phone is set up. A code will be texted to it at each login.");
                     return Ok(Outcome::Enrolled);
@@ -426,6 +429,17 @@ impl Login<'_> {
         }
         self.void_pending_sms(&user.name)?;
         Ok(Outcome::Denied(Denial::WrongCode))
+    }
+
+    /// The login succeeded by setting up a phone: as with an app, the run of
+    /// failures ends (unless another login locked the account meanwhile).
+    fn end_failure_run(&mut self, user: &str) -> StoreResult<()> {
+        let now = self.clock.now();
+        let tx = self.store.begin()?;
+        if !lockout::is_locked(&tx.account(user)?, &self.config.lockout, now) {
+            tx.put_account(user, &Default::default())?;
+        }
+        tx.commit()
     }
 
     /// A pending (never verified) SMS device from an abandoned setup.

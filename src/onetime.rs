@@ -48,12 +48,19 @@ fn store_code(
     Ok(code)
 }
 
-fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose) {
-    if let Ok(tx) = store.begin() {
-        if tx.delete_one_time_codes(user, purpose).is_ok() {
-            let _ = tx.commit();
-        }
+/// Voids a code that could not be texted. The audit trail already says it
+/// was sent (recorded with the code, before sending), so say it was not.
+fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose, now: i64) {
+    let Ok(tx) = store.begin() else { return };
+    if void_code_in(&*tx, user, purpose, now).is_ok() {
+        let _ = tx.commit();
     }
+}
+
+fn void_code_in(tx: &dyn Tx, user: &str, purpose: OneTimePurpose, now: i64) -> StoreResult<()> {
+    tx.delete_one_time_codes(user, purpose)?;
+    let detail = format!("purpose={}", purpose.as_str());
+    audit::record(tx, now, user, "sms-send-failed", &detail)
 }
 
 /// Texts a 7-digit login code (valid 5 minutes, single use) to `phone`.
@@ -81,7 +88,7 @@ pub fn send_login_code(
         code.as_str()
     );
     sender.send(phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::SmsLogin);
+        void_code(store, user, OneTimePurpose::SmsLogin, now);
         Error::Failed(e.to_string())
     })
 }
@@ -141,11 +148,34 @@ pub fn start_sms_enrollment(
         pin.as_str()
     );
     sender.send(phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::SmsEnroll);
+        drop_unsent_phone(store, user, now);
         Error::Failed(format!(
-            "{e}; the phone stays pending: delete it with `mfa device delete sms` and try again"
+            "{e}; the phone was not added: add it again once text messages can be sent"
         ))
     })
+}
+
+/// A phone whose PIN never left could never be verified, and as a pending
+/// device it would block adding it again: remove it with its PIN.
+fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
+    let Ok(tx) = store.begin() else { return };
+    let dropped = (|| -> StoreResult<()> {
+        void_code_in(&*tx, user, OneTimePurpose::SmsEnroll, now)?;
+        if let Some((device, _)) = sms_device(&*tx, user)?.filter(|(d, _)| !d.verified) {
+            tx.delete_device(user, &device.name)?;
+            audit::record(
+                &*tx,
+                now,
+                user,
+                "device-deleted",
+                "device=sms reason=pin-not-sent",
+            )?;
+        }
+        Ok(())
+    })();
+    if dropped.is_ok() {
+        let _ = tx.commit();
+    }
 }
 
 /// Finishes SMS enrollment with the texted PIN.
@@ -229,6 +259,7 @@ pub enum TempCode {
 
 /// Makes an 8-digit code, valid five minutes, single use. Refused for a
 /// locked account: the administrator unlocks it first, deliberately.
+/// `by` names the administrator for the audit trail (`by=NAME`).
 pub fn issue_temp_code(
     store: &mut dyn Store,
     config: &Config,
@@ -236,6 +267,7 @@ pub fn issue_temp_code(
     user: &str,
     show: bool,
     now: i64,
+    by: &str,
 ) -> Result<TempCode> {
     let phone = {
         let tx = store.begin()?;
@@ -265,7 +297,7 @@ pub fn issue_temp_code(
         1,
         now,
         "temp-code-issued",
-        &format!("delivery={how}"),
+        &format!("delivery={how} {by}"),
     )?;
     let Some(phone) = phone else {
         return Ok(TempCode::Shown(code));
@@ -275,7 +307,7 @@ pub fn issue_temp_code(
         code.as_str()
     );
     sender.send(&phone, &text).map_err(|e| {
-        void_code(store, user, OneTimePurpose::Temporary);
+        void_code(store, user, OneTimePurpose::Temporary, now);
         Error::Failed(e.to_string())
     })?;
     Ok(TempCode::Texted(mask_phone(&phone)))

@@ -92,6 +92,35 @@ pub struct CommandSms {
     pub timeout: Duration,
 }
 
+/// The message as an unlinked, private file rather than a pipe: writing to
+/// a pipe whose reader has exited raises SIGPIPE, which would kill the
+/// program hosting the PAM module (sshd's auth process does not ignore it).
+fn message_as_stdin(message: &str) -> Result<Stdio, SmsError> {
+    use std::io::{Seek, SeekFrom};
+    let mut last_error = None;
+    for dir in ["/run", "/dev/shm", "/tmp"] {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir);
+        match opened {
+            Ok(mut file) => {
+                file.write_all(message.as_bytes())
+                    .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+                    .map_err(|e| SmsError::Gateway(format!("cannot stage the message: {e}")))?;
+                return Ok(Stdio::from(file));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(SmsError::Gateway(format!(
+        "cannot stage the message in /run, /dev/shm or /tmp: {}",
+        last_error.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
 impl SmsSender for CommandSms {
     fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
         let argv: Vec<String> = self
@@ -106,15 +135,11 @@ impl SmsSender for CommandSms {
             .args(&argv[1..])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::piped())
+            .stdin(message_as_stdin(message)?)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| SmsError::Gateway(format!("cannot run {program}: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A gateway that exits without reading is judged by its exit code.
-            let _ = stdin.write_all(message.as_bytes());
-        }
         let deadline = Instant::now() + self.timeout;
         let status = loop {
             match child.try_wait() {
@@ -134,12 +159,28 @@ impl SmsSender for CommandSms {
         if status.success() {
             return Ok(());
         }
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
+        let mut stderr = Vec::new();
+        if let Some(err) = child.stderr.take() {
             use std::io::Read;
-            let _ = (&mut err).take(300).read_to_string(&mut stderr);
+            use std::os::fd::AsRawFd;
+            // Only what the gateway wrote before it exited, which is in the
+            // pipe already: a child it left in the background may hold the
+            // pipe open for as long as it likes, and the login must not wait.
+            let nonblocking = nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK);
+            if nix::fcntl::fcntl(err.as_raw_fd(), nonblocking).is_ok() {
+                let _ = err.take(300).read_to_end(&mut stderr);
+            }
         }
-        let first_line = stderr.lines().next().unwrap_or("").trim();
+        let stderr = String::from_utf8_lossy(&stderr);
+        // A gateway that echoes its input must not leak the code into logs.
+        let first_line: String = stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
         Err(SmsError::Gateway(format!(
             "{program} failed ({status}){}{first_line}",
             if first_line.is_empty() { "" } else { ": " }
@@ -217,12 +258,13 @@ mod tests {
         assert_eq!(mask_phone("+4930123456"), "***-***-3456");
     }
 
-    fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
-        use std::os::unix::fs::PermissionsExt;
+    /// The argv of a gateway script: run by /bin/sh rather than exec'd
+    /// itself, because another test thread forking while this one still
+    /// has the file open for writing makes exec fail with "Text file busy".
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> Vec<String> {
         let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        path.to_string_lossy().into_owned()
+        std::fs::write(&path, format!("{body}\n")).unwrap();
+        vec!["/bin/sh".into(), path.to_string_lossy().into_owned()]
     }
 
     fn temp_dir(tag: &str) -> std::path::PathBuf {
@@ -241,7 +283,7 @@ mod tests {
             &format!("{{ echo \"to=$1\"; cat; echo; env; }} > {}", out.display()),
         );
         let sender = CommandSms {
-            argv: vec![prog, "{phone}".into()],
+            argv: [prog, vec!["{phone}".into()]].concat(),
             timeout: Duration::from_secs(5),
         };
         sender.send("+15551234567", "code 1234567").unwrap();
@@ -257,7 +299,7 @@ mod tests {
     fn command_backend_failure_and_hang_are_clear_errors() {
         let dir = temp_dir("bad");
         let fail = CommandSms {
-            argv: vec![script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3")],
+            argv: script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
             timeout: Duration::from_secs(5),
         };
         let e = fail.send("5551234567", "x").unwrap_err().to_string();
@@ -265,8 +307,20 @@ mod tests {
             e.contains("quota exceeded") && e.contains("exit status: 3"),
             "{e}"
         );
+        let echo = CommandSms {
+            argv: script(&dir, "echo", "cat >&2; exit 1"),
+            timeout: Duration::from_secs(5),
+        };
+        let e = echo
+            .send("5551234567", "Your login code is 1234567.")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("1234567") && e.contains("Your login code is #######"),
+            "{e}"
+        );
         let hang = CommandSms {
-            argv: vec![script(&dir, "hang", "exec sleep 30")],
+            argv: script(&dir, "hang", "exec sleep 30"),
             timeout: Duration::from_secs(1),
         };
         let started = Instant::now();
@@ -282,6 +336,77 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot run"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_that_ignores_the_message_and_exits_0_succeeds() {
+        let dir = temp_dir("noread");
+        let done = dir.join("done");
+        // Closes its stdin unread before we may have written to it.
+        let prog = script(
+            &dir,
+            "send",
+            &format!("exec 0<&-; : > {}; exit 0", done.display()),
+        );
+        let sender = CommandSms {
+            argv: prog,
+            timeout: Duration::from_secs(5),
+        };
+        for _ in 0..20 {
+            assert_eq!(sender.send("5551234567", "code 1234567"), Ok(()));
+        }
+        assert!(done.exists(), "the script ran");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_replaces_every_phone_placeholder() {
+        let dir = temp_dir("twice");
+        let out = dir.join("out");
+        let prog = script(
+            &dir,
+            "send",
+            &format!("printf '%s|' \"$@\" > {}", out.display()),
+        );
+        let sender = CommandSms {
+            argv: [
+                prog,
+                vec![
+                    "--to={phone}".into(),
+                    "{phone}".into(),
+                    "{phone}:{phone}".into(),
+                    "{PHONE} {phone".into(),
+                ],
+            ]
+            .concat(),
+            timeout: Duration::from_secs(5),
+        };
+        sender.send("+4930123456", "x").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "--to=+4930123456|+4930123456|+4930123456:+4930123456|{PHONE} {phone|"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn command_backend_failing_while_its_child_lingers_does_not_wait_for_it() {
+        let dir = temp_dir("linger");
+        // Fails at once, but a background child keeps its stderr open.
+        let sender = CommandSms {
+            argv: script(&dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
+            timeout: Duration::from_secs(2),
+        };
+        let started = Instant::now();
+        let e = sender.send("5551234567", "x").unwrap_err().to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(e.contains("exit status: 4"), "{e}");
+        assert!(e.contains("no credit"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

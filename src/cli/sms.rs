@@ -101,6 +101,7 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
     context::require_system_user(user)?;
     let sender = sms::from_config(&ctx.config.sms);
     let now = ctx.now();
+    let by = ctx.by();
     let issued = onetime::issue_temp_code(
         &mut ctx.store,
         &ctx.config,
@@ -108,6 +109,7 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
         user,
         show,
         now,
+        &by,
     )?;
     let (code, texted_to) = match &issued {
         TempCode::Shown(code) => (Some(code.as_str()), None),
@@ -131,5 +133,281 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
             printable(user)
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::device;
+    use pam_mfa::attempt::{self, Accepted, AttemptResult, Context};
+    use pam_mfa::codes::OneTimePurpose;
+    use pam_mfa::store::Account;
+    use pam_mfa::users::UserInfo;
+    use std::path::{Path, PathBuf};
+
+    const PHONE: &str = "5551234567";
+
+    fn me() -> String {
+        nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name
+    }
+
+    /// A private instance whose texts go to `sms.log` in its directory.
+    fn file_backend_ctx(tag: &str) -> (Ctx, PathBuf, PathBuf) {
+        let (ctx, dir) = context::test_ctx(tag);
+        let db = ctx.config.database.clone();
+        drop(ctx);
+        let outbox = dir.join("sms.log");
+        let config = dir.join("pam_mfa.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database = \"{}\"\n\n[sms]\nbackend = \"file\"\npath = \"{}\"\n",
+                db.display(),
+                outbox.display()
+            ),
+        )
+        .unwrap();
+        (Ctx::open(&config, true).unwrap(), dir, outbox)
+    }
+
+    /// The lines of the outbox: (phone, message).
+    fn texts(outbox: &Path) -> Vec<(String, String)> {
+        let Ok(text) = std::fs::read_to_string(outbox) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|l| {
+                let (phone, message) = l.split_once('\t').expect("phone<TAB>message");
+                (phone.to_owned(), message.to_owned())
+            })
+            .collect()
+    }
+
+    /// The code in the last text, which must have `digits` digits.
+    fn last_code(outbox: &Path, digits: usize) -> String {
+        let (_, message) = texts(outbox).pop().expect("a text was sent");
+        let code: String = message
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|r| !r.is_empty())
+            .expect("a code in the text")
+            .to_owned();
+        assert_eq!(code.len(), digits, "{message}");
+        code
+    }
+
+    fn sms_state(ctx: &mut Ctx, user: &str) -> Option<(bool, String)> {
+        let tx = ctx.store.begin().unwrap();
+        onetime::sms_device(&*tx, user)
+            .unwrap()
+            .map(|(d, phone)| (d.verified, phone))
+    }
+
+    fn live(ctx: &mut Ctx, user: &str) -> Vec<OneTimePurpose> {
+        let now = ctx.now();
+        let tx = ctx.store.begin().unwrap();
+        let codes = tx.one_time_codes(user, now).unwrap();
+        codes.into_iter().map(|c| c.purpose).collect()
+    }
+
+    fn audit_of(ctx: &mut Ctx, user: &str) -> Vec<(String, String)> {
+        let entries = ctx
+            .store
+            .begin()
+            .unwrap()
+            .audit_entries(Some(user), 100)
+            .unwrap();
+        entries.into_iter().map(|e| (e.event, e.detail)).collect()
+    }
+
+    fn attempt(ctx: &mut Ctx, user: &str, typed: &str) -> AttemptResult {
+        let info = UserInfo {
+            name: user.to_owned(),
+            uid: 1000,
+            groups: vec![],
+        };
+        let now = ctx.now();
+        let detail = Context {
+            detail: "service=test",
+        };
+        attempt::attempt_code(
+            &mut ctx.store,
+            &ctx.config,
+            &info,
+            typed.as_bytes(),
+            None,
+            now,
+            &detail,
+        )
+        .unwrap()
+    }
+
+    /// `mfa device add sms PHONE --no-verify`, then `device verify sms PIN`.
+    fn add_verified_phone(ctx: &mut Ctx, user: &str, outbox: &Path) {
+        add(ctx, user, PHONE, true).unwrap();
+        verify(ctx, user, Some(last_code(outbox, 4))).unwrap();
+    }
+
+    #[test]
+    fn device_add_sms_texts_a_pin_that_device_verify_sms_takes() {
+        let (mut ctx, dir, outbox) = file_backend_ctx("sms_add");
+        let user = me();
+
+        let e = add(&mut ctx, &user, "555 123 4567", true).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("phone number"), "{e}");
+        assert!(!outbox.exists(), "nothing texted");
+        assert_eq!(sms_state(&mut ctx, &user), None);
+
+        add(&mut ctx, &user, PHONE, true).unwrap();
+        let pin = last_code(&outbox, 4);
+        assert_eq!(
+            texts(&outbox),
+            [(
+                PHONE.to_owned(),
+                format!("Your PIN to confirm this phone is {pin}. It expires in 10 minutes.")
+            )]
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&outbox).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(sms_state(&mut ctx, &user), Some((false, PHONE.into())));
+
+        let e = add(&mut ctx, &user, "+4930123456", true).unwrap_err();
+        assert_eq!(e.exit_code(), 7, "{e}");
+        assert_eq!(texts(&outbox).len(), 1);
+
+        let wrong = format!("{:04}", (pin.parse::<u32>().unwrap() + 1) % 10_000);
+        let e = verify(&mut ctx, &user, Some(wrong)).unwrap_err();
+        assert_eq!(e.exit_code(), 3, "{e}");
+        assert_eq!(
+            e.to_string(),
+            "invalid PIN: enter the 4-digit PIN from the text message (2 tries left)"
+        );
+        verify(&mut ctx, &user, Some(pin.clone())).unwrap();
+        assert_eq!(sms_state(&mut ctx, &user), Some((true, PHONE.into())));
+        let e = verify(&mut ctx, &user, Some(pin)).unwrap_err();
+        assert_eq!(e.exit_code(), 7, "{e}");
+
+        let events: Vec<String> = audit_of(&mut ctx, &user)
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "device-pending",
+                "sms-pin-sent",
+                "failure",
+                "device-enrolled"
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn device_delete_sms_voids_the_codes_on_their_way_to_the_phone() {
+        let (mut ctx, dir, outbox) = file_backend_ctx("sms_delete");
+        let user = me();
+        add_verified_phone(&mut ctx, &user, &outbox);
+        let sender = sms::from_config(&ctx.config.sms);
+        let now = ctx.now();
+        onetime::send_login_code(
+            &mut ctx.store,
+            &ctx.config,
+            sender.as_ref(),
+            &user,
+            PHONE,
+            now,
+        )
+        .unwrap();
+        let login_code = last_code(&outbox, 7);
+        temp_code(&mut ctx, &user, true).unwrap();
+        assert_eq!(
+            live(&mut ctx, &user),
+            [OneTimePurpose::SmsLogin, OneTimePurpose::Temporary]
+        );
+
+        device::delete(&mut ctx, &user, "sms").unwrap();
+        assert_eq!(sms_state(&mut ctx, &user), None);
+        // The administrator's temporary code is not tied to the phone.
+        assert_eq!(live(&mut ctx, &user), [OneTimePurpose::Temporary]);
+        assert!(matches!(
+            attempt(&mut ctx, &user, &login_code),
+            AttemptResult::Wrong { failures: 1, .. }
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn admin_temp_code_texts_or_shows_a_code_and_refuses_a_locked_account() {
+        let (mut ctx, dir, outbox) = file_backend_ctx("sms_temp");
+        let user = me();
+
+        let e = temp_code(&mut ctx, &user, false).unwrap_err();
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(e.to_string().contains("--show"), "{e}");
+        assert!(live(&mut ctx, &user).is_empty());
+
+        temp_code(&mut ctx, &user, true).unwrap();
+        assert!(!outbox.exists(), "--show texts nothing");
+        assert_eq!(live(&mut ctx, &user), [OneTimePurpose::Temporary]);
+        let (event, detail) = audit_of(&mut ctx, &user).pop().unwrap();
+        assert_eq!(event, "temp-code-issued");
+        assert_eq!(detail, format!("delivery=shown by={}", ctx.invoker));
+
+        add_verified_phone(&mut ctx, &user, &outbox);
+        temp_code(&mut ctx, &user, false).unwrap();
+        let code = last_code(&outbox, 8);
+        assert_eq!(
+            texts(&outbox).pop().unwrap(),
+            (
+                PHONE.to_owned(),
+                format!("Your temporary login code is {code}. It expires in 5 minutes.")
+            )
+        );
+        assert_eq!(
+            attempt(&mut ctx, &user, &code),
+            AttemptResult::Accepted(Accepted::Temporary)
+        );
+        assert!(matches!(
+            attempt(&mut ctx, &user, &code),
+            AttemptResult::Wrong { .. }
+        ));
+
+        let now = ctx.now();
+        let tx = ctx.store.begin().unwrap();
+        let locked = Account {
+            failures: 6,
+            locked_at: Some(now),
+            last_failure: Some(now),
+        };
+        tx.put_account(&user, &locked).unwrap();
+        tx.commit().unwrap();
+        let sent = texts(&outbox).len();
+        for show in [true, false] {
+            let e = temp_code(&mut ctx, &user, show).unwrap_err();
+            assert_eq!(e.exit_code(), 5, "{e}");
+            assert!(e.to_string().contains("unlock it first"), "{e}");
+        }
+        assert_eq!(texts(&outbox).len(), sent);
+        assert!(live(&mut ctx, &user).is_empty());
+
+        let unknown = temp_code(&mut ctx, "no-such-user-mfa-test", true).unwrap_err();
+        assert_eq!(unknown.exit_code(), 6, "{unknown}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_gateway_device_add_sms_says_what_to_configure() {
+        let (mut ctx, dir) = context::test_ctx("sms_none");
+        let e = add(&mut ctx, &me(), PHONE, true).unwrap_err();
+        assert_eq!(e.exit_code(), 1, "{e}");
+        assert!(e.to_string().contains("[sms] backend"), "{e}");
+        assert_eq!(sms_state(&mut ctx, &me()), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

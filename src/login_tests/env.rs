@@ -15,7 +15,9 @@ use crate::config::{Config, Policy};
 use crate::login::{Login, Outcome, Request};
 use crate::policy;
 use crate::secret::base32_encode;
-use crate::store::{Account, AuditEntry, Device, Factor, OpenMode, SqliteStore, Store};
+use crate::store::{
+    Account, AuditEntry, Device, Factor, OneTimeCode, OpenMode, SqliteStore, Store,
+};
 use crate::users::UserInfo;
 use crate::Clock;
 
@@ -209,6 +211,24 @@ impl TestEnv {
         tx.commit().unwrap();
     }
 
+    /// A verified SMS device, as `mfa device add sms` + `verify sms` leave it.
+    pub fn add_sms(&mut self, user: &str, phone: &str) {
+        let now = self.now();
+        let tx = self.store.begin().unwrap();
+        tx.insert_device(&Device {
+            id: 0,
+            user: user.to_owned(),
+            name: crate::enroll::SMS_NAME.to_owned(),
+            verified: true,
+            created: now,
+            factor: Factor::Sms {
+                phone: phone.to_owned(),
+            },
+        })
+        .unwrap();
+        tx.commit().unwrap();
+    }
+
     /// A fresh set of real bypass codes, as `mfa bypass generate` makes them.
     pub fn give_bypass_codes(&mut self, user: &str, count: usize) -> Vec<String> {
         let codes: Vec<String> = (0..count)
@@ -305,6 +325,32 @@ impl TestEnv {
             .one_time_codes(user, now)
             .unwrap()
             .len()
+    }
+
+    /// The live one-time codes of one purpose.
+    pub fn live_codes(&mut self, user: &str, purpose: OneTimePurpose) -> Vec<OneTimeCode> {
+        let now = self.now();
+        let codes = self.store.begin().unwrap().one_time_codes(user, now);
+        codes
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.purpose == purpose)
+            .collect()
+    }
+
+    /// Every byte SQLite keeps on disk for the database: the file and its
+    /// write-ahead log (recent commits live there until a checkpoint).
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let db = self.config.database.as_os_str().to_owned();
+        let mut bytes = std::fs::read(&self.config.database).unwrap();
+        for suffix in ["-wal", "-journal"] {
+            let mut path = db.clone();
+            path.push(suffix);
+            if let Ok(more) = std::fs::read(PathBuf::from(path)) {
+                bytes.extend(more);
+            }
+        }
+        bytes
     }
 
     pub fn audit(&mut self, user: Option<&str>) -> Vec<AuditEntry> {

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use zeroize::Zeroizing;
 
@@ -198,17 +199,62 @@ impl Clock for FixedClock {
 }
 
 /// Records every text instead of sending it. Like `backend = "none"` until
-/// a test turns the gateway on.
+/// a test turns the gateway on; with `fail` set it is a configured gateway
+/// whose every send fails (an expired account at the SMS provider).
 #[derive(Default)]
 pub struct FakeSms {
-    pub sent: RefCell<Vec<(String, String)>>,
-    pub gateway: std::cell::Cell<bool>,
+    /// Shared, so a scripted answer can read the text sent during a login.
+    pub sent: Outbox,
+    pub gateway: Cell<bool>,
+    pub fail: Cell<bool>,
+}
+
+pub type Outbox = Rc<RefCell<Vec<(String, String)>>>;
+
+impl FakeSms {
+    /// How many texts went out.
+    pub fn count(&self) -> usize {
+        self.sent.borrow().len()
+    }
+
+    /// The code in the last text, checked to have `digits` digits.
+    pub fn last_code(&self, digits: usize) -> String {
+        last_code_in(&self.sent, digits)
+    }
+}
+
+/// The only run of digits in the last message, which must have `digits` of them.
+pub fn last_code_in(outbox: &Outbox, digits: usize) -> String {
+    let sent = outbox.borrow();
+    let (_, message) = sent.last().expect("a text was sent");
+    let runs: Vec<&str> = message
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| !r.is_empty())
+        .collect();
+    // "It expires in 5 minutes." holds a number too: the code is the first run.
+    let code = runs.first().expect("the text holds a code");
+    assert_eq!(code.len(), digits, "{message}");
+    code.to_string()
+}
+
+/// Types the code of the last text, read when the prompt appears (the text
+/// is sent during the login, just before the prompt).
+pub fn texted_code(outbox: &Outbox, digits: usize) -> Answer {
+    let outbox = Rc::clone(outbox);
+    Answer::Computed(Box::new(move |_| {
+        last_code_in(&outbox, digits).into_bytes()
+    }))
 }
 
 impl SmsSender for FakeSms {
     fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
         if !self.gateway.get() {
             return Err(SmsError::NotConfigured);
+        }
+        if self.fail.get() {
+            return Err(SmsError::Gateway(
+                "/usr/local/bin/send-sms failed (exit status: 1): HTTP 402".into(),
+            ));
         }
         self.sent
             .borrow_mut()

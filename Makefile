@@ -2,8 +2,11 @@
 # make test   install missing test packages, build once, run every test,
 #             check formatting and lints
 # make demo   a throwaway sshd on 127.0.0.1:2222 with pam_mfa (needs root)
+# make deb | rpm | deb-lint | package-test   packages (see packaging/README.md)
 
 CARGO ?= cargo
+
+include packaging/packaging.mk
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -28,6 +31,10 @@ test:
 	$(CARGO) fmt --check || status=1; \
 	echo "$(CARGO) clippy --release --all-targets -- -D warnings"; \
 	$(CARGO) clippy --release --all-targets -- -D warnings || status=1; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "make deb-lint rpm package-test"; \
+	  $(MAKE) --no-print-directory deb-lint rpm package-test || status=1; \
+	else echo "packages: skipped (building and chroot-testing them needs root)"; fi; \
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$$log"; \
 	exit $$status
 

@@ -90,7 +90,7 @@ chmod 0644 "$staging/$doc/changelog.gz"
 for file in docs/*.md; do
     [ -f "$file" ] && install -m 0644 "$file" "$staging/$doc/"
 done
-for file in conf/pam.d/* conf/sshd_config.d/*; do
+for file in conf/pam.d/* conf/sshd_config.d/* conf/sms/*; do
     [ -f "$file" ] && install -D -m 0644 "$file" "$staging/$doc/examples/${file#conf/}"
 done
 install -D -m 0644 packaging/debian/lintian-overrides "$staging/usr/share/lintian/overrides/$pkg"

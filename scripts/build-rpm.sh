@@ -61,7 +61,7 @@ mkdir -p "$stage/doc/examples"
 for file in docs/*.md; do
     [ -f "$file" ] && cp "$file" "$stage/doc/"
 done
-for file in conf/pam.d/* conf/sshd_config.d/*; do
+for file in conf/pam.d/* conf/sshd_config.d/* conf/sms/*; do
     [ -f "$file" ] && install -D -m 0644 "$file" "$stage/doc/examples/${file#conf/}"
 done
 bundled=$(cargo metadata --format-version 1 --locked --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" |

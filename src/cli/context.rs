@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 pub const DAEMON_CALLER_ENV: &str = "MFA_DAEMON_CALLER";
 
 pub const NEEDS_ROOT: &str =
-    "this command needs root (the self-service daemon is not available yet)";
+    "this command needs root, or a config and database that you own (a private instance)";
 
 pub struct Ctx {
     pub config: Config,

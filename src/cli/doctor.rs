@@ -232,6 +232,25 @@ fn judge_stack(name: &str, stack: &Stack) -> (Status, String) {
     }
 }
 
+/// The service as libpam sees it: `@include FILE` lines replaced by FILE.
+fn expand_includes(dir: &Path, text: &str, depth: u32) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.trim().strip_prefix("@include") {
+            Some(name) if depth < 4 && !name.trim().contains('/') => {
+                if let Ok(included) = std::fs::read_to_string(dir.join(name.trim())) {
+                    out.push_str(&expand_includes(dir, &included, depth + 1));
+                }
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 fn pam_stacks(checks: &mut Vec<Check>, dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return check(
@@ -245,17 +264,22 @@ fn pam_stacks(checks: &mut Vec<Check>, dir: &Path) {
     names.sort();
     let mut found = false;
     for path in names {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        if !text.contains("pam_mfa.so") {
-            continue;
-        }
-        found = true;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // common-* are pieces that services @include; judge the services.
+        if name.starts_with("common-") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let text = expand_includes(dir, &text, 0);
+        if !text.contains("pam_mfa.so") {
+            continue;
+        }
+        found = true;
         let (status, message) = judge_stack(&name, &read_stack(&text));
         check(checks, "pam", status, message);
     }
@@ -398,6 +422,38 @@ mod tests {
         assert!(message.contains("account required pam_mfa.so"), "{message}");
         let s = read_stack("auth required pam_mfa.so\naccount required pam_mfa.so # lock\n");
         assert_eq!(judge_stack("sshd", &s).0, Status::Ok);
+    }
+
+    #[test]
+    fn includes_are_followed_and_common_files_judged_through_services() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_doctor_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("common-auth"),
+            "auth requisite pam_mfa.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
+             auth [default=die] pam_mfa.so authfail\nauth required pam_mfa.so\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("common-account"), "account required pam_mfa.so\n").unwrap();
+        std::fs::write(
+            dir.join("login"),
+            "@include common-auth\n@include common-account\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("su"), "@include common-auth\n").unwrap();
+        let mut checks = Vec::new();
+        pam_stacks(&mut checks, &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let lines: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{:?} {}", c.status, c.message))
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("Ok login:"), "{lines:?}");
+        assert!(
+            lines[1].starts_with("Warn su:") && lines[1].contains("account"),
+            "{lines:?}"
+        );
     }
 
     #[test]

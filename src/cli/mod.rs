@@ -24,8 +24,9 @@ use std::path::PathBuf;
 const AFTER_HELP: &str = "\
 Run as root, mfa works on the database directly and --user picks the account.
 It also does so for a private instance: a config file and database owned by
-the user running it (tests use this). Ordinary users need the self-service
-daemon, which is not available yet.
+the user running it (tests use this). Run by anyone else, it sends the
+command to the self-service daemon (mfa serve) over --socket: users manage
+their own account only, and changes need a current code (--code or asked).
 
 Exit codes:
   0  success
@@ -64,8 +65,8 @@ pub struct Args {
     #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// A current code for changes that need one (through the daemon); asked for when missing
-    #[arg(long, global = true, value_name = "CODE")]
-    pub code: Option<String>,
+    #[arg(long = "code", global = true, value_name = "CODE")]
+    pub step_up_code: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -52,11 +52,16 @@ pub fn run(args: &Args, raw: &[OsString]) -> i32 {
         args: Vec::new(),
         user: args.user.clone(),
         json: args.json,
-        code: args.code.clone(),
+        code: args.step_up_code.clone(),
     };
     match &args.command {
         Command::Device(DeviceCmd::Verify { nick, code: None }) => {
-            let Some(code) = ask("Code shown by the app: ") else {
+            let prompt = if nick == pam_mfa::enroll::SMS_NAME {
+                "PIN from the text message: "
+            } else {
+                "Code shown by the app: "
+            };
+            let Some(code) = ask(prompt) else {
                 return no_code();
             };
             words = vec![
@@ -83,7 +88,7 @@ pub fn run(args: &Args, raw: &[OsString]) -> i32 {
     }
     request.args = words;
     match exchange_with_step_up(&args.socket, request) {
-        Ok(response) => show(&response),
+        Ok(response) => show(&response, args.json),
         Err(code) => code,
     }
 }
@@ -112,7 +117,7 @@ fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) ->
         Err(code) => return code,
     };
     if added.exit != exit::OK {
-        return show(&added);
+        return show(&added, json);
     }
     let mut json_value: Option<serde_json::Value> = None;
     if json {
@@ -155,11 +160,20 @@ fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) ->
             println!("{value}");
             exit::OK
         }
-        _ => show(&verified),
+        _ => show(&verified, json),
     }
 }
 
-fn show(response: &Response) -> i32 {
+fn show(response: &Response, json: bool) -> i32 {
+    // The daemon's own refusals carry no child output: give scripts the
+    // same JSON error object the command itself would print.
+    if let (true, true, Some(kind)) = (json, response.stdout.is_empty(), &response.error) {
+        let message = response.stderr.trim().trim_start_matches("mfa: ");
+        println!(
+            "{}",
+            serde_json::json!({ "error": kind, "message": message })
+        );
+    }
     print!("{}", response.stdout);
     eprint!("{}", response.stderr);
     let _ = std::io::stdout().flush();

@@ -5,7 +5,7 @@
 //! exactly what root would see.
 #![forbid(unsafe_code)]
 
-use super::{AddCmd, Args, BypassCmd, Command, DeviceCmd};
+use super::{AddCmd, AdminCmd, Args, BypassCmd, Command, DeviceCmd};
 use clap::Parser;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use pam_mfa::attempt::{self, AttemptResult, Context};
@@ -221,6 +221,14 @@ fn decide(request: &Request, caller: &UserInfo, root: bool, config_path: &Path) 
         Command::Serve | Command::Doctor { .. } => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
+            ))
+        }
+        // It reads a file as root: through the daemon an admin_group member
+        // could read root-only files with it.
+        Command::Admin(AdminCmd::ImportGoogleAuthenticator { .. }) if !root => {
+            return Err(Error::Permission(
+                "import-google-authenticator reads files as root: run it as root on the host"
+                    .into(),
             ))
         }
         Command::Admin(_) | Command::Audit { .. } if !admin => {

@@ -97,7 +97,7 @@ fn unavailable(who: &str, error: &dyn std::fmt::Display, allow: bool) -> Result 
 fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
     let (level, result) = match outcome {
         Outcome::Verified(a) => (Level::Info, format!("result=success method={}", a.method())),
-        Outcome::Enrolled => (Level::Info, "result=success method=enrolled-totp".into()),
+        Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
         Outcome::Passed(why) => (
             Level::Info,
             format!("result=success method=none reason={why}"),

@@ -11,6 +11,7 @@ packages=(
     openssh-server openssh-client   # the real sshd test and make demo
     oathtool                        # independent TOTP codes
     passwd                          # useradd, chpasswd, userdel
+    systemd                         # systemd-socket-activate, for the daemon test
 )
 
 if ! command -v dpkg-query >/dev/null; then

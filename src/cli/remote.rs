@@ -62,7 +62,7 @@ pub fn run(args: &Args, raw: &[OsString]) -> i32 {
                 "Code shown by the app: "
             };
             let Some(code) = ask(prompt) else {
-                return no_code();
+                return no_code(args.json);
             };
             words = vec![
                 "device".into(),
@@ -101,7 +101,7 @@ fn exchange_with_step_up(socket: &Path, mut request: Request) -> Result<Response
     }
     eprintln!("This change needs a current code from one of your devices (or a bypass code).");
     let Some(code) = ask("Current verification code: ") else {
-        return Err(no_code());
+        return Err(no_code(request.json));
     };
     request.code = Some(code.to_string());
     exchange(socket, &request)
@@ -135,8 +135,12 @@ fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) ->
         eprint!("{}", added.stderr);
     }
     let Some(code) = ask(prompt) else {
-        eprintln!("mfa: no code was entered; the device \"{name}\" is saved as pending: finish with `mfa device verify {name}`");
-        return exit::USAGE;
+        return fail(
+            json,
+            "usage",
+            &format!("no code was entered; the device \"{name}\" is saved as pending: finish with `mfa device verify {name}`"),
+            exit::USAGE,
+        );
     };
     let verify = Request {
         version: VERSION,
@@ -165,24 +169,39 @@ fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) ->
 }
 
 fn show(response: &Response, json: bool) -> i32 {
-    // The daemon's own refusals carry no child output: give scripts the
-    // same JSON error object the command itself would print.
-    if let (true, true, Some(kind)) = (json, response.stdout.is_empty(), &response.error) {
-        let message = response.stderr.trim().trim_start_matches("mfa: ");
+    match &response.error {
+        // The daemon's own refusals carry only the message; with --json,
+        // scripts expect the error object that root's command prints.
+        Some(kind) if json && response.stdout.is_empty() => {
+            let message = response.stderr.trim_end();
+            let message = message.strip_prefix("mfa: ").unwrap_or(message);
+            fail(true, kind, message, response.exit)
+        }
+        _ => {
+            print!("{}", response.stdout);
+            eprint!("{}", response.stderr);
+            let _ = std::io::stdout().flush();
+            response.exit
+        }
+    }
+}
+
+/// Reports a failure as root's command does: the message on stderr and,
+/// with --json, `{"error": KIND, "message": TEXT}` on stdout.
+fn fail(json: bool, kind: &str, message: &str, code: i32) -> i32 {
+    eprintln!("mfa: {message}");
+    if json {
         println!(
             "{}",
             serde_json::json!({ "error": kind, "message": message })
         );
+        let _ = std::io::stdout().flush();
     }
-    print!("{}", response.stdout);
-    eprint!("{}", response.stderr);
-    let _ = std::io::stdout().flush();
-    response.exit
+    code
 }
 
-fn no_code() -> i32 {
-    eprintln!("mfa: no code was entered");
-    exit::USAGE
+fn no_code(json: bool) -> i32 {
+    fail(json, "usage", "no code was entered", exit::USAGE)
 }
 
 /// Reads one line from the terminal (or stdin when piped), wiped after use.
@@ -195,32 +214,47 @@ fn ask(prompt: &str) -> Option<Zeroizing<String>> {
 }
 
 fn exchange(socket: &Path, request: &Request) -> Result<Response, i32> {
+    let json = request.json;
     let mut stream = UnixStream::connect(socket).map_err(|e| {
-        eprintln!(
-            "mfa: the self-service daemon is not running ({}: {e}); ask an administrator to start it with `systemctl enable --now pam-mfa.socket`",
-            socket.display()
-        );
-        exit::UNAVAILABLE
+        fail(
+            json,
+            "unavailable",
+            &format!(
+                "the self-service daemon is not running ({}: {e}); ask an administrator to start it with `systemctl enable --now pam-mfa.socket`",
+                socket.display()
+            ),
+            exit::UNAVAILABLE,
+        )
     })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
     let mut line = serde_json::to_vec(request).map_err(|_| exit::FAILED)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| {
-        eprintln!("mfa: cannot talk to the daemon: {e}");
-        exit::UNAVAILABLE
+        fail(
+            json,
+            "unavailable",
+            &format!("cannot talk to the daemon: {e}"),
+            exit::UNAVAILABLE,
+        )
     })?;
     let mut answer = String::new();
     BufReader::new(&stream)
         .read_line(&mut answer)
         .map_err(|e| {
-            eprintln!("mfa: no answer from the daemon: {e}");
-            exit::UNAVAILABLE
+            fail(
+                json,
+                "unavailable",
+                &format!("no answer from the daemon: {e}"),
+                exit::UNAVAILABLE,
+            )
         })?;
     serde_json::from_str(&answer).map_err(|_| {
-        eprintln!(
-            "mfa: the daemon's answer is not understood (is it the same version as this mfa?)"
-        );
-        exit::FAILED
+        fail(
+            json,
+            "failed",
+            "the daemon's answer is not understood (is it the same version as this mfa?)",
+            exit::FAILED,
+        )
     })
 }
 

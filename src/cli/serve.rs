@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Clients served at once; more are told the daemon is busy.
 const MAX_CLIENTS: usize = 16;
-/// A client has this long to send its request (half-sent requests are dropped).
+/// A client has this long to send its whole request (half-sent requests are dropped).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest a command may run (an SMS gateway has its own, shorter, limit).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,9 +99,28 @@ fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
     stream.write_all(&line)
 }
 
+/// The client's side of the connection, every read bounded by what is left
+/// of the request's time. A read timeout alone starts afresh with each
+/// byte, so a client sending a byte every few seconds would keep its place
+/// for hours, and sixteen such clients would shut everyone else out.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 /// One connection. None when the client gave up (nothing to answer).
 fn handle(stream: &UnixStream, config_path: &Path, exe: &Path) -> Option<Response> {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let peer = match getsockopt(stream, PeerCredentials) {
         Ok(c) => c,
@@ -114,7 +133,11 @@ fn handle(stream: &UnixStream, config_path: &Path, exe: &Path) -> Option<Respons
         }
     };
     let mut line = Vec::new();
-    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1);
+    let client = Deadline {
+        stream,
+        until: Instant::now() + READ_TIMEOUT,
+    };
+    let mut reader = BufReader::new(client).take(MAX_REQUEST_BYTES as u64 + 1);
     match reader.read_until(b'\n', &mut line) {
         Ok(_) if line.last() == Some(&b'\n') => {
             line.pop();

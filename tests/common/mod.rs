@@ -6,6 +6,7 @@
 //! Each test binary uses a different part of this file.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod pty;
 
 use pty::Pty;

@@ -246,14 +246,6 @@ fn decide(request: &Request, caller: &UserInfo, root: bool, config_path: &Path) 
                 "run this command as root on the host, not through the daemon".into(),
             ))
         }
-        // It reads a file as root: through the daemon an admin_group member
-        // could read root-only files with it.
-        Command::Admin(AdminCmd::ImportGoogleAuthenticator { .. }) if !root => {
-            return Err(Error::Permission(
-                "import-google-authenticator reads files as root: run it as root on the host"
-                    .into(),
-            ))
-        }
         Command::Admin(_) | Command::Audit { .. } if !admin => {
             return Err(Error::Permission(format!(
                 "administrative commands need root{}",
@@ -263,6 +255,14 @@ fn decide(request: &Request, caller: &UserInfo, root: bool, config_path: &Path) 
                     format!(" or membership of the group {}", config.admin_group)
                 }
             )))
+        }
+        // It reads a file as root: through the daemon an admin_group member
+        // could read root-only files with it.
+        Command::Admin(AdminCmd::ImportGoogleAuthenticator { .. }) if !root => {
+            return Err(Error::Permission(
+                "import-google-authenticator reads files as root: run it as root on the host"
+                    .into(),
+            ))
         }
         Command::Admin(_) | Command::Audit { .. } => {
             return Ok(Plan {

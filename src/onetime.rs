@@ -76,10 +76,10 @@ pub fn send_login_code(
         "sms-code-sent",
         "",
     )?;
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your login code is {}. It expires in 5 minutes.",
         code.as_str()
-    );
+    ));
     sender.send(phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::SmsLogin);
         Error::Failed(e.to_string())
@@ -136,10 +136,10 @@ pub fn start_sms_enrollment(
         "sms-pin-sent",
         "",
     )?;
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your PIN to confirm this phone is {}. It expires in 10 minutes.",
         pin.as_str()
-    );
+    ));
     sender.send(phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::SmsEnroll);
         Error::Failed(format!(
@@ -270,10 +270,10 @@ pub fn issue_temp_code(
     let Some(phone) = phone else {
         return Ok(TempCode::Shown(code));
     };
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your temporary login code is {}. It expires in 5 minutes.",
         code.as_str()
-    );
+    ));
     sender.send(&phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::Temporary);
         Error::Failed(e.to_string())

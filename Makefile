@@ -3,10 +3,12 @@
 #             check formatting and lints
 # make demo   a throwaway sshd on 127.0.0.1:2222 with pam_mfa (needs root)
 # make deb | rpm | deb-lint | package-test   packages (see packaging/README.md)
+# make fuzz-smoke | fuzz   cargo-fuzz targets (see fuzz/README.md)
 
 CARGO ?= cargo
 
 include packaging/packaging.mk
+include fuzz/fuzz.mk
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -31,6 +33,8 @@ test:
 	$(CARGO) fmt --check || status=1; \
 	echo "$(CARGO) clippy --release --all-targets -- -D warnings"; \
 	$(CARGO) clippy --release --all-targets -- -D warnings || status=1; \
+	echo "make fuzz-smoke"; \
+	$(MAKE) --no-print-directory fuzz-smoke || status=1; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  echo "make deb-lint rpm package-test"; \
 	  $(MAKE) --no-print-directory deb-lint rpm package-test || status=1; \

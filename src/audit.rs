@@ -27,9 +27,15 @@ pub fn set_ident(ident: &'static str) {
 /// Sends one line to syslog. Logging must never fail a login, so errors
 /// (no syslog daemon, full socket) are dropped after one reconnect attempt.
 pub fn syslog(level: Level, message: &str) {
-    let Ok(mut guard) = LOGGER.lock() else {
-        return;
-    };
+    let mut guard = LOGGER.lock().unwrap_or_else(|poisoned| {
+        // A panic while logging (caught at the PAM boundary) must not
+        // silence this process for good, the line saying "panic" included.
+        // The connection may be mid-message: start a new one.
+        let mut guard = poisoned.into_inner();
+        *guard = None;
+        LOGGER.clear_poison();
+        guard
+    });
     for _ in 0..2 {
         if guard.is_none() {
             *guard = syslog::unix(Formatter3164 {
@@ -97,6 +103,17 @@ pub fn format_line(user: &str, event: &str, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_while_logging_does_not_silence_later_lines() {
+        let _ = std::panic::catch_unwind(|| {
+            let _held = LOGGER.lock();
+            panic!("a panic while logging");
+        });
+        assert!(LOGGER.is_poisoned());
+        syslog(Level::Debug, "after a panic");
+        assert!(!LOGGER.is_poisoned());
+    }
 
     #[test]
     fn odd_user_names_cannot_forge_lines() {

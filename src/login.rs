@@ -23,6 +23,7 @@ use crate::store::{Store, StoreError, StoreResult};
 use crate::totp;
 use crate::users::UserInfo;
 use crate::Clock;
+use zeroize::Zeroizing;
 
 pub const CODE_PROMPT: &str = "Verification code: ";
 pub const CODE_OR_SMS_PROMPT: &str = "Verification code (or type sms to get one by text): ";
@@ -405,7 +406,7 @@ impl Login<'_> {
                 Ok(t) => t,
                 Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
             };
-            let pin = String::from_utf8_lossy(&typed);
+            let pin = Zeroizing::new(String::from_utf8_lossy(&typed).into_owned());
             match onetime::verify_sms_pin(
                 self.store,
                 self.config,

@@ -83,10 +83,10 @@ pub fn send_login_code(
         "sms-code-sent",
         "",
     )?;
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your login code is {}. It expires in 5 minutes.",
         code.as_str()
-    );
+    ));
     sender.send(phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::SmsLogin, now);
         Error::Failed(e.to_string())
@@ -143,10 +143,10 @@ pub fn start_sms_enrollment(
         "sms-pin-sent",
         "",
     )?;
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your PIN to confirm this phone is {}. It expires in 10 minutes.",
         pin.as_str()
-    );
+    ));
     sender.send(phone, &text).map_err(|e| {
         drop_unsent_phone(store, user, now);
         Error::Failed(format!(
@@ -302,10 +302,10 @@ pub fn issue_temp_code(
     let Some(phone) = phone else {
         return Ok(TempCode::Shown(code));
     };
-    let text = format!(
+    let text = Zeroizing::new(format!(
         "Your temporary login code is {}. It expires in 5 minutes.",
         code.as_str()
-    );
+    ));
     sender.send(&phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::Temporary, now);
         Error::Failed(e.to_string())

@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::Zeroize;
 
 pub const VERSION: u32 = 1;
 /// A request larger than this is refused unread.
@@ -33,9 +33,10 @@ pub struct Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if let Some(code) = self.code.take() {
-            drop(Zeroizing::new(code));
-        }
+        // A code travels as the step-up `code`, or as an argument
+        // (`device verify NICK CODE`).
+        self.code.zeroize();
+        self.args.zeroize();
     }
 }
 
@@ -49,6 +50,13 @@ pub struct Response {
     /// Set when the daemon itself refused (`permission`, `step-up`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        // The output of `device add totp` or `bypass generate`.
+        self.stdout.zeroize();
+    }
 }
 
 impl Response {

@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsError {
@@ -80,7 +81,16 @@ impl SmsSender for FileSms {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.path)
             .map_err(|e| SmsError::Gateway(format!("cannot open {}: {e}", self.path.display())))?;
-        let line = format!("{phone}\t{}\n", message.replace(['\n', '\t'], " "));
+        // The message holds the code: build the line in a buffer that is wiped.
+        let mut line = Zeroizing::new(String::with_capacity(phone.len() + message.len() + 2));
+        line.push_str(phone);
+        line.push('\t');
+        line.extend(
+            message
+                .chars()
+                .map(|c| if matches!(c, '\n' | '\t') { ' ' } else { c }),
+        );
+        line.push('\n');
         file.write_all(line.as_bytes())
             .map_err(|e| SmsError::Gateway(format!("cannot write {}: {e}", self.path.display())))
     }

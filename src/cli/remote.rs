@@ -5,7 +5,7 @@
 
 use super::{AddCmd, Args, Command, DeviceCmd};
 use pam_mfa::error::exit;
-use pam_mfa::protocol::{Request, Response, VERSION};
+use pam_mfa::protocol::{Request, Response, MAX_REQUEST_BYTES, VERSION};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
@@ -227,7 +227,9 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, i32> {
         )
     })?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    let mut line = serde_json::to_vec(request).map_err(|_| exit::FAILED)?;
+    // It may carry a code: encode into a wiped buffer that need not grow.
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
+    serde_json::to_writer(&mut *line, request).map_err(|_| exit::FAILED)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| {
         fail(
@@ -237,7 +239,8 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, i32> {
             exit::UNAVAILABLE,
         )
     })?;
-    let mut answer = String::new();
+    // The answer may hold a new secret or bypass codes.
+    let mut answer = Zeroizing::new(String::new());
     BufReader::new(&stream)
         .read_line(&mut answer)
         .map_err(|e| {

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 /// Clients served at once; more are told the daemon is busy.
 const MAX_CLIENTS: usize = 16;
@@ -94,7 +95,11 @@ fn bind(socket: &Path) -> Result<UnixListener> {
 }
 
 fn reply(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(response).unwrap_or_default();
+    // The command's output may hold a new secret or bypass codes: encode
+    // into a buffer that is wiped, sized so that it need not grow.
+    let size = response.stdout.len() + response.stderr.len() + 256;
+    let mut line = Zeroizing::new(Vec::with_capacity(size * 2));
+    serde_json::to_writer(&mut *line, response).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)
 }
@@ -132,7 +137,8 @@ fn handle(stream: &UnixStream, config_path: &Path, exe: &Path) -> Option<Respons
             ))
         }
     };
-    let mut line = Vec::new();
+    // The request may carry a code; wipe the raw bytes after parsing.
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
     let client = Deadline {
         stream,
         until: Instant::now() + READ_TIMEOUT,
@@ -424,7 +430,7 @@ fn run_child(exe: &Path, config_path: &Path, plan: &Plan, caller: &str) -> Respo
 }
 
 fn read_bounded(stream: impl Read) -> String {
-    let mut buf = Vec::new();
+    let mut buf = Zeroizing::new(Vec::new());
     let _ = stream.take(MAX_OUTPUT_BYTES).read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }

@@ -25,6 +25,9 @@ pub enum OpenMode {
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// (device, inode) of the file opened: a file deleted or replaced under
+    /// an open connection would take every later write with it, unseen.
+    identity: (u64, u64),
 }
 
 pub(super) struct SqliteTx<'c> {
@@ -127,9 +130,11 @@ impl SqliteStore {
         .map_err(|e| unavailable(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| unavailable(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| unavailable(path, e))?;
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
+            identity: (meta.dev(), meta.ino()),
         };
         store.prepare().map_err(|e| match e {
             StoreError::Sql(e) => unavailable(path, e),
@@ -202,6 +207,18 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A login can wait minutes at a prompt with the database open. If
+        // the file was deleted or replaced (a restored backup) meanwhile,
+        // this connection would read and write a file nobody else sees:
+        // failures counted nowhere, a code spent twice. Checked under the
+        // write lock; dropping `tx` rolls back.
+        let same = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if !same {
+            return Err(unavailable(
+                &self.path,
+                "the file was removed or replaced while in use; try again",
+            ));
+        }
         Ok(Box::new(SqliteTx { tx }))
     }
 }
@@ -264,3 +281,31 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_user ON audit (user, id);
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_or_removed_under_an_open_store_is_unavailable() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_store_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("mfa.sqlite3");
+        let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        store.begin().unwrap().commit().unwrap();
+
+        // A backup restored by rename, as careful admins do.
+        let restored = dir.join("restored");
+        std::fs::copy(&path, &restored).unwrap();
+        std::fs::rename(&restored, &path).unwrap();
+        let e = store.begin().err().expect("a replaced file is refused");
+        assert!(
+            matches!(&e, StoreError::Unavailable(m) if m.contains("replaced")),
+            "{e}"
+        );
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.begin().is_err(), "a removed file is refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -194,11 +194,20 @@ pub struct Cli {
 impl Cli {
     /// Runs `mfa --config C [--user U] ARGS`.
     pub fn mfa(&self, user: Option<&str>, args: &[&str]) -> Output {
+        use std::ffi::OsStr;
+        let mut all: Vec<&OsStr> = Vec::new();
+        if let Some(u) = user {
+            all.push(OsStr::new("--user"));
+            all.push(OsStr::new(u));
+        }
+        all.extend(args.iter().map(OsStr::new));
+        self.mfa_os(&all)
+    }
+
+    /// Runs `mfa --config C ARGS` with arguments that need not be UTF-8.
+    pub fn mfa_os(&self, args: &[&std::ffi::OsStr]) -> Output {
         let mut cmd = Command::new(mfa_bin());
         cmd.arg("--config").arg(&self.config);
-        if let Some(u) = user {
-            cmd.arg("--user").arg(u);
-        }
         cmd.args(args).env("LC_ALL", "C");
         if let Some((passwd, group)) = &self.nss_wrapper {
             cmd.env("LD_PRELOAD", "libnss_wrapper.so")
@@ -295,6 +304,11 @@ impl Session {
 
     pub fn answer(&mut self, text: &str) {
         self.pty.send_line(text);
+    }
+
+    /// Answers with raw bytes (non-UTF-8, control characters).
+    pub fn answer_bytes(&mut self, bytes: &[u8]) {
+        self.pty.send_bytes_line(bytes);
     }
 
     /// Answers any further prompt with an empty line and waits for the end.
@@ -457,6 +471,25 @@ impl Harness {
         write_file(&self.config, text, 0o600);
     }
 
+    /// Adds a user known to NSS and to the password module (with the same
+    /// uid as group id). `set_password` forgets the password of such users.
+    pub fn add_user(&self, name: &str, uid: u32, password: &str) {
+        use std::io::Write;
+        let append = |path: &Path, line: String| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(line.as_bytes()))
+                .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
+        };
+        append(
+            &self.passwd,
+            format!("{name}:x:{uid}:{uid}::/home/{name}:/bin/sh\n"),
+        );
+        append(&self.group, format!("{name}:x:{uid}:\n"));
+        append(&self.passdb, format!("{name}:{password}:{SERVICE}\n"));
+    }
+
     pub fn set_password(&self, user: &str, new: &str) {
         let passdb: String = PASSWORDS
             .iter()
@@ -484,6 +517,16 @@ impl Harness {
 
     /// pamtester through pam_wrapper, in its own terminal.
     pub fn pamtester_command(&self, service: &str, user: &str, ops: &[&str]) -> Command {
+        self.pamtester_command_os(service, user.as_ref(), ops)
+    }
+
+    /// pamtester with a user name that need not be UTF-8.
+    pub fn pamtester_command_os(
+        &self,
+        service: &str,
+        user: &std::ffi::OsStr,
+        ops: &[&str],
+    ) -> Command {
         let mut cmd = Command::new("pamtester");
         cmd.arg("-v").arg(service).arg(user).args(ops);
         self.nss_env(&mut cmd);
@@ -523,19 +566,7 @@ impl Harness {
 
     /// Starts pamtester; the caller answers prompts through the session.
     pub fn start_pamtester(&self, service: &str, user: &str, ops: &[&str]) -> Session {
-        // pam_wrapper picks its working dir /tmp/pam.<letter> with an
-        // lstat-then-mkdir race, and a loser silently shares (and later
-        // deletes) another process's copy of the service files. Start one
-        // pamtester at a time: it prints this line from main(), after
-        // pam_wrapper's constructor has made its dir.
-        static STARTING: Mutex<()> = Mutex::new(());
-        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-        let mut pty = Pty::spawn(self.pamtester_command(service, user, ops));
-        pty.expect("pamtester: invoking pam_start", TIMEOUT);
-        Session {
-            pty,
-            prompts: Vec::new(),
-        }
+        start_session(self.pamtester_command(service, user, ops))
     }
 
     /// The usual login: the user's password, then `code` if asked.
@@ -579,6 +610,24 @@ impl Harness {
             }
         }
         dump
+    }
+}
+
+/// Starts a pamtester command (possibly wrapped, e.g. by `unshare`) and
+/// waits until pam_wrapper has set up its directory.
+pub fn start_session(cmd: Command) -> Session {
+    // pam_wrapper picks its working dir /tmp/pam.<letter> with an
+    // lstat-then-mkdir race, and a loser silently shares (and later
+    // deletes) another process's copy of the service files. Start one
+    // pamtester at a time: it prints this line from main(), after
+    // pam_wrapper's constructor has made its dir.
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pty = Pty::spawn(cmd);
+    pty.expect("pamtester: invoking pam_start", TIMEOUT);
+    Session {
+        pty,
+        prompts: Vec::new(),
     }
 }
 

@@ -130,6 +130,11 @@ impl Pty {
         }
     }
 
+    /// The program's process id (for tests that kill it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the program has printed so far, with CR removed.
     pub fn transcript(&self) -> String {
         let s = self.state.0.lock().unwrap();
@@ -178,7 +183,13 @@ impl Pty {
 
     /// Types one line (the terminal turns it into one read() for the program).
     pub fn send_line(&mut self, text: &str) {
-        let mut line = text.as_bytes().to_vec();
+        self.send_bytes_line(text.as_bytes());
+    }
+
+    /// Types raw bytes and a newline. Control characters that the terminal
+    /// would act on (^C, ^D, erase, ...) must be quoted with ^V by the caller.
+    pub fn send_bytes_line(&mut self, bytes: &[u8]) {
+        let mut line = bytes.to_vec();
         line.push(b'\n');
         // The program may already be gone (e.g. it refused early); the
         // caller asserts on the outcome, not on this write.

@@ -1,0 +1,190 @@
+#!/bin/bash
+# make bench: pam_mfa against pam_google_authenticator, pam_oath and
+# pam_permit, through real libpam in one process per run, under pam_wrapper
+# and nss_wrapper. Prints figures; it is not a pass/fail test.
+#
+# Environment knobs (defaults in brackets):
+#   BENCH_NS          user counts to measure ["1000 10000 100000"]
+#   BENCH_DIR         scratch directory, on the disk under test [/var/tmp]
+#   BENCH_CHUNKS      the users of each N are logged in by this many
+#                     interleaved runs per module, so load changes on the
+#                     machine hit every module alike [10]
+#   BENCH_GA_MAX      most pam_google_authenticator logins per N, spread
+#                     evenly over the users [20000]
+#   BENCH_OATH_MAX    most pam_oath logins per N [2000 at N<=10000, 200 above]
+#   BENCH_MFA_MAX     most pam_mfa logins per N [all]
+#   BENCH_PAR_N       users for the parallel runs [10000]
+#   BENCH_IMPORT      users imported with `mfa admin import-google-authenticator`,
+#                     one process each; the rest are written through the library [100]
+#   BENCH_KEEP=1      keep the scratch directory
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+REL=$CARGO_TARGET_DIR/release
+# The bench crate builds pam-mfa as a dependency; its own target directory
+# keeps those artifacts from mixing with the top-level build's.
+BENCH_TARGET=$CARGO_TARGET_DIR/bench
+BIN=$BENCH_TARGET/release
+NS=${BENCH_NS:-"1000 10000 100000"}
+CHUNKS=${BENCH_CHUNKS:-10}
+GA_MAX=${BENCH_GA_MAX:-20000}
+MFA_MAX=${BENCH_MFA_MAX:-0}
+PAR_N=${BENCH_PAR_N:-10000}
+IMPORT=${BENCH_IMPORT:-100}
+SECURITY=${BENCH_SECURITY_DIR:-/lib/x86_64-linux-gnu/security}
+COMMAND_LINE="$0${*:+ $*}"
+STARTED=$(date +%s)
+
+die() { echo "bench: $*" >&2; exit 1; }
+for f in libpam_wrapper.so libnss_wrapper.so; do
+    ldconfig -p | grep -q "$f" || die "$f missing (Debian: apt-get install libpam-wrapper libnss-wrapper)"
+done
+for m in pam_permit pam_google_authenticator pam_oath; do
+    [ -e "$SECURITY/$m.so" ] || die "$SECURITY/$m.so missing (libpam-google-authenticator, libpam-oath)"
+done
+[ "$(id -u)" = 0 ] || die "run as root: the google-authenticator files must belong to the synthetic users"
+
+echo "== building (release)"
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+CARGO_TARGET_DIR=$BENCH_TARGET cargo build --release --quiet --manifest-path "$ROOT/bench/Cargo.toml"
+
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/pam_mfa-bench.XXXXXX")
+# pam_google_authenticator opens each file as its user: they must reach their homes.
+chmod 755 "$WORK"
+cleanup() { [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"; }
+trap cleanup EXIT
+cc -O2 -shared -fPIC -o "$WORK/libnss_bench.so" "$ROOT/bench/nss_bench.c"
+OUT=$WORK/results.txt
+: > "$OUT"
+
+# Runs bench-login for tree $1 with a minimal environment: nss_wrapper and
+# pam_wrapper call getenv() often, and a long environment would bill them.
+login() {
+    local d=$1 n=$2; shift 2
+    env -i PATH=/usr/bin:/bin \
+        LD_PRELOAD=libpam_wrapper.so:libnss_wrapper.so \
+        PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$d/pam.d" \
+        NSS_WRAPPER_PASSWD="$d/passwd" NSS_WRAPPER_GROUP="$d/group" \
+        NSS_WRAPPER_MODULE_SO_PATH="$WORK/libnss_bench.so" NSS_WRAPPER_MODULE_FN_PREFIX=bench \
+        BENCH_NSS_USERS="$n" BENCH_NSS_HOME="$d/home" \
+        "$BIN/bench-login" --users "$d/users.txt" "$@"
+}
+
+seed() {
+    local d=$1 n=$2
+    "$BIN/bench-seed" --dir "$d" --n "$n" --mfa "$REL/mfa" --mfa-so "$REL/libpam_mfa.so" \
+        --security-dir "$SECURITY" --import "$IMPORT"
+}
+
+# stride that spreads at most $2 logins over $1 users (0 = all)
+stride() { local n=$1 max=$2; if [ "$max" -le 0 ] || [ "$n" -le "$max" ]; then echo 1; else echo $(( (n + max - 1) / max )); fi; }
+
+# mean and median of a file of microseconds
+stats() { sort -n "$1" | awk '{a[NR]=$1; s+=$1} END {printf "%d %.1f %.1f\n", NR, s/NR, a[int((NR+1)/2)]}'; }
+
+echo "== pam_mfa bench: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "command: $COMMAND_LINE (in $ROOT, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
+echo "host: $(nproc) CPUs, $(uname -sr), scratch on $(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK"), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for n in $NS; do
+    d=$WORK/n$n
+    echo "== N=$n: seeding"
+    seed "$d" "$n" | tee -a "$OUT"
+    [ "$n" = "$PAR_N" ] && cp -a "$d/mfa/db" "$WORK/par-db"
+    oath_max=${BENCH_OATH_MAX:-$([ "$n" -le 10000 ] && echo 2000 || echo 200)}
+    declare -A sel=(
+        [permit]=$(stride "$n" "$MFA_MAX")
+        [ga]=$(stride "$n" "$GA_MAX")
+        [oath]=$(stride "$n" "$oath_max")
+        [mfa]=$(stride "$n" "$MFA_MAX")
+    )
+    echo "== N=$n: logging in (strides: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]})"
+    rm -f "$d"/times.*
+    # Chunk c holds users c*size .. (c+1)*size-1; modules take turns chunk by chunk.
+    size=$(( (n + CHUNKS - 1) / CHUNKS ))
+    for c in $(seq 0 $((CHUNKS - 1))); do
+        for m in permit ga oath mfa; do
+            s=${sel[$m]}
+            # first user of this chunk on the module's stride grid
+            from=$(( ( (c * size + s - 1) / s ) * s ))
+            end=$(( (c + 1) * size < n ? (c + 1) * size : n ))
+            [ "$from" -lt "$end" ] || continue
+            count=$(( (end - from + s - 1) / s ))
+            login "$d" "$n" --service "bench-$m" --from "$from" --count "$count" --stride "$s" \
+                --times "$d/times.$m" > "$d/last.$m" || die "bench-login failed for $m"
+            grep -q 'errors=0' "$d/last.$m" || { cat "$d/last.$m"; die "$m: logins failed at N=$n"; }
+        done
+    done
+    for m in permit ga oath mfa; do
+        read -r cnt mean median < <(stats "$d/times.$m")
+        echo "RESULT N=$n module=$m logins=$cnt us_mean=$mean us_median=$median" | tee -a "$OUT"
+    done
+    [ "$n" = "$PAR_N" ] || [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$d"
+done
+
+if [ -d "$WORK/par-db" ]; then
+    d=$WORK/n$PAR_N
+    echo "== parallel logins, pam_mfa, N=$PAR_N (each run logs every user in once, fresh database)"
+    for p in 2 8 40; do
+        rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
+        login "$d" "$PAR_N" --service bench-mfa --procs "$p" | sed "s/^RESULT /RESULT N=$PAR_N /" | tee -a "$OUT"
+    done
+    echo "== resident memory added by dlopen + one login"
+    rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
+    for m in permit:pam_permit ga:pam_google_authenticator oath:pam_oath mfa:; do
+        svc=${m%%:*} so=${m#*:}
+        path=$([ -n "$so" ] && echo "$SECURITY/$so.so" || echo "$REL/libpam_mfa.so")
+        login "$d" "$PAR_N" --service "bench-$svc" --rss "$path" --from $((PAR_N - 2)) --count 2 | tee -a "$OUT"
+    done
+fi
+
+echo "== sizes"
+strip -o "$WORK/stripped.so" "$REL/libpam_mfa.so"
+for f in "$REL/libpam_mfa.so" "$WORK/stripped.so" "$SECURITY/pam_google_authenticator.so" "$SECURITY/pam_oath.so"; do
+    echo "SIZE $(basename "$f") $(stat -c %s "$f")" | tee -a "$OUT"
+done
+
+# ---- summary
+echo
+echo "== summary ($(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - STARTED )) s, load $(cut -d' ' -f1-3 /proc/loadavg))"
+awk '
+/^RESULT N=.* module=/ {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    us[f["N"], f["module"]] = f["us_mean"]; cnt[f["N"], f["module"]] = f["logins"]
+    if (!(f["N"] in seen)) { seen[f["N"]] = 1; order[++nn] = f["N"] }
+}
+/^RESULT N=.* procs=/ {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    par[++np] = sprintf("| %s | %s | %s | %s |", f["procs"], f["logins"], f["per_s"], f["errors"])
+}
+/^RESULT service=.* rss_added_kib=/ {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    rss[++nr] = sprintf("| %s | %s |", f["service"], f["rss_added_kib"])
+}
+/^SIZE / { size[++ns] = sprintf("| %s | %d |", $2, $3) }
+END {
+    print "µs per login (mean; pam_start + pam_authenticate + pam_end; logins measured in brackets)"
+    print ""
+    print "| N | pam_permit | pam_google_authenticator | pam_oath | pam_mfa | pam_mfa / google_auth | pam_mfa − permit / google_auth − permit |"
+    print "|---|---|---|---|---|---|---|"
+    for (k = 1; k <= nn; k++) {
+        n = order[k]
+        printf "| %s | %.0f (%d) | %.0f (%d) | %.0f (%d) | %.0f (%d) | %.2f× | %.2f× |\n", n,
+            us[n,"permit"], cnt[n,"permit"], us[n,"ga"], cnt[n,"ga"], us[n,"oath"], cnt[n,"oath"],
+            us[n,"mfa"], cnt[n,"mfa"], us[n,"mfa"] / us[n,"ga"],
+            (us[n,"mfa"] - us[n,"permit"]) / (us[n,"ga"] - us[n,"permit"])
+    }
+    print ""
+    first = order[1]; last = order[nn]
+    worst = 0
+    for (k = 1; k <= nn; k++) { r = us[order[k],"mfa"] / us[order[k],"ga"]; if (r > worst) worst = r }
+    printf "target pam_mfa <= 0.15x google_authenticator at every N: worst %.2fx -> %s\n", worst, worst <= 0.15 ? "met" : "MISSED"
+    if (nn > 1) {
+        r = us[last,"mfa"] / us[first,"mfa"]
+        printf "target pam_mfa at N=%s <= 1.2x its cost at N=%s: %.2fx -> %s\n", last, first, r, r <= 1.2 ? "met" : "MISSED"
+    }
+    if (np) { print ""; print "| parallel processes | logins | logins/s | errors |"; print "|---|---|---|---|"; for (i = 1; i <= np; i++) print par[i] }
+    if (nr) { print ""; print "| module | RSS added by dlopen + one login (KiB) |"; print "|---|---|"; for (i = 1; i <= nr; i++) print rss[i] }
+    if (ns) { print ""; print "| file | bytes |"; print "|---|---|"; for (i = 1; i <= ns; i++) print size[i] }
+}' "$OUT"

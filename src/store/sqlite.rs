@@ -160,15 +160,22 @@ impl SqliteStore {
     }
 
     fn migrate(&mut self) -> StoreResult<()> {
+        // Every login opens the database: when the schema is current, a read
+        // must do. Taking the write lock and rewriting user_version here cost
+        // each login a write transaction and one more turn at the lock.
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        check_not_newer(version)?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have migrated since the read above.
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Unavailable(format!(
-                "schema version {version} is newer than this pam_mfa understands ({SCHEMA_VERSION}); upgrade pam_mfa"
-            )));
-        }
+        check_not_newer(version)?;
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
@@ -189,6 +196,15 @@ impl SqliteStore {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
+}
+
+fn check_not_newer(version: i64) -> StoreResult<()> {
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable(format!(
+            "schema version {version} is newer than this pam_mfa understands ({SCHEMA_VERSION}); upgrade pam_mfa"
+        )));
+    }
+    Ok(())
 }
 
 impl Store for SqliteStore {

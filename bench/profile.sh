@@ -8,6 +8,11 @@
 # Call-graph files are kept in $BENCH_DIR/profile.N/cg.MODULE.* for
 # callgrind_annotate.
 set -euo pipefail
+# A private /tmp for pam_wrapper's directories (see scripts/bench.sh).
+if [ "${BENCH_PRIVATE_TMP:-}" != done ] && unshare -m true 2> /dev/null; then
+    exec unshare -m env BENCH_PRIVATE_TMP=done \
+        bash -c 'mount -t tmpfs -o mode=1777 bench-tmp /tmp && exec bash "$@"' bash "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 REL=$CARGO_TARGET_DIR/release

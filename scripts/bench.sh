@@ -10,14 +10,29 @@
 #                     interleaved runs per module, so load changes on the
 #                     machine hit every module alike [10]
 #   BENCH_GA_MAX      most pam_google_authenticator logins per N, spread
-#                     evenly over the users [20000]
-#   BENCH_OATH_MAX    most pam_oath logins per N [2000 at N<=10000, 200 above]
-#   BENCH_MFA_MAX     most pam_mfa logins per N [all]
+#                     evenly over the users (every k-th user) [25000]
+#   BENCH_MFA_MAX     most pam_mfa logins per N [25000]
+#   BENCH_OATH_MAX    most pam_oath logins per N; it rewrites its whole users
+#                     file at each login [2000 at N<=10000, 200 above]
+#   pam_permit logs every user in.
+#   BENCH_BUDGET      seconds of timed logins per module and N; after the
+#                     first chunk a slower module is thinned to fit [60]
 #   BENCH_PAR_N       users for the parallel runs [10000]
+#   BENCH_PAR_LOGINS  logins per parallel run, spread over those users [5000]
+#   BENCH_PROFILE=0   skip the callgrind/strace counts (they need valgrind, strace)
 #   BENCH_IMPORT      users imported with `mfa admin import-google-authenticator`,
 #                     one process each; the rest are written through the library [100]
 #   BENCH_KEEP=1      keep the scratch directory
 set -euo pipefail
+
+# pam_wrapper keeps its copy of libpam and of the services in /tmp/pam.X (X
+# one of a few dozen characters) and deletes it at exit; another pam_wrapper
+# user on the machine can pick the same X and delete it under us (pam_start
+# then fails). A private /tmp, in a mount namespace of our own, avoids that.
+if [ "${BENCH_PRIVATE_TMP:-}" != done ] && unshare -m true 2> /dev/null; then
+    exec unshare -m env BENCH_PRIVATE_TMP=done \
+        bash -c 'mount -t tmpfs -o mode=1777 bench-tmp /tmp && exec bash "$@"' bash "$0" "$@"
+fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -28,9 +43,12 @@ BENCH_TARGET=$CARGO_TARGET_DIR/bench
 BIN=$BENCH_TARGET/release
 NS=${BENCH_NS:-"1000 10000 100000"}
 CHUNKS=${BENCH_CHUNKS:-10}
-GA_MAX=${BENCH_GA_MAX:-20000}
-MFA_MAX=${BENCH_MFA_MAX:-0}
+GA_MAX=${BENCH_GA_MAX:-25000}
+MFA_MAX=${BENCH_MFA_MAX:-25000}
 PAR_N=${BENCH_PAR_N:-10000}
+PAR_LOGINS=${BENCH_PAR_LOGINS:-5000}
+BUDGET=${BENCH_BUDGET:-60}
+PROFILE=${BENCH_PROFILE:-1}
 IMPORT=${BENCH_IMPORT:-100}
 SECURITY=${BENCH_SECURITY_DIR:-/lib/x86_64-linux-gnu/security}
 COMMAND_LINE="$0${*:+ $*}"
@@ -43,6 +61,10 @@ done
 for m in pam_permit pam_google_authenticator pam_oath; do
     [ -e "$SECURITY/$m.so" ] || die "$SECURITY/$m.so missing (libpam-google-authenticator, libpam-oath)"
 done
+if [ "$PROFILE" = 1 ] && ! { command -v valgrind && command -v strace; } > /dev/null; then
+    echo "bench: valgrind or strace missing; skipping instruction and fsync counts" >&2
+    PROFILE=0
+fi
 [ "$(id -u)" = 0 ] || die "run as root: the google-authenticator files must belong to the synthetic users"
 
 echo "== building (release)"
@@ -60,15 +82,24 @@ OUT=$WORK/results.txt
 
 # Runs bench-login for tree $1 with a minimal environment: nss_wrapper and
 # pam_wrapper call getenv() often, and a long environment would bill them.
+# --valgrind FILE / --strace FILE run it under callgrind / strace -c.
 login() {
     local d=$1 n=$2; shift 2
+    local args=() wrap=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --valgrind) wrap=(valgrind --tool=callgrind "--callgrind-out-file=$2"); shift 2 ;;
+            --strace) wrap=(strace -f -c -o "$2"); shift 2 ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
     env -i PATH=/usr/bin:/bin \
         LD_PRELOAD=libpam_wrapper.so:libnss_wrapper.so \
         PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$d/pam.d" \
         NSS_WRAPPER_PASSWD="$d/passwd" NSS_WRAPPER_GROUP="$d/group" \
         NSS_WRAPPER_MODULE_SO_PATH="$WORK/libnss_bench.so" NSS_WRAPPER_MODULE_FN_PREFIX=bench \
         BENCH_NSS_USERS="$n" BENCH_NSS_HOME="$d/home" \
-        "$BIN/bench-login" --users "$d/users.txt" "$@"
+        "${wrap[@]}" "$BIN/bench-login" --users "$d/users.txt" "${args[@]}"
 }
 
 seed() {
@@ -85,35 +116,73 @@ stats() { sort -n "$1" | awk '{a[NR]=$1; s+=$1} END {printf "%d %.1f %.1f\n", NR
 
 echo "== pam_mfa bench: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "command: $COMMAND_LINE (in $ROOT, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown))"
+[ "${BENCH_PRIVATE_TMP:-}" = done ] || echo "note: no private /tmp (unshare -m failed); pam_wrapper runs may collide with others"
 echo "host: $(nproc) CPUs, $(uname -sr), scratch on $(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK"), load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Per-login instructions (callgrind: 25 logins minus 5, so process start
+# and first loads cancel out) and fsync/fdatasync calls (strace, 50 logins):
+# unlike wall-clock time, these do not move with other load on the machine.
+# Module k uses users k*80 .. k*80+79, which the timed runs leave alone;
+# users 320..327 are kept for the resident-memory runs (two per module).
+PROFILE_USERS=320
+RESERVED=328
+profile() {
+    local d=$1 n=$2 k=0 m c syncs
+    local -a ir
+    for m in permit ga oath mfa; do
+        ir=()
+        for c in 5 25; do
+            login "$d" "$n" --service "bench-$m" --from $((k * 80 + (c == 5 ? 0 : 5))) --count "$c" \
+                --valgrind "$d/cg.$m.$c" > /dev/null 2> "$d/vg.$m.$c" || die "callgrind run failed for $m"
+            ir+=("$(sed -n 's/.*Collected : //p' "$d/vg.$m.$c")")
+        done
+        login "$d" "$n" --service "bench-$m" --from $((k * 80 + 30)) --count 50 --strace "$d/strace.$m" \
+            > /dev/null || die "strace run failed for $m"
+        syncs=$(awk '$NF ~ /^(fsync|fdatasync)$/ {s += $4} END {print s + 0}' "$d/strace.$m")
+        echo "PROFILE N=$n module=$m instructions_per_login=$(( (ir[1] - ir[0]) / 20 )) fsyncs_per_login=$(awk -v s="$syncs" 'BEGIN {printf "%.2f", s / 50}')" | tee -a "$OUT"
+        k=$((k + 1))
+    done
+}
 
 for n in $NS; do
     d=$WORK/n$n
     echo "== N=$n: seeding"
     seed "$d" "$n" | tee -a "$OUT"
     [ "$n" = "$PAR_N" ] && cp -a "$d/mfa/db" "$WORK/par-db"
+    first=0
+    [ "$n" -gt $((RESERVED * 2)) ] && first=$RESERVED
+    if [ "$PROFILE" = 1 ] && [ "$first" -gt 0 ]; then
+        echo "== N=$n: instruction and fsync counts (users 0..$((PROFILE_USERS - 1)))"
+        profile "$d" "$n"
+    fi
     oath_max=${BENCH_OATH_MAX:-$([ "$n" -le 10000 ] && echo 2000 || echo 200)}
     declare -A sel=(
-        [permit]=$(stride "$n" "$MFA_MAX")
-        [ga]=$(stride "$n" "$GA_MAX")
-        [oath]=$(stride "$n" "$oath_max")
-        [mfa]=$(stride "$n" "$MFA_MAX")
+        [permit]=1
+        [ga]=$(stride $((n - first)) "$GA_MAX")
+        [oath]=$(stride $((n - first)) "$oath_max")
+        [mfa]=$(stride $((n - first)) "$MFA_MAX")
     )
-    echo "== N=$n: logging in (strides: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]})"
+    echo "== N=$n: timed logins, users $first..$((n - 1)) (every k-th: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]})"
     rm -f "$d"/times.*
-    # Chunk c holds users c*size .. (c+1)*size-1; modules take turns chunk by chunk.
-    size=$(( (n + CHUNKS - 1) / CHUNKS ))
+    # Chunk c holds users first+c*size .. first+(c+1)*size-1; the modules take
+    # turns chunk by chunk. After the first chunk, a module whose projected
+    # time exceeds BENCH_BUDGET seconds is thinned to fit (see "logins" below).
+    size=$(( (n - first + CHUNKS - 1) / CHUNKS ))
     for c in $(seq 0 $((CHUNKS - 1))); do
         for m in permit ga oath mfa; do
             s=${sel[$m]}
-            # first user of this chunk on the module's stride grid
-            from=$(( ( (c * size + s - 1) / s ) * s ))
-            end=$(( (c + 1) * size < n ? (c + 1) * size : n ))
+            lo=$(( first + c * size ))
+            from=$(( first + ( (c * size + s - 1) / s ) * s ))
+            end=$(( lo + size < n ? lo + size : n ))
             [ "$from" -lt "$end" ] || continue
             count=$(( (end - from + s - 1) / s ))
             login "$d" "$n" --service "bench-$m" --from "$from" --count "$count" --stride "$s" \
                 --times "$d/times.$m" > "$d/last.$m" || die "bench-login failed for $m"
             grep -q 'errors=0' "$d/last.$m" || { cat "$d/last.$m"; die "$m: logins failed at N=$n"; }
+            if [ "$c" = 0 ]; then
+                sel[$m]=$(awk -v s="$s" -v left=$(( (n - end) / s )) -v b="$BUDGET" \
+                    '{t += $1} END {p = t / NR * left / 1e6; print (p > b) ? int(s * p / b) + 1 : s}' "$d/times.$m")
+            fi
         done
     done
     for m in permit ga oath mfa; do
@@ -125,17 +194,20 @@ done
 
 if [ -d "$WORK/par-db" ]; then
     d=$WORK/n$PAR_N
-    echo "== parallel logins, pam_mfa, N=$PAR_N (each run logs every user in once, fresh database)"
+    ps=$(stride "$PAR_N" "$PAR_LOGINS")
+    echo "== parallel logins, pam_mfa, N=$PAR_N (users on a stride of $ps, each once, fresh copy of the database per run)"
     for p in 2 8 40; do
         rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
-        login "$d" "$PAR_N" --service bench-mfa --procs "$p" | sed "s/^RESULT /RESULT N=$PAR_N /" | tee -a "$OUT"
+        login "$d" "$PAR_N" --service bench-mfa --procs "$p" --stride "$ps" | sed "s/^RESULT /RESULT N=$PAR_N /" | tee -a "$OUT"
     done
     echo "== resident memory added by dlopen + one login"
     rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
+    k=0
     for m in permit:pam_permit ga:pam_google_authenticator oath:pam_oath mfa:; do
         svc=${m%%:*} so=${m#*:}
         path=$([ -n "$so" ] && echo "$SECURITY/$so.so" || echo "$REL/libpam_mfa.so")
-        login "$d" "$PAR_N" --service "bench-$svc" --rss "$path" --from $((PAR_N - 2)) --count 2 | tee -a "$OUT"
+        login "$d" "$PAR_N" --service "bench-$svc" --rss "$path" --from $((PROFILE_USERS + 2 * k)) --count 2 | tee -a "$OUT"
+        k=$((k + 1))
     done
 fi
 
@@ -156,11 +228,20 @@ awk '
 }
 /^RESULT N=.* procs=/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    par[++np] = sprintf("| %s | %s | %s | %s |", f["procs"], f["logins"], f["per_s"], f["errors"])
+    par[++np] = sprintf("| %s | %s | %s | %s (refused %s, pam_start failed %s) |", f["procs"], f["logins"], f["per_s"], f["errors"], f["refused"], f["not_started"])
 }
 /^RESULT service=.* rss_added_kib=/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-    rss[++nr] = sprintf("| %s | %s |", f["service"], f["rss_added_kib"])
+    rss[++nr] = sprintf("| %s | %s | %s | %s |", f["service"], f["rss_added_kib"], f["anon_added_kib"], f["file_added_kib"])
+}
+/^PROFILE / {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    ins[f["N"], f["module"]] = f["instructions_per_login"]; fs[f["N"], f["module"]] = f["fsyncs_per_login"]
+    if (!(f["N"] in pseen)) { pseen[f["N"]] = 1; porder[++npn] = f["N"] }
+}
+/^SEED / {
+    for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    seed[++nseed] = sprintf("| %s | %s | %s | %s | %s |", f["n"], f["import_sample"], f["import_ms_per_user"], f["library_users"], f["library_s"])
 }
 /^SIZE / { size[++ns] = sprintf("| %s | %d |", $2, $3) }
 END {
@@ -184,7 +265,21 @@ END {
         r = us[last,"mfa"] / us[first,"mfa"]
         printf "target pam_mfa at N=%s <= 1.2x its cost at N=%s: %.2fx -> %s\n", last, first, r, r <= 1.2 ? "met" : "MISSED"
     }
+    if (npn) {
+        print ""
+        print "Instructions per login (callgrind) and fsync/fdatasync calls per login (strace); independent of machine load"
+        print ""
+        print "| N | pam_permit | pam_google_authenticator | pam_oath | pam_mfa | pam_mfa / google_auth |"
+        print "|---|---|---|---|---|---|"
+        for (k = 1; k <= npn; k++) {
+            n = porder[k]
+            printf "| %s | %d, %s | %d, %s | %d, %s | %d, %s | %.2f× |\n", n, ins[n,"permit"], fs[n,"permit"], ins[n,"ga"], fs[n,"ga"],
+                ins[n,"oath"], fs[n,"oath"], ins[n,"mfa"], fs[n,"mfa"], ins[n,"mfa"] / ins[n,"ga"]
+        }
+        if (npn > 1) printf "pam_mfa instructions at N=%s / N=%s: %.2f×\n", porder[npn], porder[1], ins[porder[npn],"mfa"] / ins[porder[1],"mfa"]
+    }
     if (np) { print ""; print "| parallel processes | logins | logins/s | errors |"; print "|---|---|---|---|"; for (i = 1; i <= np; i++) print par[i] }
-    if (nr) { print ""; print "| module | RSS added by dlopen + one login (KiB) |"; print "|---|---|"; for (i = 1; i <= nr; i++) print rss[i] }
+    if (nr) { print ""; print "| module | RSS added by dlopen + one login (KiB) | of which anonymous | of which file-backed |"; print "|---|---|---|---|"; for (i = 1; i <= nr; i++) print rss[i] }
+    if (nseed) { print ""; print "| N | imported with mfa (one process each) | ms per import | rows written through the library | seconds |"; print "|---|---|---|---|---|"; for (i = 1; i <= nseed; i++) print seed[i] }
     if (ns) { print ""; print "| file | bytes |"; print "|---|---|"; for (i = 1; i <= ns; i++) print size[i] }
 }' "$OUT"

@@ -114,9 +114,19 @@ struct User {
     secret: Vec<u8>,
 }
 
-/// One login: pam_start, pam_authenticate, pam_end. Returns the PAM code
+/// How a login ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Ok,
+    /// pam_authenticate refused: the module's verdict.
+    Refused(c_int),
+    /// pam_start failed: libpam or pam_wrapper, before any module ran.
+    NotStarted(c_int),
+}
+
+/// One login: pam_start, pam_authenticate, pam_end. Returns how it ended
 /// and the microseconds the three calls took (the code is computed before).
-fn login(service: &CStr, user: &User) -> (c_int, f64) {
+fn login(service: &CStr, user: &User) -> (Ended, f64) {
     let code = CString::new(totp(&user.secret, now(), 30, 6)).expect("digits");
     let conv = PamConv {
         conv: answer_with_code,
@@ -125,20 +135,32 @@ fn login(service: &CStr, user: &User) -> (c_int, f64) {
     let mut pamh: *mut c_void = ptr::null_mut();
     let t0 = Instant::now();
     // SAFETY: the strings and `conv` outlive the handle, which pam_end frees.
-    let rc = unsafe {
+    let ended = unsafe {
         let rc = pam_start(service.as_ptr(), user.name.as_ptr(), &conv, &mut pamh);
         if rc != PAM_SUCCESS {
-            rc
+            Ended::NotStarted(rc)
         } else {
             let rc = pam_authenticate(pamh, 0);
             pam_end(pamh, rc);
-            rc
+            if rc == PAM_SUCCESS {
+                Ended::Ok
+            } else {
+                Ended::Refused(rc)
+            }
         }
     };
-    (rc, t0.elapsed().as_secs_f64() * 1e6)
+    (ended, t0.elapsed().as_secs_f64() * 1e6)
 }
 
-fn describe(rc: c_int) -> String {
+fn describe(ended: Ended) -> String {
+    match ended {
+        Ended::Ok => "success".into(),
+        Ended::Refused(rc) => format!("pam_authenticate: {}", strerror(rc)),
+        Ended::NotStarted(rc) => format!("pam_start: {}", strerror(rc)),
+    }
+}
+
+fn strerror(rc: c_int) -> String {
     // SAFETY: pam_strerror accepts a NULL handle and returns a static string.
     let text = unsafe { pam_strerror(ptr::null_mut(), rc) };
     if text.is_null() {
@@ -149,15 +171,16 @@ fn describe(rc: c_int) -> String {
     format!("{} (PAM code {rc})", text.to_string_lossy())
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+/// VmRSS, RssAnon and RssFile from /proc/self/status, in KiB.
+fn rss_kib() -> [u64; 3] {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    ["VmRSS:", "RssAnon:", "RssFile:"].map(|key| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 struct Opts {
@@ -249,14 +272,14 @@ fn sequential(
     let mut times = Vec::with_capacity(users.len());
     let mut errors = 0usize;
     for user in users {
-        let (rc, us) = login(service, user);
+        let (ended, us) = login(service, user);
         times.push(us);
-        if rc != PAM_SUCCESS {
+        if ended != Ended::Ok {
             if errors == 0 {
                 eprintln!(
-                    "bench-login: {label}: {} refused: {}",
+                    "bench-login: {label}: {} failed: {}",
                     user.name.to_string_lossy(),
-                    describe(rc)
+                    describe(ended)
                 );
             }
             errors += 1;
@@ -309,6 +332,9 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
             return Err("fork failed".into());
         }
         if pid == 0 {
+            // pam_wrapper sets itself up again in each process (its own copy
+            // of libpam and the services): do that before the clock starts.
+            warm_up();
             // SAFETY: closing our copies of the write ends and reading the go pipe.
             unsafe {
                 libc::close(go[1]);
@@ -316,20 +342,30 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
                 let mut byte = 0u8;
                 libc::read(go[0], &mut byte as *mut u8 as *mut c_void, 1);
             }
-            let (mut ok, mut err) = (0u64, 0u64);
+            let (mut ok, mut refused, mut not_started) = (0u64, 0u64, 0u64);
             for user in users.iter().skip(p).step_by(procs) {
-                if login(service, user).0 == PAM_SUCCESS {
-                    ok += 1;
-                } else {
-                    err += 1;
+                let (ended, _) = login(service, user);
+                match ended {
+                    Ended::Ok => ok += 1,
+                    Ended::Refused(_) => refused += 1,
+                    Ended::NotStarted(_) => not_started += 1,
+                }
+                if ended != Ended::Ok && refused + not_started == 1 {
+                    eprintln!(
+                        "bench-login: {label}: {} failed: {}",
+                        user.name.to_string_lossy(),
+                        describe(ended)
+                    );
                 }
             }
+            // SAFETY: out[1] is this child's write end; File owns and closes it.
             let mut pipe =
                 unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(out[1]) };
-            let _ = writeln!(pipe, "{ok} {err}");
+            let _ = writeln!(pipe, "{ok} {refused} {not_started}");
             drop(pipe);
-            // SAFETY: leave without running the parent's exit handlers.
-            unsafe { libc::_exit(0) };
+            // exit, not _exit: pam_wrapper's exit handler removes this
+            // process's own directory in /tmp.
+            std::process::exit(0);
         }
         // SAFETY: the parent keeps only the read end.
         unsafe { libc::close(out[1]) };
@@ -343,7 +379,7 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
     unsafe { libc::close(go[0]) };
     let t0 = Instant::now();
     unsafe { libc::close(go[1]) };
-    let (mut ok, mut err) = (0u64, 0u64);
+    let (mut ok, mut refused, mut not_started) = (0u64, 0u64, 0u64);
     for (pid, fd, slice) in children {
         let mut text = String::new();
         // SAFETY: fd is our read end; File takes ownership and closes it.
@@ -355,20 +391,22 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
         let mut it = text
             .split_whitespace()
             .map(|w| w.parse::<u64>().unwrap_or(0));
-        match (it.next(), it.next()) {
-            (Some(o), Some(e)) => {
+        match (it.next(), it.next(), it.next()) {
+            (Some(o), Some(r), Some(n)) => {
                 ok += o;
-                err += e;
+                refused += r;
+                not_started += n;
             }
-            // A child that died without reporting: all its logins count as errors.
-            _ => err += slice,
+            // A child that died without reporting: all its logins count as refused.
+            _ => refused += slice,
         }
     }
     let wall = t0.elapsed().as_secs_f64();
     println!(
-        "RESULT service={label} procs={procs} logins={} ok={ok} errors={err} wall_s={wall:.3} \
-         per_s={:.0}",
+        "RESULT service={label} procs={procs} logins={} ok={ok} errors={} refused={refused} \
+         not_started={not_started} wall_s={wall:.3} per_s={:.0}",
         users.len(),
+        refused + not_started,
         users.len() as f64 / wall
     );
     Ok(())
@@ -390,13 +428,17 @@ fn rss(module: &str, service: &CStr, users: &[User], label: &str) -> Result<(), 
     if handle.is_null() {
         return Err(format!("dlopen {module} failed"));
     }
-    let (rc, _) = login(service, first);
+    let (ended, _) = login(service, first);
     let after = rss_kib();
     println!(
-        "RESULT service={label} rss_before_kib={before} rss_after_kib={after} rss_added_kib={} \
-         login_ok={}",
-        after.saturating_sub(before),
-        rc == PAM_SUCCESS
+        "RESULT service={label} rss_before_kib={} rss_after_kib={} rss_added_kib={} \
+         anon_added_kib={} file_added_kib={} login_ok={}",
+        before[0],
+        after[0],
+        after[0].saturating_sub(before[0]),
+        after[1].saturating_sub(before[1]),
+        after[2].saturating_sub(before[2]),
+        ended == Ended::Ok
     );
     Ok(())
 }

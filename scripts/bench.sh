@@ -294,7 +294,7 @@ END {
         worst, worstc, (worst <= 0.15 && worstc <= 0.15) ? "met" : "MISSED"
     if (nn > 1) {
         r = us[last,"mfa"] / us[first,"mfa"]
-        line = sprintf("target: pam_mfa at N=%s <= 1.2x its cost at N=%s: wall %.2fx", last, first, r)
+        line = sprintf("target: pam_mfa at N=%s <= 1.2x its cost at N=%s: wall %.2fx (medians %.2fx)", last, first, r, med[last,"mfa"] / med[first,"mfa"])
         if ((first, "mfa") in ins && (last, "mfa") in ins) {
             ri = ins[last,"mfa"] / ins[first,"mfa"]
             line = line sprintf(", instructions %.3fx, fsyncs %s -> %s", ri, (fs[first,"mfa"] == fs[last,"mfa"]) ? "equal" : "differ",

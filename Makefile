@@ -4,11 +4,13 @@
 # make demo   a throwaway sshd on 127.0.0.1:2222 with pam_mfa (needs root)
 # make deb | rpm | deb-lint | package-test   packages (see packaging/README.md)
 # make fuzz-smoke | fuzz   cargo-fuzz targets (see fuzz/README.md)
+# make bench  figures against pam_google_authenticator and pam_oath (root)
 
 CARGO ?= cargo
 
 include packaging/packaging.mk
 include fuzz/fuzz.mk
+include bench/bench.mk
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 

@@ -239,10 +239,11 @@ impl Drop for SqliteStore {
         // Another process's recovery cannot tell which WAL frames were
         // already checkpointed, so it would copy them all again at the next
         // checkpoint and the WAL would never restart: empty it here, once
-        // it is worth the fsyncs. A busy result (a reader still on the WAL)
-        // leaves it to the next store to close.
+        // it is worth the fsyncs. Without waiting: a login ending must not
+        // sit out other logins' transactions for this; a busy result leaves
+        // the emptying to the next store to close.
         let wal_len = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
-        if wal_len > WAL_TRUNCATE_BYTES {
+        if wal_len > WAL_TRUNCATE_BYTES && self.conn.busy_timeout(Duration::ZERO).is_ok() {
             let _ = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));

@@ -22,7 +22,9 @@ N=${1:-1000}
 shift || true
 MODULES=${*:-permit ga oath mfa}
 
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+# BENCH_CARGO_FLAGS="--features bundled-sqlite" (with its own
+# CARGO_TARGET_DIR) measures that build.
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" ${BENCH_CARGO_FLAGS:-}
 CARGO_TARGET_DIR=$CARGO_TARGET_DIR/bench cargo build --release --quiet --manifest-path "$ROOT/bench/Cargo.toml"
 W=${BENCH_DIR:-/var/tmp}/profile.$N
 rm -rf "$W" && mkdir -p "$W" && chmod 755 "$W"

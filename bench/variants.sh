@@ -1,19 +1,15 @@
 #!/bin/bash
-# What two changes outside the committed code would do to pam_mfa's cost per
+# What building with SQLite inside the module would do to pam_mfa's cost per
 # login, measured the same way as make bench. Not part of make bench; the
 # source tree is left alone (variants are built from a copy of HEAD).
 #
-#   base     HEAD as it is
-#   bundled  rusqlite's "bundled" feature: SQLite compiled into the module
-#            instead of the system libsqlite3.so.0 (Cargo.toml)
-#   nockpt   SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE: the last connection to close
-#            no longer checkpoints and deletes the WAL (src/store/sqlite.rs)
-#   both     bundled + nockpt
+#   system   HEAD as it is: the system libsqlite3.so.0 (the default)
+#   bundled  cargo --features bundled-sqlite: SQLite compiled into the module
 #
 # Prints instructions, fsync/fdatasync calls and system calls per login, and
 # wall-clock medians from interleaved rounds beside pam_google_authenticator
 # and pam_permit. Usage: bench/variants.sh [rounds] (default 5; 60 logins
-# per variant and round). Takes ~10 minutes on 2 cores, most of it building.
+# per variant and round). Takes ~6 minutes on 2 cores, most of it building.
 set -euo pipefail
 if [ "${BENCH_PRIVATE_TMP:-}" != done ] && unshare -m true 2> /dev/null; then
     exec unshare -m env BENCH_PRIVATE_TMP=done \
@@ -34,30 +30,20 @@ cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 CARGO_TARGET_DIR=$CARGO_TARGET_DIR/bench cargo build --release --quiet --manifest-path "$ROOT/bench/Cargo.toml"
 
 build() {
-    local name=$1 src=$W/src-$1
+    local name=$1 src=$W/src-$1 features=()
     mkdir -p "$src"
     git -C "$ROOT" archive HEAD | tar -x -C "$src"
-    case $name in
-        bundled | both)
-            grep -q '^rusqlite = "0.32"$' "$src/Cargo.toml" || die "Cargo.toml's rusqlite line changed; update $0"
-            sed -i 's/^rusqlite = "0.32"$/rusqlite = { version = "0.32", features = ["bundled"] }/' "$src/Cargo.toml" ;;
-    esac
-    case $name in
-        nockpt | both)
-            grep -q 'conn.busy_timeout(BUSY_TIMEOUT)' "$src/src/store/sqlite.rs" || die "sqlite.rs changed; update $0"
-            sed -i 's/^\(\s*\)conn.busy_timeout(BUSY_TIMEOUT)$/\1conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(|e| unavailable(path, e))?;\n&/' \
-                "$src/src/store/sqlite.rs"
-            grep -q NO_CKPT_ON_CLOSE "$src/src/store/sqlite.rs" || die "could not patch sqlite.rs" ;;
-    esac
+    [ "$name" = bundled ] && features=(--features bundled-sqlite)
     echo "== building $name" >&2
-    CARGO_TARGET_DIR=$CARGO_TARGET_DIR/variants/$name cargo build --release --quiet --lib --manifest-path "$src/Cargo.toml"
+    CARGO_TARGET_DIR=$CARGO_TARGET_DIR/variants/$name cargo build --release --quiet --lib \
+        "${features[@]}" --manifest-path "$src/Cargo.toml"
     cp "$CARGO_TARGET_DIR/variants/$name/release/libpam_mfa.so" "$W/$name.so"
 }
-VARIANTS="base bundled nockpt both"
+VARIANTS="system bundled"
 for v in $VARIANTS; do build "$v"; done
 
 cc -O2 -shared -fPIC -o "$W/libnss_bench.so" "$ROOT/bench/nss_bench.c"
-"$BIN/bench-seed" --dir "$W/t" --n "$N" --mfa "$CARGO_TARGET_DIR/release/mfa" --mfa-so "$W/base.so" \
+"$BIN/bench-seed" --dir "$W/t" --n "$N" --mfa "$CARGO_TARGET_DIR/release/mfa" --mfa-so "$W/system.so" \
     --security-dir "$SECURITY" --import 0 > /dev/null
 cp -a "$W/t/mfa/db" "$W/db.snap"
 for v in $VARIANTS; do

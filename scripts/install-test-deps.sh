@@ -12,6 +12,7 @@ packages=(
     oathtool                        # independent TOTP codes
     passwd                          # useradd, chpasswd, userdel
     systemd                         # systemd-socket-activate, for the daemon test
+    strace                          # which files a login syncs (durability test)
 )
 
 if ! command -v dpkg-query >/dev/null; then

@@ -82,7 +82,17 @@ pub fn attempt_code(
             tx.put_account(&user.name, &Default::default())?;
             let detail = format!("method={} {}", accepted.method(), ctx.detail);
             audit::record(&*tx, now, &user.name, "code-accepted", detail.trim_end())?;
-            tx.commit()?;
+            // A TOTP success spends nothing and only lowers the failure
+            // count, so it skips the fsync every login would otherwise pay.
+            // Losing it to a power cut within seconds would re-open its
+            // replay step (for an observer who is already inside the
+            // window) and keep the failures it reset, which errs safe. A
+            // spent bypass, SMS or temporary code must stay spent: synced.
+            if matches!(accepted, Accepted::Totp { .. }) {
+                tx.commit_unsynced()?;
+            } else {
+                tx.commit()?;
+            }
             Ok(AttemptResult::Accepted(accepted))
         }
         None => {

@@ -16,6 +16,8 @@ mod bad_input;
 mod concurrency;
 #[path = "hardening/crash.rs"]
 mod crash;
+#[path = "hardening/durability.rs"]
+mod durability;
 #[path = "hardening/faults.rs"]
 mod faults;
 #[path = "hardening/fuzz_smoke.rs"]

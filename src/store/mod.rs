@@ -197,7 +197,15 @@ pub trait AuditLog {
 
 /// One exclusive transaction. Dropping it without `commit` rolls back.
 pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog {
+    /// Commits and waits until the change is on disk: it survives a power
+    /// loss, not only a crash. Failures, locks, spent codes and every admin
+    /// change go through here.
     fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// Commits without waiting for the disk: a crash keeps the change, a
+    /// power loss within seconds may undo it. Only for changes whose loss
+    /// is harmless enough not to pay an fsync at every login (see
+    /// `attempt_code`).
+    fn commit_unsynced(self: Box<Self>) -> StoreResult<()>;
 }
 
 pub trait Store {

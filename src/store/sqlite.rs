@@ -4,6 +4,7 @@
 
 use super::{Store, StoreError, StoreResult, Tx};
 use crate::config::trusted_owner;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,10 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// How long a login waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// WAL size above which closing the store checkpoints and empties it (see
+/// `Drop`). About ten logins' worth of 4 KiB pages.
+const WAL_TRUNCATE_BYTES: u64 = 32 * (4096 + 24);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -25,6 +30,7 @@ pub enum OpenMode {
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    wal_path: PathBuf,
     /// (device, inode) of the file opened: a file deleted or replaced under
     /// an open connection would take every later write with it, unseen.
     identity: (u64, u64),
@@ -32,6 +38,9 @@ pub struct SqliteStore {
 
 pub(super) struct SqliteTx<'c> {
     pub(super) tx: rusqlite::Transaction<'c>,
+    wal_path: &'c Path,
+    /// `total_changes()` at BEGIN: equal at COMMIT means nothing to sync.
+    changes_at_begin: u64,
 }
 
 fn unavailable(path: &Path, what: impl std::fmt::Display) -> StoreError {
@@ -130,10 +139,31 @@ impl SqliteStore {
         .map_err(|e| unavailable(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| unavailable(path, e))?;
+        // SQLite quietly opens read-only what it cannot open for writing (a
+        // read-only mount). Every login writes, so say so now, not after
+        // the user has typed a code.
+        if conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .map_err(|e| unavailable(path, e))?
+        {
+            return Err(unavailable(
+                path,
+                "it cannot be opened for writing (read-only filesystem?)",
+            ));
+        }
+        // Each login is a process that opens, writes once and closes. By
+        // default the last connection to close checkpoints the WAL into the
+        // database and deletes it: four fsyncs per login. `Drop` does that
+        // only once the WAL has grown, and the next opener scans the rest.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| unavailable(path, e))?;
         let meta = std::fs::metadata(path).map_err(|e| unavailable(path, e))?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
+            wal_path: wal_path.into(),
             identity: (meta.dev(), meta.ino()),
         };
         store.prepare().map_err(|e| match e {
@@ -159,6 +189,8 @@ impl SqliteStore {
                 "cannot switch to WAL journal (got {mode})"
             )));
         }
+        // NORMAL: a commit is not synced by SQLite; `SqliteTx::commit` syncs
+        // the WAL itself, so each transaction chooses (see `Tx`).
         self.conn
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
         self.migrate()
@@ -202,6 +234,23 @@ impl SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Another process's recovery cannot tell which WAL frames were
+        // already checkpointed, so it would copy them all again at the next
+        // checkpoint and the WAL would never restart: empty it here, once
+        // it is worth the fsyncs. Without waiting: a login ending must not
+        // sit out other logins' transactions for this; a busy result leaves
+        // the emptying to the next store to close.
+        let wal_len = std::fs::metadata(&self.wal_path).map_or(0, |m| m.len());
+        if wal_len > WAL_TRUNCATE_BYTES && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
+}
+
 impl Store for SqliteStore {
     fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
         let tx = self
@@ -219,12 +268,41 @@ impl Store for SqliteStore {
                 "the file was removed or replaced while in use; try again",
             ));
         }
-        Ok(Box::new(SqliteTx { tx }))
+        Ok(Box::new(SqliteTx {
+            changes_at_begin: tx.total_changes(),
+            tx,
+            wal_path: &self.wal_path,
+        }))
     }
 }
 
 impl Tx for SqliteTx<'_> {
     fn commit(self: Box<Self>) -> StoreResult<()> {
+        let wrote = self.tx.total_changes() != self.changes_at_begin;
+        self.tx.commit()?;
+        if !wrote {
+            return Ok(());
+        }
+        // What `PRAGMA synchronous=FULL` does in WAL mode: fsync the WAL
+        // after the commit. Any descriptor of the file flushes its pages.
+        // No WAL file means a checkpoint moved everything into the
+        // database, and a checkpoint syncs the database.
+        match std::fs::File::open(self.wal_path) {
+            Ok(wal) => wal.sync_data().map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "database {}: committed but not synced to disk: {e}",
+                    self.wal_path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "database {}: committed but not synced to disk: {e}",
+                self.wal_path.display()
+            ))),
+        }
+    }
+
+    fn commit_unsynced(self: Box<Self>) -> StoreResult<()> {
         Ok(self.tx.commit()?)
     }
 }
@@ -306,6 +384,45 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(store.begin().is_err(), "a removed file is refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn closing_a_store_empties_a_grown_wal_and_keeps_a_small_one() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_wal_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("mfa.sqlite3");
+        let wal = dir.join("mfa.sqlite3-wal");
+        // A value equal to the stored one would write no page at all.
+        let write = |n: usize, fill: &str| {
+            let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+            for i in 0..n {
+                let tx = store.begin().unwrap();
+                tx.put_setting(&format!("k{i}"), &fill.repeat(3000))
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+        };
+        write(1, "a");
+        let small = std::fs::metadata(&wal).unwrap().len();
+        assert!(small > 0 && small <= WAL_TRUNCATE_BYTES, "{small}");
+        write(40, "b");
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+
+        // The database deleted, its WAL left behind: the new database must
+        // not inherit the old one's pages (SQLite drops a WAL found beside
+        // an empty database file).
+        write(1, "c");
+        std::fs::remove_file(&path).unwrap();
+        let left = std::fs::metadata(&wal).unwrap().len();
+        assert!(left > 0, "{left}");
+        let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert_eq!(store.begin().unwrap().setting("k0").unwrap(), None);
+        drop(store);
+        let store = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

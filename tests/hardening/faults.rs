@@ -121,6 +121,17 @@ fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// The database file and its WAL, where recent commits live between
+/// checkpoints: "nothing was written" must look at both.
+fn database_bytes(db: &Path) -> Vec<u8> {
+    let mut bytes = file_bytes(db);
+    match std::fs::read(format!("{}-wal", db.display())) {
+        Ok(wal) => bytes.extend(wal),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}"),
+    }
+    bytes
+}
+
 /// A harness whose database directory is a tmpfs of `size`, with alice
 /// enrolled and two failures counted (so "counts as before" means something).
 fn on_tmpfs(size: &str) -> (Harness, Tmpfs, String) {
@@ -142,10 +153,10 @@ fn a_read_only_filesystem_gives_the_configured_behaviour() {
         return;
     }
     let (h, fs, secret) = on_tmpfs("1m");
-    let before = file_bytes(&h.db);
+    let before = database_bytes(&h.db);
     fs.remount("ro");
-    assert_unavailable_behaviour(&h, &secret, Stage::Preauth, &["mfa.sqlite3"]);
-    assert_eq!(file_bytes(&h.db), before);
+    assert_unavailable_behaviour(&h, &secret, Stage::Preauth, &["read-only filesystem"]);
+    assert_eq!(database_bytes(&h.db), before);
 
     fs.remount("rw");
     assert_eq!(integrity_check(&h.db), "ok");
@@ -280,7 +291,7 @@ fn a_database_owned_by_someone_else_is_unavailable() {
     let h = Harness::new();
     let secret = h.enroll_totp("alice", "phone");
     let nobody = nix::unistd::Uid::from_raw(65534);
-    let before = file_bytes(&h.db);
+    let before = database_bytes(&h.db);
 
     nix::unistd::chown(&h.db, Some(nobody), None).unwrap();
     assert_unavailable_behaviour(
@@ -301,7 +312,7 @@ fn a_database_owned_by_someone_else_is_unavailable() {
     );
     nix::unistd::chown(dir, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
 
-    assert_eq!(file_bytes(&h.db), before, "nothing was written");
+    assert_eq!(database_bytes(&h.db), before, "nothing was written");
     let ok = h.login("alice", &totp(&secret, 1));
     assert!(ok.succeeded(), "{ok:?}");
 }
@@ -310,6 +321,7 @@ fn a_database_owned_by_someone_else_is_unavailable() {
 fn a_corrupt_database_is_unavailable_and_left_as_it_is() {
     let h = Harness::new();
     let secret = h.enroll_totp("alice", "phone");
+    checkpoint(&h.db);
     let good = file_bytes(&h.db);
     assert!(good.len() >= 4 * 4096, "{} bytes", good.len());
 

@@ -258,6 +258,15 @@ pub fn answer_all_at_once(sessions: Vec<(Session, String)>) -> Vec<Login> {
 }
 
 /// `PRAGMA integrity_check` by a connection of our own.
+/// Moves every commit from the WAL into the database file and empties the
+/// WAL, as closing a store does once the WAL has grown.
+pub fn checkpoint(db: &Path) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+}
+
 pub fn integrity_check(db: &Path) -> String {
     let conn = rusqlite::Connection::open(db).expect("open database");
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -311,6 +311,35 @@ fn sequential(
     Ok(())
 }
 
+/// Gives this process a /tmp of its own. pam_wrapper names its directory
+/// /tmp/pam.X with X one of 36 characters, so beyond a few dozen processes
+/// they take each other's (pam_start then fails: not the module's doing).
+/// Without the right to (not root), /tmp stays shared.
+fn private_tmp() {
+    // SAFETY: unshare and mount take only these NUL-terminated literals;
+    // the child is single-threaded right after fork.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return;
+        }
+        let none = c"none".as_ptr();
+        libc::mount(
+            none,
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        libc::mount(
+            c"bench-tmp".as_ptr(),
+            c"/tmp".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"mode=1777".as_ptr() as *const c_void,
+        );
+    }
+}
+
 /// P processes log in disjoint slices of the users at the same moment.
 fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result<(), String> {
     warm_up();
@@ -332,6 +361,7 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
             return Err("fork failed".into());
         }
         if pid == 0 {
+            private_tmp();
             // pam_wrapper sets itself up again in each process (its own copy
             // of libpam and the services): do that before the clock starts.
             warm_up();

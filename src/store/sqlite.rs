@@ -287,19 +287,17 @@ impl Tx for SqliteTx<'_> {
         // after the commit. Any descriptor of the file flushes its pages.
         // No WAL file means a checkpoint moved everything into the
         // database, and a checkpoint syncs the database.
-        match std::fs::File::open(self.wal_path) {
-            Ok(wal) => wal.sync_data().map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "database {}: committed but not synced to disk: {e}",
-                    self.wal_path.display()
-                ))
-            }),
+        let synced = match std::fs::File::open(self.wal_path) {
+            Ok(wal) => wal.sync_data(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::Unavailable(format!(
-                "database {}: committed but not synced to disk: {e}",
-                self.wal_path.display()
-            ))),
-        }
+            Err(e) => Err(e),
+        };
+        synced.map_err(|e| {
+            unavailable(
+                self.wal_path,
+                format_args!("committed but not synced to disk: {e}"),
+            )
+        })
     }
 
     fn commit_unsynced(self: Box<Self>) -> StoreResult<()> {

@@ -311,6 +311,16 @@ impl Session {
         self.pty.send_bytes_line(bytes);
     }
 
+    /// Answers each prompt with the next of `answers` (an empty line once
+    /// they run out) and waits for the end.
+    pub fn answer_in_order(mut self, answers: &[&str]) -> Login {
+        let mut answers = answers.iter();
+        while self.next_prompt().is_some() {
+            self.answer(answers.next().copied().unwrap_or(""));
+        }
+        self.finish()
+    }
+
     /// Answers any further prompt with an empty line and waits for the end.
     pub fn finish(mut self) -> Login {
         while self.next_prompt().is_some() {

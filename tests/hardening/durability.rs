@@ -3,40 +3,22 @@
 //! the answer; a TOTP success is not (see `Tx::commit_unsynced`).
 
 use crate::common::*;
-use crate::support::checkpoint;
+use crate::support::{checkpoint, run_under};
 use std::path::Path;
 use std::process::Command;
 
 /// Runs `pamtester` under `strace -f -y` and returns the login with the
-/// paths of every file passed to fsync or fdatasync.
-fn login_traced(h: &Harness, user: &str, code: &str) -> (Login, Vec<String>) {
-    let trace = h.dir.path().join(format!("strace.{}", now_nanos()));
-    let inner = h.pamtester_command(SERVICE, user, &["authenticate", "acct_mgmt"]);
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&trace)
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let mut session = start_session(cmd);
-    let answers = [password(user), code];
-    let mut answers = answers.iter();
-    while session.next_prompt().is_some() {
-        session.answer(answers.next().unwrap_or(&""));
-    }
-    let login = session.finish();
+/// paths of every file passed to fsync or fdatasync. `step` names the trace.
+fn login_traced(h: &Harness, step: &str, user: &str, code: &str) -> (Login, Vec<String>) {
+    let trace = h.dir.path().join(format!("strace.{step}"));
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace);
+    let pamtester = h.pamtester_command(SERVICE, user, &["authenticate", "acct_mgmt"]);
+    let login =
+        start_session(run_under(strace, &pamtester)).answer_in_order(&[password(user), code]);
     (login, synced_paths(&trace))
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 /// `1234 fdatasync(5</tmp/x/db/mfa.sqlite3-wal>) = 0` -> the path.
@@ -76,14 +58,14 @@ fn a_failure_and_a_spent_bypass_code_are_synced_before_the_answer_a_totp_success
     // header: fsyncs that come every few logins and belong to no one login.
     checkpoint(&h.db);
 
-    let (login, synced) = login_traced(&h, "alice", &wrong_code(&secret));
+    let (login, synced) = login_traced(&h, "failure", "alice", &wrong_code(&secret));
     assert!(!login.authenticated(), "{login:?}");
     assert!(
         synced.contains(&wal),
         "a counted failure must reach the disk before the answer; synced: {synced:?}"
     );
 
-    let (login, synced) = login_traced(&h, "alice", &bypass[0]);
+    let (login, synced) = login_traced(&h, "bypass", "alice", &bypass[0]);
     assert!(login.succeeded(), "{login:?}");
     assert!(
         synced.contains(&wal),
@@ -91,7 +73,7 @@ fn a_failure_and_a_spent_bypass_code_are_synced_before_the_answer_a_totp_success
     );
 
     let code = totp(&secret, 1);
-    let (login, synced) = login_traced(&h, "alice", &code);
+    let (login, synced) = login_traced(&h, "totp", "alice", &code);
     assert!(login.succeeded(), "{login:?}");
     assert!(
         synced.is_empty(),

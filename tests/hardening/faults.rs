@@ -32,12 +32,9 @@ impl<'a> Logged<'a> {
 
     /// A full login (authenticate, acct_mgmt) answering prompts in order.
     fn login(&self, user: &str, answers: &[&str]) -> Login {
-        let mut s = self.start(user, &["authenticate", "acct_mgmt"]);
-        let mut answers = answers.iter();
-        while s.next_prompt().is_some() {
-            s.answer(answers.next().copied().unwrap_or(""));
-        }
-        let login = s.finish();
+        let login = self
+            .start(user, &["authenticate", "acct_mgmt"])
+            .answer_in_order(answers);
         assert_no_signal(&login, "login with a broken database");
         login
     }

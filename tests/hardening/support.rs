@@ -158,8 +158,8 @@ else
     ln -s "$sock" /run/syslog
 fi
 exec "$@""#;
-        let mut wrapped = Command::new("unshare");
-        wrapped
+        let mut wrapper = Command::new("unshare");
+        wrapper
             .args([
                 "--mount",
                 "--propagation",
@@ -169,16 +169,8 @@ exec "$@""#;
                 SCRIPT,
                 "sh",
             ])
-            .arg(&self.socket)
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => wrapped.env(k, v),
-                None => wrapped.env_remove(k),
-            };
-        }
-        wrapped
+            .arg(&self.socket);
+        run_under(wrapper, &cmd)
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -258,6 +250,19 @@ pub fn answer_all_at_once(sessions: Vec<(Session, String)>) -> Vec<Login> {
 }
 
 /// `PRAGMA integrity_check` by a connection of our own.
+/// `wrapper` followed by `cmd`'s program and arguments, with `cmd`'s
+/// environment: runs `cmd` under a tool (unshare, strace).
+pub fn run_under(mut wrapper: Command, cmd: &Command) -> Command {
+    wrapper.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    wrapper
+}
+
 /// Moves every commit from the WAL into the database file and empties the
 /// WAL, as closing a store does once the WAL has grown.
 pub fn checkpoint(db: &Path) {

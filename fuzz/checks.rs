@@ -7,7 +7,7 @@
 use pam_mfa::codes::{normalize_bypass, normalize_digits};
 use pam_mfa::config::{Algorithm, Config};
 use pam_mfa::google_auth;
-use pam_mfa::protocol::{self, MAX_ARGS, MAX_ARG_BYTES, MAX_REQUEST_BYTES, VERSION};
+use pam_mfa::protocol::{self, ClientReply, Request, MAX_FIELD_BYTES, MAX_LINE_BYTES};
 use pam_mfa::sms::{check_phone, mask_phone};
 use pam_mfa::totp::{self, TotpParams};
 use std::path::Path;
@@ -142,24 +142,48 @@ pub fn google_auth(data: &[u8]) {
     }
 }
 
-/// The socket protocol: an accepted request obeys every limit and survives
-/// a round trip through the encoding the client uses.
+/// The socket protocol: an accepted request or login reply obeys every
+/// limit, and a request survives a round trip through the encoding the
+/// clients use.
 pub fn protocol(data: &[u8]) {
+    let fine = |s: &str| s.len() <= MAX_FIELD_BYTES && !s.chars().any(char::is_control);
     match protocol::parse_request(data) {
-        Ok(r) => {
-            assert!(data.len() <= MAX_REQUEST_BYTES);
-            assert_eq!(r.version, VERSION);
-            assert!(r.args.len() <= MAX_ARGS);
-            let fine = |s: &str| s.len() <= MAX_ARG_BYTES && !s.chars().any(char::is_control);
-            assert!(r.args.iter().all(|a| fine(a)), "{r:?}");
-            assert!(r.user.as_deref().map_or(true, fine), "{r:?}");
-            assert!(r.code.as_deref().map_or(true, fine), "{r:?}");
-            let line = serde_json::to_vec(&r).unwrap();
-            assert!(!line.contains(&b'\n'), "a request must stay one line");
-            if line.len() <= MAX_REQUEST_BYTES {
-                assert_eq!(protocol::parse_request(&line).as_ref(), Ok(&r));
+        Ok(Request::Login(l)) => {
+            assert!(data.len() <= MAX_LINE_BYTES);
+            assert!(fine(&l.user) && fine(&l.service) && fine(&l.rhost), "{l:?}");
+            let line = protocol::encode_line(&protocol::Envelope {
+                version: protocol::VERSION,
+                request: Request::Login(l.clone()),
+            });
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            match protocol::parse_request(&line[..line.len() - 1]) {
+                Ok(Request::Login(back)) => assert_eq!(back, l),
+                other => panic!("a login request did not survive its encoding: {other:?}"),
             }
         }
+        Ok(Request::Command(c)) => {
+            assert!(data.len() <= MAX_LINE_BYTES);
+            assert!(c.user.as_deref().map_or(true, fine), "{c:?}");
+            assert!(c.code.as_deref().map_or(true, fine), "{c:?}");
+            let line = protocol::encode_command(&c);
+            assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+            if line.len() <= MAX_LINE_BYTES {
+                let back = protocol::encode_command(
+                    match &protocol::parse_request(&line[..line.len() - 1]) {
+                        Ok(Request::Command(back)) => back,
+                        other => {
+                            panic!("a command request did not survive its encoding: {other:?}")
+                        }
+                    },
+                );
+                assert_eq!(back, line);
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    match protocol::parse_reply(data) {
+        Ok(ClientReply::Answer(text)) => assert!(text.len() <= MAX_FIELD_BYTES),
+        Ok(_) => {}
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 }

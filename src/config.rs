@@ -139,6 +139,8 @@ impl Default for SmsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: PathBuf,
+    /// Where `mfa serve` listens and the module and `mfa` connect.
+    pub socket: PathBuf,
     pub policy: Policy,
     pub on_unavailable: OnUnavailable,
     pub enroll_at_login: bool,
@@ -154,6 +156,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database: PathBuf::from(DEFAULT_DATABASE),
+            socket: PathBuf::from(DEFAULT_SOCKET),
             policy: Policy::Optional,
             on_unavailable: OnUnavailable::Deny,
             enroll_at_login: true,
@@ -299,6 +302,9 @@ impl Config {
         };
         if !self.database.is_absolute() {
             return Err(invalid("database", "must be an absolute path"));
+        }
+        if !self.socket.is_absolute() {
+            return Err(invalid("socket", "must be an absolute path"));
         }
         if self.lockout.deny == 0 || self.lockout.deny > 1000 {
             return Err(invalid("lockout.deny", "must be between 1 and 1000"));

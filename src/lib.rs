@@ -7,6 +7,7 @@
 pub mod attempt;
 pub mod audit;
 pub mod codes;
+pub mod commands;
 pub mod config;
 pub mod enroll;
 pub mod error;

@@ -34,6 +34,8 @@ pub const ENROLL_PROMPT: &str = "Code shown by the app: ";
 pub const MSG_WRONG: &str = "Wrong verification code.";
 pub const MSG_LOCKED: &str =
     "This account is locked after too many failed attempts. An administrator must unlock it.";
+pub const MSG_UNAVAILABLE: &str =
+    "Multi-factor authentication is unavailable; contact your administrator.";
 pub const MSG_NOT_ENROLLED: &str = "Multi-factor authentication is required for this account, \
 but no device is set up. Ask an administrator to set one up for you.";
 const ENROLL_TRIES: u32 = 3;
@@ -95,7 +97,8 @@ pub enum Outcome {
     ConversationFailed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Denial {
     WrongCode,
     Locked,

@@ -1,45 +1,108 @@
-//! The self-service socket's protocol: one JSON object per line each way.
+//! The daemon's socket protocol, version 2: one JSON object per line each
+//! way, over `/run/pam_mfa/mfa.sock` (see docs/protocol.md).
 //!
-//! Request:  `{"version":1,"args":["device","list"],"user":null,"json":false,"code":null}`
-//! Response: `{"exit":0,"stdout":"...","stderr":"..."}`
-//!
-//! `args` are the command's words without global flags; the daemon passes
-//! its own `--config` and the caller's account. Who is calling comes only
-//! from the socket's peer credentials, never from the request.
+//! A client opens with an [`Envelope`]. For a [`Request::Command`] the
+//! daemon answers with one [`Response`] and closes. For a [`Request::Login`]
+//! it holds a conversation: [`ServerMessage`]s (lines to show, questions to
+//! ask) each answered by a [`ClientReply`] where asked, and last a
+//! [`Verdict`]. Who is calling comes only from the socket's peer
+//! credentials, never from the request.
 #![forbid(unsafe_code)]
 
+use crate::commands::{Command, DeviceCmd};
+use crate::login::Denial;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+use zeroize::{Zeroize, Zeroizing};
 
-pub const VERSION: u32 = 1;
-/// A request larger than this is refused unread.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
-pub const MAX_ARGS: usize = 32;
-pub const MAX_ARG_BYTES: usize = 1024;
+pub const VERSION: u32 = 2;
+/// A line longer than this is refused unread.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Longest user name, service, host, prompt or answer the protocol carries.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// A PAM module asking the daemon to run one phase of a login.
+    Login(LoginRequest),
+    /// The `mfa` command of a user who is not root.
+    Command(CommandRequest),
+}
+
+/// Which `pam_sm_*` call and which module argument the login comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Before the password: refuse a locked account.
+    Preauth,
+    /// After a failed password: count it.
+    Authfail,
+    /// The second factor.
+    #[serde(rename = "auth")]
+    SecondFactor,
+    /// The account phase (`account` lines): refuse a locked account.
+    Account,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Preauth => "preauth",
+            Mode::Authfail => "authfail",
+            Mode::SecondFactor => "auth",
+            Mode::Account => "account",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
-    pub version: u32,
-    pub args: Vec<String>,
+pub struct LoginRequest {
+    pub mode: Mode,
+    pub user: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub rhost: String,
+    /// The module's `debug` argument: log routine passes too.
+    #[serde(default)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    pub command: Command,
+    /// The account to work on (admins only); None: the caller's own.
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
     pub json: bool,
-    /// A current code for step-up; wiped after use by the daemon.
+    /// A current code for step-up.
     #[serde(default)]
     pub code: Option<String>,
 }
 
-impl Drop for Request {
+impl Drop for CommandRequest {
     fn drop(&mut self) {
-        // A code travels as the step-up `code`, or as an argument
-        // (`device verify NICK CODE`).
         self.code.zeroize();
-        self.args.zeroize();
+        if let Command::Device(DeviceCmd::Verify { code, .. }) = &mut self.command {
+            code.zeroize();
+        }
     }
 }
 
+/// The daemon's answer to a command: what root's `mfa` would have printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     pub exit: i32,
@@ -70,64 +133,303 @@ impl Response {
     }
 }
 
+/// What the daemon sends during a login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// A line of information to show.
+    Info(String),
+    /// An error line to show.
+    Error(String),
+    /// A question; the client answers with one [`ClientReply`].
+    Ask { prompt: String, echo: bool },
+    /// The end of the login phase.
+    Verdict(Verdict),
+}
+
+/// How a login phase ended, as the module maps it to a PAM code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A second factor verified, a device set up, or let through by policy.
+    Success,
+    Denied(Denial),
+    /// The client could not hold the conversation.
+    ConversationFailed,
+    /// The store is missing or refused; `allow` is the daemon's
+    /// `on_unavailable`.
+    Unavailable {
+        allow: bool,
+    },
+    /// The caller may not check this user (a non-root client asking for
+    /// another uid's account).
+    Refused,
+}
+
+/// The client's answer to an [`ServerMessage::Ask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientReply {
+    Answer(String),
+    /// The answer equals the password just entered (sshd's `password`
+    /// method answers every prompt with it): it is not sent.
+    EqualsPassword,
+    /// The conversation failed (the user went away, the application gave up).
+    NoAnswer,
+}
+
+impl Drop for ClientReply {
+    fn drop(&mut self) {
+        if let ClientReply::Answer(text) = self {
+            text.zeroize();
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
     TooLarge,
     NotJson(String),
     Version(u32),
-    TooManyArgs,
-    BadArg,
+    BadField,
 }
 
 impl std::fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProtocolError::TooLarge => write!(f, "request larger than {MAX_REQUEST_BYTES} bytes"),
+            ProtocolError::TooLarge => write!(f, "request larger than {MAX_LINE_BYTES} bytes"),
             ProtocolError::NotJson(e) => write!(f, "malformed request: {e}"),
             ProtocolError::Version(v) => {
-                write!(f, "protocol version {v} is not supported (this daemon speaks {VERSION}); use the mfa of the same package")
+                write!(f, "protocol version {v} is not supported (this daemon speaks {VERSION}); use the mfa and pam_mfa.so of the same package")
             }
-            ProtocolError::TooManyArgs => write!(f, "more than {MAX_ARGS} arguments"),
-            ProtocolError::BadArg => write!(
+            ProtocolError::BadField => write!(
                 f,
-                "an argument is longer than {MAX_ARG_BYTES} bytes or holds control characters"
+                "a field is longer than {MAX_FIELD_BYTES} bytes or holds control characters"
             ),
         }
     }
 }
 
-/// Parses one request line (without its newline).
+fn bad(s: &str) -> bool {
+    s.len() > MAX_FIELD_BYTES || s.chars().any(char::is_control)
+}
+
+/// Parses a client's first line (without its newline).
 pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
-    if line.len() > MAX_REQUEST_BYTES {
+    if line.len() > MAX_LINE_BYTES {
         return Err(ProtocolError::TooLarge);
     }
-    let request: Request =
+    // The version first, so an old client hears "version", not "malformed".
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let versioned: Versioned =
         serde_json::from_slice(line).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
-    if request.version != VERSION {
-        return Err(ProtocolError::Version(request.version));
+    if versioned.version != VERSION {
+        return Err(ProtocolError::Version(versioned.version));
     }
-    if request.args.len() > MAX_ARGS {
-        return Err(ProtocolError::TooManyArgs);
+    let envelope: Envelope =
+        serde_json::from_slice(line).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    let fields_ok = match &envelope.request {
+        Request::Login(l) => ![&l.user, &l.service, &l.rhost].into_iter().any(|s| bad(s)),
+        Request::Command(c) => {
+            !(c.user.as_deref().is_some_and(bad) || c.code.as_deref().is_some_and(bad))
+        }
+    };
+    if !fields_ok {
+        return Err(ProtocolError::BadField);
     }
-    let bad = |s: &str| s.len() > MAX_ARG_BYTES || s.chars().any(char::is_control);
-    if request.args.iter().any(|a| bad(a))
-        || request.user.as_deref().is_some_and(bad)
-        || request.code.as_deref().is_some_and(bad)
-    {
-        return Err(ProtocolError::BadArg);
+    Ok(envelope.request)
+}
+
+/// Parses one reply line from a login client.
+pub fn parse_reply(line: &[u8]) -> Result<ClientReply, ProtocolError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(ProtocolError::TooLarge);
     }
-    Ok(request)
+    let reply: ClientReply =
+        serde_json::from_slice(line).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    match &reply {
+        ClientReply::Answer(text) if text.len() > MAX_FIELD_BYTES => Err(ProtocolError::BadField),
+        _ => Ok(reply),
+    }
+}
+
+/// One value as a line, encoded into a buffer that is wiped when dropped:
+/// answers, requests and replies may carry codes or secrets.
+pub fn encode_line<T: Serialize + ?Sized>(value: &T) -> Zeroizing<Vec<u8>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE_BYTES));
+    // Serializing these types cannot fail: no maps with non-string keys.
+    let _ = serde_json::to_writer(&mut *line, value);
+    line.push(b'\n');
+    line
+}
+
+/// A command request as its opening line. By reference: a
+/// [`CommandRequest`] is wiped when dropped, so it cannot be moved into an
+/// [`Envelope`] and out again.
+pub fn encode_command(request: &CommandRequest) -> Zeroizing<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        version: u32,
+        request: BorrowedRequest<'a>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "snake_case")]
+    enum BorrowedRequest<'a> {
+        Command(&'a CommandRequest),
+    }
+    encode_line(&Borrowed {
+        version: VERSION,
+        request: BorrowedRequest::Command(request),
+    })
+}
+
+/// Reads lines of at most [`MAX_LINE_BYTES`] into buffers that are wiped
+/// when dropped (they may hold a code or a secret), each read bounded by a
+/// deadline that the caller sets before waiting for the peer.
+pub struct LineReader<'a> {
+    stream: &'a UnixStream,
+    buf: Zeroizing<Vec<u8>>,
+    /// The next read fails with `TimedOut` once this has passed.
+    pub until: Instant,
+}
+
+impl<'a> LineReader<'a> {
+    pub fn new(stream: &'a UnixStream, until: Instant) -> LineReader<'a> {
+        LineReader {
+            stream,
+            buf: Zeroizing::new(Vec::with_capacity(4096)),
+            until,
+        }
+    }
+
+    /// The next line without its newline; None at a clean end of stream.
+    pub fn read_line(&mut self) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line = Zeroizing::new(self.buf[..end].to_vec());
+                self.buf.drain(..=end);
+                line.shrink_to_fit();
+                return Ok(Some(line));
+            }
+            if self.buf.len() > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    ProtocolError::TooLarge.to_string(),
+                ));
+            }
+            let left = self.until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let mut chunk = Zeroizing::new([0u8; 4096]);
+            let n = match (&mut &*self.stream).read(&mut chunk[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(std::io::ErrorKind::TimedOut.into())
+                }
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                };
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Writes a whole line without raising SIGPIPE: the module runs inside
+/// programs (sshd, su, screen lockers) that may not ignore it, and a daemon
+/// that went away must not kill them.
+pub fn send_line(stream: &UnixStream, line: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut rest = line;
+    while !rest.is_empty() {
+        match send(stream.as_raw_fd(), rest, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return Err(std::io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn line(json: &str) -> Vec<u8> {
+        json.as_bytes().to_vec()
+    }
+
     #[test]
-    fn a_good_request_parses() {
-        let r = parse_request(br#"{"version":1,"args":["device","list"],"json":true}"#).unwrap();
-        assert_eq!(r.args, vec!["device", "list"]);
-        assert!(r.json && r.user.is_none() && r.code.is_none());
+    fn a_login_request_parses_and_round_trips() {
+        let r = parse_request(&line(
+            r#"{"version":2,"request":{"login":{"mode":"auth","user":"alice","service":"sshd","rhost":"::1"}}}"#,
+        ))
+        .unwrap();
+        let Request::Login(l) = r else {
+            panic!("not a login")
+        };
+        assert_eq!(l.mode, Mode::SecondFactor);
+        assert_eq!(l.user, "alice");
+        let again = encode_line(&Envelope {
+            version: VERSION,
+            request: Request::Login(l.clone()),
+        });
+        let Request::Login(back) = parse_request(&again[..again.len() - 1]).unwrap() else {
+            panic!("not a login")
+        };
+        assert_eq!(back, l);
+    }
+
+    #[test]
+    fn a_command_request_is_typed() {
+        let r = parse_request(&line(
+            r#"{"version":2,"request":{"command":{"command":{"device":"list"},"json":true}}}"#,
+        ))
+        .unwrap();
+        assert!(matches!(
+            r,
+            Request::Command(CommandRequest {
+                command: Command::Device(DeviceCmd::List),
+                json: true,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_encoded_command_parses_back() {
+        let request = CommandRequest {
+            command: Command::Device(DeviceCmd::Verify {
+                nick: "phone".into(),
+                code: Some("123456".into()),
+            }),
+            user: Some("alice".into()),
+            json: false,
+            code: None,
+        };
+        let line = encode_command(&request);
+        let Request::Command(back) = parse_request(&line[..line.len() - 1]).unwrap() else {
+            panic!("not a command")
+        };
+        assert!(matches!(
+            &back.command,
+            Command::Device(DeviceCmd::Verify { nick, code: Some(c) }) if nick == "phone" && c == "123456"
+        ));
+        assert_eq!(back.user.as_deref(), Some("alice"));
     }
 
     #[test]
@@ -138,12 +440,14 @@ mod tests {
             b"null",
             b"[]",
             b"\xff\xfe",
-            br#"{"version":2,"args":[]}"#,
-            br#"{"version":1}"#,
-            br#"{"version":1,"args":[1]}"#,
-            br#"{"version":1,"args":[],"uid":0}"#,
-            br#"{"version":1,"args":["a\nb"]}"#,
-            br#"{"version":1,"args":[],"code":"1\u0000"}"#,
+            br#"{"version":1,"args":["device","list"]}"#,
+            br#"{"version":2}"#,
+            br#"{"version":2,"request":{"login":{"mode":"auth"}}}"#,
+            br#"{"version":2,"request":{"login":{"mode":"sudo","user":"a"}}}"#,
+            br#"{"version":2,"request":{"login":{"mode":"auth","user":"a","uid":0}}}"#,
+            br#"{"version":2,"request":{"login":{"mode":"auth","user":"a\nb"}}}"#,
+            br#"{"version":2,"request":{"command":{"command":"serve","code":"1\u0000"}}}"#,
+            br#"{"version":2,"request":{"command":{"command":{"shell":"ls"}}}}"#,
         ];
         for c in cases {
             assert!(
@@ -152,15 +456,41 @@ mod tests {
                 String::from_utf8_lossy(c)
             );
         }
-        let many = format!(
-            r#"{{"version":1,"args":[{}]}}"#,
-            vec!["\"x\""; 40].join(",")
+        assert_eq!(
+            parse_request(br#"{"version":1,"args":[]}"#).unwrap_err(),
+            ProtocolError::Version(1)
+        );
+        let big = vec![b' '; MAX_LINE_BYTES + 1];
+        assert_eq!(parse_request(&big).unwrap_err(), ProtocolError::TooLarge);
+        let long_user = format!(
+            r#"{{"version":2,"request":{{"login":{{"mode":"auth","user":"{}"}}}}}}"#,
+            "a".repeat(MAX_FIELD_BYTES + 1)
         );
         assert_eq!(
-            parse_request(many.as_bytes()),
-            Err(ProtocolError::TooManyArgs)
+            parse_request(long_user.as_bytes()).unwrap_err(),
+            ProtocolError::BadField
         );
-        let big = vec![b' '; MAX_REQUEST_BYTES + 1];
-        assert_eq!(parse_request(&big), Err(ProtocolError::TooLarge));
+    }
+
+    #[test]
+    fn replies() {
+        assert_eq!(
+            parse_reply(br#"{"answer":"123456"}"#).unwrap(),
+            ClientReply::Answer("123456".into())
+        );
+        assert_eq!(
+            parse_reply(br#""equals_password""#).unwrap(),
+            ClientReply::EqualsPassword
+        );
+        assert_eq!(
+            parse_reply(br#""no_answer""#).unwrap(),
+            ClientReply::NoAnswer
+        );
+        let long = format!(r#"{{"answer":"{}"}}"#, "1".repeat(MAX_FIELD_BYTES + 1));
+        assert_eq!(
+            parse_reply(long.as_bytes()).unwrap_err(),
+            ProtocolError::BadField
+        );
+        assert!(parse_reply(b"{}").is_err());
     }
 }

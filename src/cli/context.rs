@@ -15,9 +15,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The daemon names the user it runs a command for in this variable.
-pub const DAEMON_CALLER_ENV: &str = "MFA_DAEMON_CALLER";
-
 pub const NEEDS_ROOT: &str =
     "this command needs root, or a config and database that you own (a private instance)";
 
@@ -27,7 +24,7 @@ pub struct Ctx {
     pub json: bool,
     /// Who runs us, for the audit trail's `by=`.
     pub invoker: String,
-    /// Set when the self-service daemon runs us for a user.
+    /// Set when the daemon runs a command for a caller.
     daemon_caller: Option<String>,
     invoker_known: bool,
 }
@@ -58,18 +55,27 @@ impl Ctx {
             .ok()
             .flatten()
             .map(|u| u.name);
-        // Only root's environment is trusted, and only for the audit trail.
-        let daemon_caller = std::env::var(DAEMON_CALLER_ENV)
-            .ok()
-            .filter(|c| euid == 0 && users::plausible_name(c));
         Ok(Ctx {
             config,
             store,
             json,
-            daemon_caller,
+            daemon_caller: None,
             invoker_known: name.is_some(),
             invoker: name.unwrap_or_else(|| format!("uid-{euid}")),
         })
+    }
+
+    /// The daemon's context for one command of `caller`: its warm store,
+    /// and the caller as the one who did it.
+    pub fn for_daemon(config: Config, store: SqliteStore, json: bool, caller: &str) -> Ctx {
+        Ctx {
+            config,
+            store,
+            json,
+            daemon_caller: Some(caller.to_owned()),
+            invoker_known: true,
+            invoker: caller.to_owned(),
+        }
     }
 
     /// The account a command works on: `--user`, else whoever runs us.
@@ -140,12 +146,16 @@ pub fn require_system_user(name: &str) -> Result<()> {
 
 /// Whether a person is likely at the keyboard (then we prompt and may retry).
 pub fn interactive() -> bool {
-    std::io::stdin().is_terminal()
+    !super::output::capturing() && std::io::stdin().is_terminal()
 }
 
 /// Reads one line from stdin, prompting on stderr when it is a terminal.
 /// None at end of input.
 pub fn read_code(prompt: &str) -> Result<Option<Zeroizing<String>>> {
+    // In the daemon, standard input is nobody's: the client asks, not us.
+    if super::output::capturing() {
+        return Ok(None);
+    }
     if interactive() {
         eprint!("{prompt}");
         let _ = std::io::stderr().flush();

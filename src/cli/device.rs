@@ -101,7 +101,7 @@ pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Resul
         // With --json stdout carries only the final object; the person
         // entering the code reads the setup on stderr.
         if ctx.json {
-            eprintln!("{}", setup.as_str());
+            output::note(setup.as_str());
         } else {
             output::text(&setup)?;
         }
@@ -169,7 +169,7 @@ fn ask_first_code(ctx: &Ctx, new: &NewTotp) -> Result<std::result::Result<i64, N
         match context::check_totp(&new.secret, new.params, window, None, &typed, ctx.now()) {
             Some(step) => return Ok(Ok(step)),
             None if i + 1 < tries => {
-                eprintln!("That code does not match; check the app and try the next code.")
+                output::note("That code does not match; check the app and try the next code.")
             }
             None => {}
         }

@@ -5,11 +5,71 @@
 use pam_mfa::error::{exit, Error, Result};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::Write;
 use zeroize::Zeroizing;
 
+/// What a command printed while the daemon ran it for a caller.
+#[derive(Default)]
+pub struct Captured {
+    pub stdout: Zeroizing<String>,
+    pub stderr: String,
+}
+
+thread_local! {
+    /// Set while this thread runs a command for the daemon: its output goes
+    /// to the caller, not to the daemon's own stdout and stderr.
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with everything the command functions print collected.
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Captured) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(Captured::default()));
+    // Taken even when `f` panics: the next command on this thread starts clean.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            CAPTURE.with(|c| c.borrow_mut().take());
+        }
+    }
+    let reset = Reset;
+    let result = f();
+    let captured = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    drop(reset);
+    (result, captured)
+}
+
+pub fn capturing() -> bool {
+    CAPTURE.with(|c| c.borrow().is_some())
+}
+
+/// Appends to the captured output, if this thread captures; false if not.
+fn captured(stdout: bool, text: &str) -> bool {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(out) if stdout => {
+            out.stdout.push_str(text);
+            true
+        }
+        Some(out) => {
+            out.stderr.push_str(text);
+            true
+        }
+        None => false,
+    })
+}
+
+/// A line for the person at the terminal (stderr): setup hints, retries.
+pub fn note(text: &str) {
+    if !captured(false, &format!("{text}\n")) {
+        eprintln!("{text}");
+    }
+}
+
 fn write_stdout(text: &str) -> Result<()> {
+    if captured(true, text) {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -42,7 +102,7 @@ struct JsonError<'a> {
 }
 
 pub fn error(e: &Error, json_too: bool) {
-    eprintln!("mfa: {e}");
+    note(&format!("mfa: {e}"));
     if json_too {
         let message = e.to_string();
         let _ = json(&JsonError {

@@ -1,60 +1,26 @@
-//! The `mfa` command for ordinary users: the same commands, sent to the
-//! self-service daemon over its socket. Output and exit codes are the
-//! daemon's child `mfa`'s, so they match what root sees.
+//! The `mfa` command for ordinary users: the same commands, sent as typed
+//! requests to the daemon over its socket. The daemon runs them with the
+//! functions root's `mfa` runs, so output and exit codes match.
 #![forbid(unsafe_code)]
 
 use super::{AddCmd, Args, Command, DeviceCmd};
 use pam_mfa::error::exit;
-use pam_mfa::protocol::{Request, Response, MAX_REQUEST_BYTES, VERSION};
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use pam_mfa::protocol::{self, CommandRequest, LineReader, Response};
+use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-const GLOBAL_WITH_VALUE: [&str; 4] = ["--config", "--user", "--socket", "--code"];
-
-/// The command's words without the global flags, which travel as fields.
-pub fn strip_globals(raw: &[OsString]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut skip_value = false;
-    let mut after_dashes = false;
-    for arg in raw.iter().skip(1) {
-        let arg = arg.to_string_lossy().into_owned();
-        if skip_value {
-            skip_value = false;
-            continue;
-        }
-        if !after_dashes {
-            if arg == "--" {
-                after_dashes = true;
-            } else if arg == "--json"
-                || GLOBAL_WITH_VALUE
-                    .iter()
-                    .any(|g| arg.starts_with(&format!("{g}=")))
-            {
-                continue;
-            } else if GLOBAL_WITH_VALUE.contains(&arg.as_str()) {
-                skip_value = true;
-                continue;
-            }
-        }
-        out.push(arg);
-    }
-    out
-}
-
-pub fn run(args: &Args, raw: &[OsString]) -> i32 {
-    let mut words = strip_globals(raw);
-    let mut request = Request {
-        version: VERSION,
-        args: Vec::new(),
+pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
+    let json = args.json;
+    let mut request = CommandRequest {
+        command: Command::Status,
         user: args.user.clone(),
-        json: args.json,
+        json,
         code: args.step_up_code.clone(),
     };
-    match &args.command {
+    match args.command {
         Command::Device(DeviceCmd::Verify { nick, code: None }) => {
             let prompt = if nick == pam_mfa::enroll::SMS_NAME {
                 "PIN from the text message: "
@@ -62,39 +28,43 @@ pub fn run(args: &Args, raw: &[OsString]) -> i32 {
                 "Code shown by the app: "
             };
             let Some(code) = ask(prompt) else {
-                return no_code(args.json);
+                return no_code(json);
             };
-            words = vec![
-                "device".into(),
-                "verify".into(),
-                nick.clone(),
-                code.to_string(),
-            ];
+            request.command = Command::Device(DeviceCmd::Verify {
+                nick,
+                code: Some(code.to_string()),
+            });
         }
         Command::Device(DeviceCmd::Add(AddCmd::Totp {
             name,
             no_verify: false,
         })) => {
-            request.args = words;
-            return add_then_verify(&args.socket, request, name, "Code shown by the app: ");
+            request.command = Command::Device(DeviceCmd::Add(AddCmd::Totp {
+                name: name.clone(),
+                no_verify: false,
+            }));
+            return add_then_verify(&socket, request, &name, "Code shown by the app: ");
         }
         Command::Device(DeviceCmd::Add(AddCmd::Sms {
-            no_verify: false, ..
+            phone,
+            no_verify: false,
         })) => {
-            request.args = words;
-            return add_then_verify(&args.socket, request, "sms", "PIN from the text message: ");
+            request.command = Command::Device(DeviceCmd::Add(AddCmd::Sms {
+                phone,
+                no_verify: false,
+            }));
+            return add_then_verify(&socket, request, "sms", "PIN from the text message: ");
         }
-        _ => {}
+        command => request.command = command,
     }
-    request.args = words;
-    match exchange_with_step_up(&args.socket, request) {
-        Ok(response) => show(&response, args.json),
+    match exchange_with_step_up(&socket, request) {
+        Ok(response) => show(&response, json),
         Err(code) => code,
     }
 }
 
 /// Sends the request; if the daemon wants a step-up code, asks for it once.
-fn exchange_with_step_up(socket: &Path, mut request: Request) -> Result<Response, i32> {
+fn exchange_with_step_up(socket: &Path, mut request: CommandRequest) -> Result<Response, i32> {
     let response = exchange(socket, &request)?;
     if response.error.as_deref() != Some("step-up") || !std::io::stdin().is_terminal() {
         return Ok(response);
@@ -109,7 +79,7 @@ fn exchange_with_step_up(socket: &Path, mut request: Request) -> Result<Response
 
 /// `device add` through the daemon: add as pending, then ask here for the
 /// first code (or PIN) and send `device verify`.
-fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) -> i32 {
+fn add_then_verify(socket: &Path, request: CommandRequest, name: &str, prompt: &str) -> i32 {
     let json = request.json;
     let user = request.user.clone();
     let added = match exchange_with_step_up(socket, request) {
@@ -142,14 +112,11 @@ fn add_then_verify(socket: &Path, request: Request, name: &str, prompt: &str) ->
             exit::USAGE,
         );
     };
-    let verify = Request {
-        version: VERSION,
-        args: vec![
-            "device".into(),
-            "verify".into(),
-            name.to_owned(),
-            code.to_string(),
-        ],
+    let verify = CommandRequest {
+        command: Command::Device(DeviceCmd::Verify {
+            nick: name.to_owned(),
+            code: Some(code.to_string()),
+        }),
         user,
         json,
         code: None,
@@ -213,45 +180,35 @@ fn ask(prompt: &str) -> Option<Zeroizing<String>> {
     (!trimmed.is_empty()).then_some(trimmed)
 }
 
-fn exchange(socket: &Path, request: &Request) -> Result<Response, i32> {
+/// How long a command may take in the daemon (an SMS gateway has its own,
+/// shorter, limit).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
     let json = request.json;
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        fail(
-            json,
-            "unavailable",
-            &format!(
-                "the self-service daemon is not running ({}: {e}); ask an administrator to start it with `systemctl enable --now pam-mfa.socket`",
-                socket.display()
-            ),
-            exit::UNAVAILABLE,
-        )
+    let unavailable = |message: String| fail(json, "unavailable", &message, exit::UNAVAILABLE);
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        unavailable(format!(
+            "the daemon is not running ({}: {e}); ask an administrator to start it with `systemctl enable --now pam-mfa.socket`",
+            socket.display()
+        ))
     })?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
-    // It may carry a code: encode into a wiped buffer that need not grow.
-    let mut line = Zeroizing::new(Vec::with_capacity(MAX_REQUEST_BYTES + 1));
-    serde_json::to_writer(&mut *line, request).map_err(|_| exit::FAILED)?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| {
-        fail(
-            json,
-            "unavailable",
-            &format!("cannot talk to the daemon: {e}"),
-            exit::UNAVAILABLE,
-        )
-    })?;
+    let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
+    let line = protocol::encode_command(request);
+    protocol::send_line(&stream, &line)
+        .map_err(|e| unavailable(format!("cannot talk to the daemon: {e}")))?;
     // The answer may hold a new secret or bypass codes.
-    let mut answer = Zeroizing::new(String::new());
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| {
-            fail(
-                json,
-                "unavailable",
-                &format!("no answer from the daemon: {e}"),
-                exit::UNAVAILABLE,
-            )
-        })?;
-    serde_json::from_str(&answer).map_err(|_| {
+    let mut reader = LineReader::new(&stream, Instant::now() + ANSWER_TIMEOUT);
+    let answer = match reader.read_line() {
+        Ok(Some(line)) => line,
+        Ok(None) => {
+            return Err(unavailable(
+                "the daemon closed the connection without an answer".into(),
+            ))
+        }
+        Err(e) => return Err(unavailable(format!("no answer from the daemon: {e}"))),
+    };
+    serde_json::from_slice(&answer).map_err(|_| {
         fail(
             json,
             "failed",
@@ -259,43 +216,4 @@ fn exchange(socket: &Path, request: &Request) -> Result<Response, i32> {
             exit::FAILED,
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strip(words: &[&str]) -> Vec<String> {
-        let raw: Vec<OsString> = std::iter::once("mfa")
-            .chain(words.iter().copied())
-            .map(Into::into)
-            .collect();
-        strip_globals(&raw)
-    }
-
-    #[test]
-    fn global_flags_are_removed_wherever_they_stand() {
-        assert_eq!(
-            strip(&[
-                "--json",
-                "--user",
-                "bob",
-                "device",
-                "add",
-                "totp",
-                "--name",
-                "x",
-                "--config=/c"
-            ]),
-            vec!["device", "add", "totp", "--name", "x"]
-        );
-        assert_eq!(
-            strip(&["device", "list", "--socket", "/s"]),
-            vec!["device", "list"]
-        );
-        assert_eq!(
-            strip(&["device", "verify", "--", "--json"]),
-            vec!["device", "verify", "--", "--json"]
-        );
-    }
 }

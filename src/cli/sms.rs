@@ -39,7 +39,7 @@ pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()
             "A 4-digit PIN was texted to {masked}; finish with `mfa device verify sms PIN` within 10 minutes."
         ));
     }
-    eprintln!("A 4-digit PIN was texted to {masked}.");
+    output::note(&format!("A 4-digit PIN was texted to {masked}."));
     let tries = if context::interactive() { PIN_TRIES } else { 1 };
     for left in (0..tries).rev() {
         let Some(pin) = context::read_code("PIN from the text message: ")? else {
@@ -50,7 +50,7 @@ pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()
         let now = ctx.now();
         match onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now) {
             Ok(()) => return added(ctx, user, masked),
-            Err(Error::WrongCode(m)) if left > 0 => eprintln!("mfa: {m}"),
+            Err(Error::WrongCode(m)) if left > 0 => output::note(&format!("mfa: {m}")),
             Err(e) => return Err(e),
         }
     }

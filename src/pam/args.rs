@@ -2,40 +2,20 @@
 #![forbid(unsafe_code)]
 
 use crate::config::DEFAULT_PATH;
+pub use crate::protocol::Mode;
 use std::path::PathBuf;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Before the password: refuse a locked account.
-    Preauth,
-    /// After a failed password: count it.
-    Authfail,
-    /// The second factor.
-    SecondFactor,
-    /// The account phase (`account` lines): refuse a locked account.
-    Account,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Preauth => "preauth",
-            Mode::Authfail => "authfail",
-            Mode::SecondFactor => "auth",
-            Mode::Account => "account",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     pub mode: Mode,
     pub config: PathBuf,
+    /// `socket=PATH`; None: the config's `socket` key, or the default.
+    pub socket: Option<PathBuf>,
     pub debug: bool,
 }
 
 /// Parses the arguments of an `auth` line (`account` lines take only
-/// `config=` and `debug`). Anything unknown is an error: a typo must not
+/// `config=`, `socket=` and `debug`). Anything unknown is an error: a typo must not
 /// silently change what the module enforces.
 pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
     let mut parsed = Args {
@@ -45,6 +25,7 @@ pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
             Mode::SecondFactor
         },
         config: PathBuf::from(DEFAULT_PATH),
+        socket: None,
         debug: false,
     };
     let mut mode_word = None;
@@ -67,14 +48,26 @@ pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
                 mode_word = Some(arg);
                 parsed.mode = Mode::Authfail;
             }
-            _ => match arg.strip_prefix("config=") {
-                Some(path) if path.starts_with('/') => parsed.config = PathBuf::from(path),
-                Some(_) => return Err(format!("{arg:?}: config= needs an absolute path")),
-                None => return Err(format!("unknown argument {arg:?}")),
-            },
+            _ => {
+                if let Some(path) = arg.strip_prefix("config=") {
+                    parsed.config = absolute(arg, path)?;
+                } else if let Some(path) = arg.strip_prefix("socket=") {
+                    parsed.socket = Some(absolute(arg, path)?);
+                } else {
+                    return Err(format!("unknown argument {arg:?}"));
+                }
+            }
         }
     }
     Ok(parsed)
+}
+
+fn absolute(arg: &str, path: &str) -> Result<PathBuf, String> {
+    if path.starts_with('/') {
+        Ok(PathBuf::from(path))
+    } else {
+        Err(format!("{arg:?}: needs an absolute path"))
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +84,9 @@ mod tests {
         assert_eq!(a.mode, Mode::Preauth);
         assert_eq!(a.config, PathBuf::from("/etc/x.toml"));
         assert!(a.debug);
+        assert_eq!(a.socket, None);
+        let a = parse(&args(&["socket=/run/x.sock"]), true).unwrap();
+        assert_eq!(a.socket, Some(PathBuf::from("/run/x.sock")));
         assert_eq!(parse(&[], false).unwrap().mode, Mode::SecondFactor);
         assert_eq!(parse(&[], true).unwrap().mode, Mode::Account);
         assert_eq!(
@@ -105,6 +101,8 @@ mod tests {
             &["nullok"][..],
             &["preauth", "authfail"],
             &["config=relative.toml"],
+            &["socket=mfa.sock"],
+            &["socket"],
             &["Preauth"],
             &[""],
         ] {

@@ -3,6 +3,7 @@
 //! code in [`outcome::pam_code`], whose default denies.
 
 mod args;
+mod client;
 mod conv;
 mod outcome;
 mod run;
@@ -85,7 +86,7 @@ fn with_items(pamh: &Pam, flags: PamFlags, args: &args::Args) -> Result {
                 Level::Error,
                 "the application gave no PAM conversation; denying",
             );
-            return Result::Ran(crate::login::Outcome::ConversationFailed);
+            return Result::Ran(crate::protocol::Verdict::ConversationFailed);
         }
     };
     run::run(args, &items, &mut conversation)

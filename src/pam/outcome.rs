@@ -2,14 +2,17 @@
 #![forbid(unsafe_code)]
 
 use super::args::Mode;
-use crate::login::{Denial, Outcome};
+use crate::login::Denial;
+use crate::protocol::Verdict;
 use pamsm::PamError;
 
 /// Everything an entry point can end with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Result {
-    Ran(Outcome),
-    /// Config or database unusable; `allow` is the admin's `on_unavailable`.
+    /// The daemon's verdict.
+    Ran(Verdict),
+    /// The daemon is not running; `allow` is the admin's `on_unavailable`
+    /// (false when the daemon is there but failed).
     Unavailable {
         allow: bool,
     },
@@ -19,7 +22,7 @@ pub enum Result {
 }
 
 pub fn pam_code(mode: Mode, result: &Result) -> PamError {
-    use Outcome::*;
+    use Verdict::*;
     let deny = if mode == Mode::Account {
         PamError::PERM_DENIED
     } else {
@@ -28,10 +31,12 @@ pub fn pam_code(mode: Mode, result: &Result) -> PamError {
     match (mode, result) {
         // authfail runs only after a wrong password: it never lets anyone in.
         (Mode::Authfail, _) => PamError::AUTH_ERR,
-        (_, Result::Ran(Verified(_) | Enrolled | Passed(_))) => PamError::SUCCESS,
+        (_, Result::Ran(Success)) => PamError::SUCCESS,
         // The password module already decided; "allow" lets that decision stand.
         // SUCCESS, not IGNORE: after a `success=1` jump the stack holds no success yet.
-        (_, Result::Unavailable { allow: true }) => PamError::SUCCESS,
+        (_, Result::Unavailable { allow: true } | Result::Ran(Unavailable { allow: true })) => {
+            PamError::SUCCESS
+        }
         (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PamError::USER_UNKNOWN,
         (_, Result::Ran(ConversationFailed)) => PamError::CONV_ERR,
         _ => deny,
@@ -41,14 +46,12 @@ pub fn pam_code(mode: Mode, result: &Result) -> PamError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempt::Accepted;
 
     #[test]
     fn only_explicit_successes_succeed() {
         let ok = [
-            Result::Ran(Outcome::Verified(Accepted::Sms)),
-            Result::Ran(Outcome::Enrolled),
-            Result::Ran(Outcome::Passed("optional-no-device")),
+            Result::Ran(Verdict::Success),
+            Result::Ran(Verdict::Unavailable { allow: true }),
             Result::Unavailable { allow: true },
         ];
         for r in &ok {
@@ -56,11 +59,13 @@ mod tests {
             assert_eq!(pam_code(Mode::Authfail, r), PamError::AUTH_ERR, "{r:?}");
         }
         let denied = [
-            Result::Ran(Outcome::Denied(Denial::WrongCode)),
-            Result::Ran(Outcome::Denied(Denial::Locked)),
-            Result::Ran(Outcome::Denied(Denial::NotEnrolled)),
-            Result::Ran(Outcome::Denied(Denial::UnknownUser)),
-            Result::Ran(Outcome::Denied(Denial::Internal)),
+            Result::Ran(Verdict::Denied(Denial::WrongCode)),
+            Result::Ran(Verdict::Denied(Denial::Locked)),
+            Result::Ran(Verdict::Denied(Denial::NotEnrolled)),
+            Result::Ran(Verdict::Denied(Denial::UnknownUser)),
+            Result::Ran(Verdict::Denied(Denial::Internal)),
+            Result::Ran(Verdict::Unavailable { allow: false }),
+            Result::Ran(Verdict::Refused),
             Result::Unavailable { allow: false },
             Result::BadArguments,
             Result::NoUser,
@@ -73,7 +78,14 @@ mod tests {
             assert_ne!(pam_code(Mode::Account, r), PamError::SUCCESS, "{r:?}");
         }
         assert_eq!(
-            pam_code(Mode::Account, &Result::Ran(Outcome::Denied(Denial::Locked))),
+            pam_code(
+                Mode::SecondFactor,
+                &Result::Ran(Verdict::ConversationFailed)
+            ),
+            PamError::CONV_ERR
+        );
+        assert_eq!(
+            pam_code(Mode::Account, &Result::Ran(Verdict::Denied(Denial::Locked))),
             PamError::PERM_DENIED
         );
     }

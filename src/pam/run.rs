@@ -1,16 +1,17 @@
 //! What one `pam_sm_*` call does, once the glue has read the PAM items:
-//! load the config, open the database, run the login flow, log the decision.
+//! find the daemon, run the login phase through it, and decide what an
+//! unreachable daemon means.
 #![forbid(unsafe_code)]
 
 use super::args::{Args, Mode};
+use super::client::{self, ClientError};
 use super::outcome::Result;
 use crate::audit::{self, Level};
-use crate::config::{Config, OnUnavailable};
-use crate::login::{Login, Outcome, Prompter, Request};
+use crate::config::{Config, OnUnavailable, DEFAULT_SOCKET};
+use crate::login::{Prompter, MSG_UNAVAILABLE};
+use crate::protocol::LoginRequest;
 use crate::secret::SecretBytes;
-use crate::sms;
-use crate::store::{OpenMode, SqliteStore};
-use crate::{users, SystemClock};
+use std::path::PathBuf;
 
 pub struct Items {
     pub user: Option<String>,
@@ -26,18 +27,6 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
         items.service,
         items.rhost
     );
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            // Without a config we cannot know the admin allowed "allow".
-            audit::syslog(
-                Level::Error,
-                &format!("MFA unavailable: {e}; denying ({where_})"),
-            );
-            return Result::Unavailable { allow: false };
-        }
-    };
-    let allow = config.on_unavailable == OnUnavailable::Allow;
     let Some(user) = items.user.as_deref() else {
         audit::syslog(
             Level::Error,
@@ -45,43 +34,38 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
         );
         return Result::NoUser;
     };
-    let who = audit::format_line(user, "login", &where_);
-    let mut store = match SqliteStore::open(&config.database, OpenMode::Existing) {
-        Ok(s) => s,
-        Err(e) => return unavailable(&who, &e, allow),
-    };
-    let info = users::lookup(user);
-    let request = Request {
-        user,
-        info: info.as_ref(),
-        password: items.password.as_deref().map(|p| p.as_slice()),
-        service: &items.service,
-        rhost: &items.rhost,
-    };
-    let sender = sms::from_config(&config.sms);
-    let mut login = Login {
-        config: &config,
-        store: &mut store,
-        clock: &SystemClock,
-        sms: sender.as_ref(),
-        prompter,
-    };
-    let result = match args.mode {
-        Mode::Preauth => login.preauth(&request),
-        Mode::Authfail => login.authfail(&request),
-        Mode::SecondFactor => login.second_factor(&request),
-        Mode::Account => login.account(&request),
-    };
-    match result {
-        Ok(outcome) => {
-            log_decision(&who, &outcome, args.debug);
-            Result::Ran(outcome)
+    // The config is read only when it is needed: a client that is not root
+    // (a screen locker) cannot read it, and then gets the defaults.
+    let mut config = None;
+    let socket = match &args.socket {
+        Some(path) => path.clone(),
+        None => {
+            let loaded = config.get_or_insert_with(|| load_config(args));
+            loaded
+                .as_ref()
+                .map(|c| c.socket.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
         }
-        Err(e) => unavailable(&who, &e, allow),
-    }
-}
-
-fn unavailable(who: &str, error: &dyn std::fmt::Display, allow: bool) -> Result {
+    };
+    let request = LoginRequest {
+        mode: args.mode,
+        user: user.to_owned(),
+        service: items.service.clone(),
+        rhost: items.rhost.clone(),
+        debug: args.debug,
+    };
+    let password = items.password.as_deref().map(|p| p.as_slice());
+    let error = match client::login(&socket, request, password, prompter) {
+        Ok(verdict) => return Result::Ran(verdict),
+        Err(e) => e,
+    };
+    // Only a daemon that is not there at all is "unavailable" in the
+    // admin's sense; one that stalls or misbehaves is never a reason to allow.
+    let allow = matches!(error, ClientError::NotRunning(_))
+        && config
+            .get_or_insert_with(|| load_config(args))
+            .as_ref()
+            .is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
     let verdict = if allow {
         "allowing (on_unavailable = \"allow\")"
     } else {
@@ -89,29 +73,26 @@ fn unavailable(who: &str, error: &dyn std::fmt::Display, allow: bool) -> Result 
     };
     audit::syslog(
         Level::Error,
-        &format!("MFA unavailable: {error}; {verdict} ({who})"),
+        &format!("MFA unavailable: {error}; {verdict} (user={user:?} {where_})"),
     );
+    // authfail follows a wrong password: its message would only confuse.
+    if !allow && args.mode != Mode::Authfail {
+        prompter.error(MSG_UNAVAILABLE);
+    }
     Result::Unavailable { allow }
 }
 
-fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
-    let (level, result) = match outcome {
-        Outcome::Verified(a) => (Level::Info, format!("result=success method={}", a.method())),
-        Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
-        Outcome::Passed(why) => (
-            Level::Info,
-            format!("result=success method=none reason={why}"),
-        ),
-        Outcome::Denied(d) => (Level::Notice, format!("result=denied reason={d:?}")),
-        Outcome::ConversationFailed => (Level::Notice, "result=denied reason=conversation".into()),
-    };
-    // Routine passes of preauth/account would flood the log; keep them for debug.
-    if matches!(
-        outcome,
-        Outcome::Passed("not-locked" | "unknown-user-preauth")
-    ) && !debug
-    {
-        return;
+fn load_config(args: &Args) -> Option<Config> {
+    match Config::load(&args.config) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if args.debug {
+                audit::syslog(
+                    Level::Debug,
+                    &format!("config not read ({e}); using the default socket and on_unavailable = \"deny\""),
+                );
+            }
+            None
+        }
     }
-    audit::syslog(level, &format!("{who} {result}"));
 }

@@ -178,6 +178,21 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Whether a store kept open (the daemon's) may still be used: the same
+    /// file at the path, with owner and mode as `open` requires. A store
+    /// that fails this is dropped and the path opened afresh.
+    pub fn still_usable(&self) -> StoreResult<()> {
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| unavailable(&self.path, e))?;
+        if (meta.dev(), meta.ino()) != self.identity {
+            return Err(unavailable(&self.path, "it was replaced or removed"));
+        }
+        check_file(&self.path, &meta)?;
+        match self.path.parent() {
+            Some(dir) => check_dir(dir),
+            None => Ok(()),
+        }
+    }
+
     fn prepare(&mut self) -> StoreResult<()> {
         // WAL lets readers (status, doctor) run beside a login's write, and
         // survives a killed process without losing committed counts.

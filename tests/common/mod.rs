@@ -340,16 +340,61 @@ impl Session {
     }
 }
 
+/// `mfa serve` for one test world, stopped (SIGKILL) when dropped.
+pub struct DaemonProcess {
+    pub child: std::process::Child,
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something accepts connections at `socket`.
+pub fn wait_for_socket(socket: &Path, child: &mut std::process::Child, log: &Path) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "mfa serve exited ({status}) before listening on {}:\n{}",
+                socket.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mfa serve did not listen on {} in time",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub struct Harness {
     pub dir: TempDir,
     pub config: PathBuf,
     pub db: PathBuf,
     pub services: PathBuf,
     pub module: PathBuf,
+    /// Where this world's `mfa serve` listens (`socket=` on every module line).
+    pub socket: PathBuf,
+    daemon: Mutex<Option<DaemonProcess>>,
     passwd: PathBuf,
     group: PathBuf,
     passdb: PathBuf,
     pub cli: Cli,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Before the directory goes: the daemon has its files open.
+        self.stop_daemon();
+    }
 }
 
 /// Tests call the CLI helpers on the harness directly: `h.enroll_totp(..)`.
@@ -378,6 +423,8 @@ impl Harness {
             db: root.join("db").join("mfa.sqlite3"),
             services: root.join("services"),
             module: root.join("pam_mfa.so"),
+            socket: root.join("mfa.sock"),
+            daemon: Mutex::new(None),
             passwd: root.join("passwd"),
             group: root.join("group"),
             passdb: root.join("passdb"),
@@ -416,7 +463,55 @@ impl Harness {
             .unwrap();
         h.write_service(SERVICE, &h.design_stack(""));
         h.write_config(config_body);
+        h.start_daemon();
         h
+    }
+
+    /// Starts this world's `mfa serve` (as the test's own user: a private
+    /// instance) with the world's users, and waits until it listens.
+    pub fn start_daemon(&self) {
+        let log = self.dir.path().join("daemon.log");
+        let mut cmd = Command::new(mfa_bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("serve")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
+        self.nss_env(&mut cmd);
+        cmd.env("LD_PRELOAD", "libnss_wrapper.so");
+        let mut child = cmd.spawn().expect("start mfa serve");
+        wait_for_socket(&self.socket, &mut child, &log);
+        *self.daemon.lock().unwrap() = Some(DaemonProcess { child });
+    }
+
+    /// Stops this world's daemon (SIGKILL) and waits for it.
+    pub fn stop_daemon(&self) {
+        self.daemon.lock().unwrap().take();
+    }
+
+    /// The daemon's pid, to signal it.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the daemon is running")
+            .child
+            .id()
+    }
+
+    /// What the daemon printed (its own errors; decisions go to syslog).
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
     /// DESIGN.md's stack with pam_matrix as the password module.
@@ -433,7 +528,7 @@ impl Harness {
     /// DESIGN.md's stack around any password module line.
     pub fn stack_with_password_module(&self, password_module: &str, extra: &str) -> String {
         let m = self.module.display();
-        let c = self.config.display();
+        let c = format!("{} socket={}", self.config.display(), self.socket.display());
         format!(
             "auth    requisite                  {m} preauth config={c} {extra}\n\
              auth    [success=1 default=ignore] {password_module}\n\

@@ -1,0 +1,233 @@
+//! A login phase for a PAM module: the same flow as ever (`pam_mfa::login`),
+//! talking to the user through the module over the socket.
+#![forbid(unsafe_code)]
+
+use super::state::Shared;
+use super::Peer;
+use pam_mfa::audit::{self, Level};
+use pam_mfa::config::{Config, OnUnavailable};
+use pam_mfa::login::{self, ConversationFailed, Login, Outcome, Prompter, MSG_UNAVAILABLE};
+use pam_mfa::protocol::{
+    self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict,
+};
+use pam_mfa::secret::SecretBytes;
+use pam_mfa::{sms, users, SystemClock};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// How long a user may take to answer one question (sshd's own
+/// LoginGraceTime defaults to 2 minutes).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn serve(
+    stream: &UnixStream,
+    reader: LineReader<'_>,
+    peer: Peer,
+    request: &LoginRequest,
+    shared: &Shared,
+) {
+    // Stands in for the password in the flow: the module sends
+    // "equals the password" instead of an answer that does, and the flow
+    // refuses a code equal to the password as it always has.
+    let marker = match pam_mfa::secret::random_bytes(32) {
+        Ok(m) => m,
+        Err(_) => return finish(stream, Verdict::Unavailable { allow: false }),
+    };
+    let mut prompter = SocketPrompter {
+        stream,
+        reader,
+        marker: &marker,
+        broken: false,
+    };
+    let verdict = run(&mut prompter, peer, request, shared, &marker);
+    if !prompter.broken {
+        finish(stream, verdict);
+    }
+}
+
+fn finish(stream: &UnixStream, verdict: Verdict) {
+    let _ = protocol::send_line(
+        stream,
+        &protocol::encode_line(&ServerMessage::Verdict(verdict)),
+    );
+}
+
+fn run(
+    prompter: &mut SocketPrompter<'_, '_>,
+    peer: Peer,
+    request: &LoginRequest,
+    shared: &Shared,
+    marker: &[u8],
+) -> Verdict {
+    let who = audit::format_line(
+        &request.user,
+        "login",
+        &format!(
+            "mode={} service={:?} rhost={:?} uid={} pid={}",
+            request.mode.as_str(),
+            request.service,
+            request.rhost,
+            peer.uid,
+            peer.pid
+        ),
+    );
+    let info = users::lookup(&request.user);
+    // A program running as a user (a screen locker) may check that user only.
+    if !peer.privileged() && info.as_ref().map(|u| u.uid) != Some(peer.uid) {
+        audit::syslog(
+            Level::Warning,
+            &format!("{who} result=refused reason=not-the-caller's-account"),
+        );
+        return Verdict::Refused;
+    }
+    let config = match shared.config() {
+        Ok(c) => c,
+        Err(e) => return unavailable(prompter, request.mode, &who, &e, None),
+    };
+    let mut store = match shared.store(&config) {
+        Ok(s) => s,
+        Err(e) => return unavailable(prompter, request.mode, &who, &e, Some(&config)),
+    };
+    let flow_request = login::Request {
+        user: &request.user,
+        info: info.as_ref(),
+        password: Some(marker),
+        service: &request.service,
+        rhost: &request.rhost,
+    };
+    let sender = sms::from_config(&config.sms);
+    let mut flow = Login {
+        config: &config,
+        store: &mut store,
+        clock: &SystemClock,
+        sms: sender.as_ref(),
+        prompter,
+    };
+    let result = match request.mode {
+        Mode::Preauth => flow.preauth(&flow_request),
+        Mode::Authfail => flow.authfail(&flow_request),
+        Mode::SecondFactor => flow.second_factor(&flow_request),
+        Mode::Account => flow.account(&flow_request),
+    };
+    match result {
+        Ok(outcome) => {
+            shared.put_back(store);
+            log_decision(&who, &outcome, request.debug);
+            match outcome {
+                Outcome::Verified(_) | Outcome::Enrolled | Outcome::Passed(_) => Verdict::Success,
+                Outcome::Denied(d) => Verdict::Denied(d),
+                Outcome::ConversationFailed => Verdict::ConversationFailed,
+            }
+        }
+        Err(e) => unavailable(prompter, request.mode, &who, &e, Some(&config)),
+    }
+}
+
+/// The config or the store cannot be used: the admin's `on_unavailable`
+/// decides (deny when even the config is unreadable).
+fn unavailable(
+    prompter: &mut dyn Prompter,
+    mode: Mode,
+    who: &str,
+    error: &dyn std::fmt::Display,
+    config: Option<&Config>,
+) -> Verdict {
+    let allow = config.is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
+    let verdict = if allow {
+        "allowing (on_unavailable = \"allow\")"
+    } else {
+        "denying"
+    };
+    audit::syslog(
+        Level::Error,
+        &format!("MFA unavailable: {error}; {verdict} ({who})"),
+    );
+    if !allow && mode != Mode::Authfail {
+        prompter.error(MSG_UNAVAILABLE);
+    }
+    Verdict::Unavailable { allow }
+}
+
+fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
+    let (level, result) = match outcome {
+        Outcome::Verified(a) => (Level::Info, format!("result=success method={}", a.method())),
+        Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
+        Outcome::Passed(why) => (
+            Level::Info,
+            format!("result=success method=none reason={why}"),
+        ),
+        Outcome::Denied(d) => (Level::Notice, format!("result=denied reason={d:?}")),
+        Outcome::ConversationFailed => (Level::Notice, "result=denied reason=conversation".into()),
+    };
+    // Routine passes of preauth/account would flood the log; keep them for debug.
+    if matches!(
+        outcome,
+        Outcome::Passed("not-locked" | "unknown-user-preauth")
+    ) && !debug
+    {
+        return;
+    }
+    audit::syslog(level, &format!("{who} {result}"));
+}
+
+/// The flow's [`Prompter`] over the socket. Once the client is gone or too
+/// slow, every further question fails and nothing more is sent.
+struct SocketPrompter<'s, 'r> {
+    stream: &'s UnixStream,
+    reader: LineReader<'r>,
+    marker: &'s [u8],
+    broken: bool,
+}
+
+impl SocketPrompter<'_, '_> {
+    fn send(&mut self, message: &ServerMessage) {
+        if !self.broken
+            && protocol::send_line(self.stream, &protocol::encode_line(message)).is_err()
+        {
+            self.broken = true;
+        }
+    }
+
+    fn ask(&mut self, prompt: &str, echo: bool) -> Result<SecretBytes, ConversationFailed> {
+        self.send(&ServerMessage::Ask {
+            prompt: prompt.to_owned(),
+            echo,
+        });
+        if self.broken {
+            return Err(ConversationFailed);
+        }
+        self.reader.until = Instant::now() + ANSWER_TIMEOUT;
+        let reply = match self.reader.read_line() {
+            Ok(Some(line)) => protocol::parse_reply(&line).ok(),
+            _ => None,
+        };
+        match reply {
+            Some(ClientReply::Answer(ref text)) => Ok(Zeroizing::new(text.as_bytes().to_vec())),
+            Some(ClientReply::EqualsPassword) => Ok(Zeroizing::new(self.marker.to_vec())),
+            Some(ClientReply::NoAnswer) => Err(ConversationFailed),
+            None => {
+                self.broken = true;
+                Err(ConversationFailed)
+            }
+        }
+    }
+}
+
+impl Prompter for SocketPrompter<'_, '_> {
+    fn info(&mut self, text: &str) {
+        self.send(&ServerMessage::Info(text.to_owned()));
+    }
+
+    fn error(&mut self, text: &str) {
+        self.send(&ServerMessage::Error(text.to_owned()));
+    }
+
+    fn ask_hidden(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
+        self.ask(prompt, false)
+    }
+
+    fn ask_visible(&mut self, prompt: &str) -> Result<SecretBytes, ConversationFailed> {
+        self.ask(prompt, true)
+    }
+}

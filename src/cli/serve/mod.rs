@@ -1,0 +1,194 @@
+//! `mfa serve`: the daemon. Every login (through pam_mfa.so) and every
+//! command of a user who is not root comes here over one Unix socket; the
+//! daemon learns who is calling from the socket's peer credentials, keeps
+//! the config and the store warm, and runs logins and commands in its own
+//! process, one thread per connection.
+#![forbid(unsafe_code)]
+
+mod command;
+mod login;
+mod slots;
+mod state;
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use pam_mfa::audit;
+use pam_mfa::config::Config;
+use pam_mfa::error::{exit, Error, Result};
+use pam_mfa::protocol::{self, LineReader, Request, Response};
+use slots::Slots;
+use state::Shared;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A client has this long, from its connection, to send its whole request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is at the other end of a connection, from SO_PEERCRED.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+impl Peer {
+    /// Root, or the daemon's own user (a private instance, as in the tests):
+    /// may check any account.
+    pub fn privileged(&self) -> bool {
+        self.uid == 0 || self.uid == nix::unistd::geteuid().as_raw()
+    }
+}
+
+pub fn serve(config_path: &Path, socket: &Path) -> Result<()> {
+    // A broken config fails the start, not each request.
+    Config::load(config_path)?;
+    let listener = match listenfd::ListenFd::from_env().take_unix_listener(0) {
+        Ok(Some(l)) => l,
+        Ok(None) => bind(socket)?,
+        Err(e) => return Err(Error::Failed(format!("socket activation failed: {e}"))),
+    };
+    let shared = Arc::new(Shared::new(config_path));
+    let slots = Arc::new(Slots::default());
+    audit::syslog(audit::Level::Info, "daemon started");
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let peer = match getsockopt(&stream, PeerCredentials) {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                pid: c.pid(),
+            },
+            Err(_) => continue,
+        };
+        let Some(slot) = slots.take(peer.uid, peer.privileged()) else {
+            refuse_busy(&stream, peer);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("client-{}", peer.pid))
+            .spawn(move || {
+                // The slot is given back when this closure ends, panic or not.
+                let _slot = slot;
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle(&stream, peer, &shared)
+                }));
+                if outcome.is_err() {
+                    audit::syslog(
+                        audit::Level::Error,
+                        &format!(
+                            "internal error (panic) serving uid={} pid={}; connection closed",
+                            peer.uid, peer.pid
+                        ),
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            audit::syslog(
+                audit::Level::Error,
+                &format!("cannot start a thread for a client: {e}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Tells a client over its limit so, without ever blocking the accept loop.
+fn refuse_busy(stream: &UnixStream, peer: Peer) {
+    audit::syslog(
+        audit::Level::Warning,
+        &format!(
+            "refused a connection from uid={} pid={}: too many connections",
+            peer.uid, peer.pid
+        ),
+    );
+    let busy = Response::refused(
+        exit::UNAVAILABLE,
+        "busy",
+        "the daemon is busy; try again in a moment",
+    );
+    let _ = stream.set_nonblocking(true);
+    let _ = protocol::send_line(stream, &protocol::encode_line(&busy));
+}
+
+fn bind(socket: &Path) -> Result<UnixListener> {
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Error::Usage(format!("{} is not a socket path", socket.display())))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::Failed(format!("cannot use {}: {e}", dir.display())))?;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if (meta.mode() & 0o022 != 0 && !sticky) || !pam_mfa::config::trusted_owner(meta.uid()) {
+        return Err(Error::Failed(format!(
+            "{} is writable by others or not ours: another user could replace the socket; use a directory only root can write (e.g. /run/pam_mfa)",
+            dir.display()
+        )));
+    }
+    // A socket left by a previous run would make bind fail; anything else
+    // at that path is not ours to remove.
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+    // Everyone may connect: the peer credentials decide what they may do.
+    // The mode comes from the umask at bind, never from a chmod by path.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o111));
+    let bound = UnixListener::bind(socket);
+    nix::sys::stat::umask(old);
+    bound.map_err(|e| Error::Failed(format!("cannot listen on {}: {e}", socket.display())))
+}
+
+/// One connection: read the request, then serve it.
+fn handle(stream: &UnixStream, peer: Peer, shared: &Shared) {
+    let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+    let mut reader = LineReader::new(stream, Instant::now() + REQUEST_TIMEOUT);
+    let line = match reader.read_line() {
+        Ok(Some(line)) => line,
+        // Gone, or too slow: a half-sent request is dropped.
+        Ok(None) => return,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            reply(
+                stream,
+                &Response::refused(exit::USAGE, "protocol", &e.to_string()),
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    let request = match protocol::parse_request(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            audit::syslog(
+                audit::Level::Notice,
+                &format!(
+                    "refused a request from uid={} pid={}: {e}",
+                    peer.uid, peer.pid
+                ),
+            );
+            reply(
+                stream,
+                &Response::refused(exit::USAGE, "protocol", &e.to_string()),
+            );
+            return;
+        }
+    };
+    drop(line);
+    match request {
+        Request::Login(login) => login::serve(stream, reader, peer, &login, shared),
+        Request::Command(command) => {
+            let response = command::serve(command, peer, shared);
+            reply(stream, &response);
+        }
+    }
+}
+
+fn reply(stream: &UnixStream, response: &Response) {
+    let _ = protocol::send_line(stream, &protocol::encode_line(response));
+}

@@ -257,10 +257,24 @@ pub fn parse_reply(line: &[u8]) -> Result<ClientReply, ProtocolError> {
 }
 
 /// One value as a line, encoded into a buffer that is wiped when dropped:
-/// answers, requests and replies may carry codes or secrets.
+/// answers, requests and replies may carry codes or secrets. The value is
+/// measured first so that the buffer never grows (a grown buffer would leave
+/// an unwiped copy behind).
 pub fn encode_line<T: Serialize + ?Sized>(value: &T) -> Zeroizing<Vec<u8>> {
-    let mut line = Zeroizing::new(Vec::with_capacity(MAX_LINE_BYTES));
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
     // Serializing these types cannot fail: no maps with non-string keys.
+    let _ = serde_json::to_writer(&mut count, value);
+    let mut line = Zeroizing::new(Vec::with_capacity(count.0 + 1));
     let _ = serde_json::to_writer(&mut *line, value);
     line.push(b'\n');
     line
@@ -300,7 +314,7 @@ impl<'a> LineReader<'a> {
     pub fn new(stream: &'a UnixStream, until: Instant) -> LineReader<'a> {
         LineReader {
             stream,
-            buf: Zeroizing::new(Vec::with_capacity(4096)),
+            buf: Zeroizing::new(Vec::with_capacity(2048)),
             until,
         }
     }
@@ -325,7 +339,7 @@ impl<'a> LineReader<'a> {
                 return Err(std::io::ErrorKind::TimedOut.into());
             }
             self.stream.set_read_timeout(Some(left))?;
-            let mut chunk = Zeroizing::new([0u8; 4096]);
+            let mut chunk = Zeroizing::new([0u8; 1024]);
             let n = match (&mut &*self.stream).read(&mut chunk[..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -340,6 +354,12 @@ impl<'a> LineReader<'a> {
                 } else {
                     Err(std::io::ErrorKind::UnexpectedEof.into())
                 };
+            }
+            if self.buf.len() + n > self.buf.capacity() {
+                // Grow by hand: Vec's own growth would free the old buffer unwiped.
+                let mut bigger = Zeroizing::new(Vec::with_capacity(2 * (self.buf.len() + n)));
+                bigger.extend_from_slice(&self.buf);
+                self.buf = bigger;
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
@@ -470,6 +490,52 @@ mod tests {
             parse_request(long_user.as_bytes()).unwrap_err(),
             ProtocolError::BadField
         );
+    }
+
+    #[test]
+    fn the_line_reader_splits_grows_and_bounds() {
+        use std::io::Write;
+        use std::time::Duration;
+        let (a, b) = UnixStream::pair().unwrap();
+        let long = "x".repeat(5000);
+        (&a).write_all(format!("one\ntwo\n{long}\npart").as_bytes())
+            .unwrap();
+        let mut reader = LineReader::new(&b, Instant::now() + Duration::from_secs(5));
+        assert_eq!(&reader.read_line().unwrap().unwrap()[..], b"one");
+        assert_eq!(&reader.read_line().unwrap().unwrap()[..], b"two");
+        assert_eq!(reader.read_line().unwrap().unwrap().len(), 5000);
+        // A half line and then silence: the deadline ends the wait.
+        reader.until = Instant::now() + Duration::from_millis(100);
+        let e = reader.read_line().unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        // A half line and then the end: not a clean end.
+        drop(a);
+        reader.until = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            reader.read_line().unwrap_err().kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
+
+        let (a, b) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let _ = (&a).write_all(&vec![b'y'; MAX_LINE_BYTES + 5000]);
+        });
+        let mut reader = LineReader::new(&b, Instant::now() + Duration::from_secs(5));
+        assert_eq!(
+            reader.read_line().unwrap_err().kind(),
+            std::io::ErrorKind::InvalidData
+        );
+    }
+
+    #[test]
+    fn an_encoded_line_is_one_line_of_exactly_its_length() {
+        let message = ServerMessage::Info("a\nb \u{1b}".into());
+        let line = encode_line(&message);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(line.capacity(), line.len());
+        let back: ServerMessage = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back, message);
     }
 
     #[test]

@@ -7,8 +7,7 @@ use rusqlite::{params, OptionalExtension};
 impl Accounts for SqliteTx<'_> {
     fn account(&self, user: &str) -> StoreResult<Account> {
         Ok(self
-            .tx
-            .query_row(
+            .row(
                 "SELECT failures, locked_at, last_failure FROM accounts WHERE user = ?1",
                 [user],
                 |r| {
@@ -25,10 +24,9 @@ impl Accounts for SqliteTx<'_> {
 
     fn put_account(&self, user: &str, a: &Account) -> StoreResult<()> {
         if *a == Account::default() {
-            self.tx
-                .execute("DELETE FROM accounts WHERE user = ?1", [user])?;
+            self.run("DELETE FROM accounts WHERE user = ?1", [user])?;
         } else {
-            self.tx.execute(
+            self.run(
                 "INSERT INTO accounts (user, failures, locked_at, last_failure) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user) DO UPDATE SET failures = ?2, locked_at = ?3, last_failure = ?4",
                 params![user, a.failures, a.locked_at, a.last_failure],
@@ -38,7 +36,7 @@ impl Accounts for SqliteTx<'_> {
     }
 
     fn users(&self) -> StoreResult<Vec<UserSummary>> {
-        let mut stmt = self.tx.prepare(
+        let mut stmt = self.tx.prepare_cached(
             "SELECT u.user,
                     (SELECT COUNT(*) FROM devices d WHERE d.user = u.user),
                     COALESCE(a.failures, 0), a.locked_at IS NOT NULL

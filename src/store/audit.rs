@@ -6,7 +6,7 @@ use rusqlite::params;
 
 impl AuditLog for SqliteTx<'_> {
     fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
-        self.tx.execute(
+        self.run(
             "INSERT INTO audit (time, user, event, detail) VALUES (?1, ?2, ?3, ?4)",
             params![e.time, e.user, e.event, e.detail],
         )?;
@@ -15,7 +15,7 @@ impl AuditLog for SqliteTx<'_> {
 
     fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         // Newest `limit` entries, returned oldest first like a log.
-        let mut stmt = self.tx.prepare(
+        let mut stmt = self.tx.prepare_cached(
             "SELECT time, user, event, detail FROM (
                  SELECT id, time, user, event, detail FROM audit
                  WHERE ?1 IS NULL OR user = ?1 ORDER BY id DESC LIMIT ?2)

@@ -40,8 +40,7 @@ impl Codes for SqliteTx<'_> {
     }
 
     fn replace_bypass_codes(&self, user: &str, hashes: &[CodeHash], now: i64) -> StoreResult<()> {
-        self.tx
-            .execute("DELETE FROM bypass_codes WHERE user = ?1", [user])?;
+        self.run("DELETE FROM bypass_codes WHERE user = ?1", [user])?;
         let mut stmt = self
             .tx
             .prepare_cached("INSERT INTO bypass_codes (user, hash, created) VALUES (?1, ?2, ?3)")?;
@@ -52,19 +51,16 @@ impl Codes for SqliteTx<'_> {
     }
 
     fn delete_bypass_code(&self, id: i64) -> StoreResult<()> {
-        self.tx
-            .execute("DELETE FROM bypass_codes WHERE id = ?1", [id])?;
+        self.run("DELETE FROM bypass_codes WHERE id = ?1", [id])?;
         Ok(())
     }
 
     fn delete_all_bypass_codes(&self, user: &str) -> StoreResult<u32> {
-        Ok(self
-            .tx
-            .execute("DELETE FROM bypass_codes WHERE user = ?1", [user])? as u32)
+        Ok(self.run("DELETE FROM bypass_codes WHERE user = ?1", [user])? as u32)
     }
 
     fn one_time_codes(&self, user: &str, now: i64) -> StoreResult<Vec<OneTimeCode>> {
-        self.tx.execute(
+        self.run(
             "DELETE FROM one_time_codes WHERE user = ?1 AND (expires <= ?2 OR attempts_left <= 0)",
             params![user, now],
         )?;
@@ -100,7 +96,7 @@ impl Codes for SqliteTx<'_> {
         attempts: u32,
     ) -> StoreResult<()> {
         self.delete_one_time_codes(user, purpose)?;
-        self.tx.execute(
+        self.run(
             "INSERT INTO one_time_codes (user, purpose, hash, expires, attempts_left)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![user, purpose.as_str(), hash.encode(), expires, attempts],
@@ -109,13 +105,12 @@ impl Codes for SqliteTx<'_> {
     }
 
     fn delete_one_time_code(&self, id: i64) -> StoreResult<()> {
-        self.tx
-            .execute("DELETE FROM one_time_codes WHERE id = ?1", [id])?;
+        self.run("DELETE FROM one_time_codes WHERE id = ?1", [id])?;
         Ok(())
     }
 
     fn delete_one_time_codes(&self, user: &str, purpose: OneTimePurpose) -> StoreResult<()> {
-        self.tx.execute(
+        self.run(
             "DELETE FROM one_time_codes WHERE user = ?1 AND purpose = ?2",
             [user, purpose.as_str()],
         )?;
@@ -123,7 +118,7 @@ impl Codes for SqliteTx<'_> {
     }
 
     fn set_attempts_left(&self, id: i64, attempts: u32) -> StoreResult<()> {
-        self.tx.execute(
+        self.run(
             "UPDATE one_time_codes SET attempts_left = ?2 WHERE id = ?1",
             params![id, attempts],
         )?;

@@ -52,7 +52,7 @@ impl Devices for SqliteTx<'_> {
                 params,
                 window,
                 last_step,
-            } => self.tx.execute(
+            } => self.run(
                 "INSERT INTO devices (user, name, kind, secret, algorithm, digits, period, window,
                                       last_step, verified, created)
                  VALUES (?1, ?2, 'totp', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -69,7 +69,7 @@ impl Devices for SqliteTx<'_> {
                     d.created
                 ],
             ),
-            Factor::Sms { phone } => self.tx.execute(
+            Factor::Sms { phone } => self.run(
                 "INSERT INTO devices (user, name, kind, phone, verified, created)
                  VALUES (?1, ?2, 'sms', ?3, ?4, ?5)",
                 params![d.user, d.name, phone, d.verified, d.created],
@@ -88,13 +88,12 @@ impl Devices for SqliteTx<'_> {
     }
 
     fn mark_verified(&self, id: i64) -> StoreResult<()> {
-        self.tx
-            .execute("UPDATE devices SET verified = 1 WHERE id = ?1", [id])?;
+        self.run("UPDATE devices SET verified = 1 WHERE id = ?1", [id])?;
         Ok(())
     }
 
     fn set_last_step(&self, id: i64, step: i64) -> StoreResult<()> {
-        self.tx.execute(
+        self.run(
             "UPDATE devices SET last_step = ?2 WHERE id = ?1",
             params![id, step],
         )?;
@@ -102,15 +101,13 @@ impl Devices for SqliteTx<'_> {
     }
 
     fn delete_device(&self, user: &str, name: &str) -> StoreResult<bool> {
-        Ok(self.tx.execute(
+        Ok(self.run(
             "DELETE FROM devices WHERE user = ?1 AND name = ?2",
             [user, name],
         )? > 0)
     }
 
     fn delete_devices(&self, user: &str) -> StoreResult<u32> {
-        Ok(self
-            .tx
-            .execute("DELETE FROM devices WHERE user = ?1", [user])? as u32)
+        Ok(self.run("DELETE FROM devices WHERE user = ?1", [user])? as u32)
     }
 }

@@ -7,15 +7,14 @@ use rusqlite::OptionalExtension;
 impl Settings for SqliteTx<'_> {
     fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         Ok(self
-            .tx
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            .row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
             .optional()?)
     }
 
     fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
-        self.tx.execute(
+        self.run(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = ?2",
             [key, value],

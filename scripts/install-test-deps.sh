@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
     make gcc libc6-dev              # cargo's linker and C runtime
     libpam0g-dev libsqlite3-dev     # what the crate links against
+    libunwind-14-dev                # LLVM's unwinder, linked in (feature static-unwind)
     pamtester libpam-wrapper libnss-wrapper   # PAM logins without root
     openssh-server openssh-client   # the real sshd test and make demo
     oathtool                        # independent TOTP codes

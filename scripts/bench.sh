@@ -1,7 +1,17 @@
 #!/bin/bash
 # make bench: pam_mfa against pam_google_authenticator, pam_oath and
-# pam_permit, through real libpam in one process per run, under pam_wrapper
-# and nss_wrapper. Prints figures; it is not a pass/fail test.
+# pam_permit, through real libpam under pam_wrapper and nss_wrapper. Prints
+# figures; it is not a pass/fail test. pam_mfa's logins go through a
+# `mfa serve` that this script starts for each N.
+#
+# Two ways of logging in, both measured (BENCH_MODES):
+#   process  each login in a fresh C process (bench/pam_once.c), timed from
+#            inside it: the module is loaded into a process that has not
+#            loaded it, nor libgcc_s, before - as in sshd's, su's or
+#            login's child. The figures the targets are judged on.
+#   inproc   many logins in one Rust process (bench-login): libpam still
+#            loads and unloads the module at each login, but libgcc_s stays
+#            loaded, which flatters a Rust module.
 #
 # Environment knobs (defaults in brackets):
 #   BENCH_NS          user counts to measure ["1000 10000 100000"]
@@ -20,6 +30,7 @@
 #   BENCH_PAR_N       users for the parallel runs [10000]
 #   BENCH_PAR_LOGINS  logins per parallel run, spread over those users; two
 #                     rounds of 2, 8 and 40 processes [5000]
+#   BENCH_MODES       ["process inproc"]
 #   BENCH_PROFILE=0   skip the callgrind/strace counts (they need valgrind, strace)
 #   BENCH_IMPORT      users imported with `mfa admin import-google-authenticator`,
 #                     one process each; the rest are written through the library [100]
@@ -51,6 +62,7 @@ PAR_LOGINS=${BENCH_PAR_LOGINS:-5000}
 [ "$PAR_LOGINS" -le $((PAR_N / 2)) ] || PAR_LOGINS=$((PAR_N / 2))
 BUDGET=${BENCH_BUDGET:-60}
 PROFILE=${BENCH_PROFILE:-1}
+MODES=${BENCH_MODES:-"process inproc"}
 IMPORT=${BENCH_IMPORT:-100}
 SECURITY=${BENCH_SECURITY_DIR:-/lib/x86_64-linux-gnu/security}
 COMMAND_LINE="$0${*:+ $*}"
@@ -80,6 +92,7 @@ chmod 755 "$WORK"
 cleanup() { [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 cc -O2 -shared -fPIC -o "$WORK/libnss_bench.so" "$ROOT/bench/nss_bench.c"
+cc -O2 -o "$WORK/pam_once" "$ROOT/bench/pam_once.c" -lpam
 OUT=$WORK/results.txt
 : > "$OUT"
 
@@ -104,6 +117,35 @@ login() {
         BENCH_NSS_USERS="$n" BENCH_NSS_HOME="$d/home" \
         "${wrap[@]}" "$BIN/bench-login" --users "$d/users.txt" "${args[@]}"
 }
+
+# The daemon for tree $1, with the same users (nss_wrapper and the bench
+# NSS module) as the logins. DAEMON holds its pid.
+DAEMON=
+start_daemon() {
+    local d=$1 n=$2 i
+    env -i PATH=/usr/bin:/bin \
+        LD_PRELOAD=libnss_wrapper.so \
+        NSS_WRAPPER_PASSWD="$d/passwd" NSS_WRAPPER_GROUP="$d/group" \
+        NSS_WRAPPER_MODULE_SO_PATH="$WORK/libnss_bench.so" NSS_WRAPPER_MODULE_FN_PREFIX=bench \
+        BENCH_NSS_USERS="$n" BENCH_NSS_HOME="$d/home" \
+        "$REL/mfa" --config "$d/mfa/pam_mfa.toml" serve > "$d/daemon.log" 2>&1 &
+    DAEMON=$!
+    for i in $(seq 200); do
+        [ -S "$d/mfa/mfa.sock" ] && return 0
+        kill -0 "$DAEMON" 2> /dev/null || { cat "$d/daemon.log"; die "mfa serve exited"; }
+        sleep 0.05
+    done
+    die "mfa serve did not listen on $d/mfa/mfa.sock"
+}
+stop_daemon() {
+    [ -n "$DAEMON" ] || return 0
+    kill "$DAEMON" 2> /dev/null || true
+    wait "$DAEMON" 2> /dev/null || true
+    DAEMON=
+}
+# CPU seconds (user + system) the daemon has used so far.
+daemon_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$DAEMON/stat"; }
+trap 'stop_daemon; cleanup' EXIT
 
 seed() {
     local d=$1 n=$2
@@ -130,7 +172,7 @@ echo "host: $(nproc) CPUs, $(uname -sr), scratch on $(findmnt -no FSTYPE -T "$WO
 PROFILE_USERS=320
 RESERVED=328
 profile() {
-    local d=$1 n=$2 k=0 m c syncs
+    local d=$1 n=$2 k=0 m c syncs st
     local -a ir
     for m in permit ga oath mfa; do
         ir=()
@@ -139,8 +181,20 @@ profile() {
                 --valgrind "$d/cg.$m.$c" > /dev/null 2> "$d/vg.$m.$c" || die "callgrind run failed for $m"
             ir+=("$(sed -n 's/.*Collected : //p' "$d/vg.$m.$c")")
         done
+        # pam_mfa's fsyncs happen in the daemon: trace it too.
+        st=
+        if [ "$m" = mfa ]; then
+            strace -f -c -o "$d/strace.daemon" -p "$DAEMON" 2> /dev/null &
+            st=$!
+            sleep 1
+        fi
         login "$d" "$n" --service "bench-$m" --from $((k * 80 + 30)) --count 50 --strace "$d/strace.$m" \
             > /dev/null || die "strace run failed for $m"
+        if [ -n "$st" ]; then
+            kill -INT "$st"
+            wait "$st" || true
+            cat "$d/strace.daemon" >> "$d/strace.$m"
+        fi
         syncs=$(awk '$NF ~ /^(fsync|fdatasync)$/ {s += $4} END {print s + 0}' "$d/strace.$m")
         echo "PROFILE N=$n module=$m instructions_per_login=$(( (ir[1] - ir[0]) / 20 )) fsyncs_per_login=$(awk -v s="$syncs" 'BEGIN {printf "%.2f", s / 50}')" | tee -a "$OUT"
         k=$((k + 1))
@@ -152,51 +206,65 @@ for n in $NS; do
     echo "== N=$n: seeding"
     seed "$d" "$n" | tee -a "$OUT"
     [ "$n" = "$PAR_N" ] && cp -a "$d/mfa/db" "$WORK/par-db"
+    start_daemon "$d" "$n"
     first=0
     [ "$n" -gt $((RESERVED * 2)) ] && first=$RESERVED
     if [ "$PROFILE" = 1 ] && [ "$first" -gt 0 ]; then
-        echo "== N=$n: instruction and fsync counts (users 0..$((PROFILE_USERS - 1)))"
+        echo "== N=$n: instruction counts (in the login process) and fsyncs (login process and daemon), users 0..$((PROFILE_USERS - 1))"
         profile "$d" "$n"
     fi
     oath_max=${BENCH_OATH_MAX:-$([ "$n" -le 10000 ] && echo 2000 || echo 200)}
-    declare -A sel=(
-        [permit]=1
-        [ga]=$(stride $((n - first)) "$GA_MAX")
-        [oath]=$(stride $((n - first)) "$oath_max")
-        [mfa]=$(stride $((n - first)) "$MFA_MAX")
-    )
-    echo "== N=$n: timed logins, users $first..$((n - 1)) (every k-th: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]})"
-    rm -f "$d"/times.* "$d"/chunks.*
-    # Chunk c holds users first+c*size .. first+(c+1)*size-1; the modules take
-    # turns chunk by chunk. After the first chunk, a module whose projected
-    # time exceeds BENCH_BUDGET seconds is thinned to fit (see "logins" below).
-    size=$(( (n - first + CHUNKS - 1) / CHUNKS ))
-    for c in $(seq 0 $((CHUNKS - 1))); do
-        for m in permit ga oath mfa; do
-            s=${sel[$m]}
-            lo=$(( first + c * size ))
-            from=$(( first + ( (c * size + s - 1) / s ) * s ))
-            end=$(( lo + size < n ? lo + size : n ))
-            [ "$from" -lt "$end" ] || continue
-            count=$(( (end - from + s - 1) / s ))
-            login "$d" "$n" --service "bench-$m" --from "$from" --count "$count" --stride "$s" \
-                --times "$d/times.$m" > "$d/last.$m" || die "bench-login failed for $m"
-            grep -q 'errors=0' "$d/last.$m" || { cat "$d/last.$m"; die "$m: logins failed at N=$n"; }
-            sed -n "s/.* us_mean=\([0-9.]*\).*/$c \1/p" "$d/last.$m" >> "$d/chunks.$m"
-            if [ "$c" = 0 ]; then
-                sel[$m]=$(awk -v s="$s" -v left=$(( (n - end) / s )) -v b="$BUDGET" \
-                    '{t += $1} END {p = t / NR * left / 1e6; print (p > b) ? int(s * p / b) + 1 : s}' "$d/times.$m")
-            fi
+    # Each mode logs in the same selection of users; a TOTP code can be
+    # used once per step, so a mode starts on a fresh 30-second step.
+    for mode in $MODES; do
+        declare -A sel=(
+            [permit]=1
+            [ga]=$(stride $((n - first)) "$GA_MAX")
+            [oath]=$(stride $((n - first)) "$oath_max")
+            [mfa]=$(stride $((n - first)) "$MFA_MAX")
+        )
+        driver=()
+        [ "$mode" = process ] && driver=(--driver "$WORK/pam_once")
+        sleep $(( 31 - $(date +%s) % 30 ))
+        echo "== N=$n, $mode: timed logins, users $first..$((n - 1)) (every k-th: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]})"
+        rm -f "$d"/times.* "$d"/chunks.*
+        cpu=0
+        # Chunk c holds users first+c*size .. first+(c+1)*size-1; the modules take
+        # turns chunk by chunk. After the first chunk, a module whose projected
+        # time exceeds BENCH_BUDGET seconds is thinned to fit (see "logins" below).
+        size=$(( (n - first + CHUNKS - 1) / CHUNKS ))
+        for c in $(seq 0 $((CHUNKS - 1))); do
+            for m in permit ga oath mfa; do
+                s=${sel[$m]}
+                lo=$(( first + c * size ))
+                from=$(( first + ( (c * size + s - 1) / s ) * s ))
+                end=$(( lo + size < n ? lo + size : n ))
+                [ "$from" -lt "$end" ] || continue
+                count=$(( (end - from + s - 1) / s ))
+                [ "$m" = mfa ] && cpu0=$(daemon_cpu)
+                login "$d" "$n" --service "bench-$m" --from "$from" --count "$count" --stride "$s" \
+                    "${driver[@]}" --times "$d/times.$m" > "$d/last.$m" || die "bench-login failed for $m"
+                [ "$m" = mfa ] && cpu=$(awk -v a="$cpu" -v b="$cpu0" -v c="$(daemon_cpu)" 'BEGIN {print a + c - b}')
+                grep -q 'errors=0' "$d/last.$m" || { cat "$d/last.$m"; tail -n 20 "$d/daemon.log"; die "$m ($mode): logins failed at N=$n"; }
+                sed -n "s/.* us_mean=\([0-9.]*\).*/$c \1/p" "$d/last.$m" >> "$d/chunks.$m"
+                if [ "$c" = 0 ]; then
+                    sel[$m]=$(awk -v s="$s" -v left=$(( (n - end) / s )) -v b="$BUDGET" \
+                        '{t += $1} END {p = t / NR * left / 1e6; print (p > b) ? int(s * p / b) + 1 : s}' "$d/times.$m")
+                fi
+            done
         done
+        for m in permit ga oath mfa; do
+            read -r cnt mean median < <(stats "$d/times.$m")
+            echo "RESULT N=$n mode=$mode module=$m logins=$cnt us_mean=$mean us_median=$median" | tee -a "$OUT"
+        done
+        echo "DAEMON N=$n mode=$mode cpu_us_per_login=$(awk -v c="$cpu" -v n="$(wc -l < "$d/times.mfa")" 'BEGIN {printf "%.0f", c * 1e6 / n}')" | tee -a "$OUT"
+        # pam_mfa / google_authenticator chunk by chunk (the two ran minutes
+        # apart at most), median over the chunks: steadier than the ratio of means.
+        echo "RATIO N=$n mode=$mode mfa_over_ga_chunk_median=$(join "$d/chunks.mfa" "$d/chunks.ga" |
+            awk '{print $2 / $3}' | sort -g | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}')" | tee -a "$OUT"
+        unset sel
     done
-    for m in permit ga oath mfa; do
-        read -r cnt mean median < <(stats "$d/times.$m")
-        echo "RESULT N=$n module=$m logins=$cnt us_mean=$mean us_median=$median" | tee -a "$OUT"
-    done
-    # pam_mfa / google_authenticator chunk by chunk (the two ran minutes
-    # apart at most), median over the chunks: steadier than the ratio of means.
-    echo "RATIO N=$n mfa_over_ga_chunk_median=$(join "$d/chunks.mfa" "$d/chunks.ga" |
-        awk '{print $2 / $3}' | sort -g | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}')" | tee -a "$OUT"
+    [ "$n" = "$PAR_N" ] || stop_daemon
     [ "$n" = "$PAR_N" ] || [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$d"
 done
 
@@ -212,15 +280,17 @@ if [ -d "$WORK/par-db" ]; then
                 sed "s/^RESULT /RESULT N=$PAR_N /" | tee -a "$OUT"
         done
     done
-    echo "== resident memory added by dlopen + one login"
+    echo "== resident memory added by dlopen + one login, in a C process (bench/pam_once.c)"
     rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
     k=0
     for m in permit:pam_permit ga:pam_google_authenticator oath:pam_oath mfa:; do
         svc=${m%%:*} so=${m#*:}
         path=$([ -n "$so" ] && echo "$SECURITY/$so.so" || echo "$REL/libpam_mfa.so")
-        login "$d" "$PAR_N" --service "bench-$svc" --rss "$path" --from $((PROFILE_USERS + 2 * k)) --count 2 | tee -a "$OUT"
+        login "$d" "$PAR_N" --service "bench-$svc" --rss "$path" --driver "$WORK/pam_once" \
+            --from $((PROFILE_USERS + 2 * k)) --count 2 | tee -a "$OUT"
         k=$((k + 1))
     done
+    stop_daemon
 fi
 
 echo "== sizes"
@@ -236,10 +306,13 @@ awk '
 function fields() { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
 /^RESULT N=.* module=/ {
     fields()
-    us[f["N"], f["module"]] = f["us_mean"]; med[f["N"], f["module"]] = f["us_median"]; cnt[f["N"], f["module"]] = f["logins"]
+    k = f["N"] SUBSEP f["mode"]
+    us[k, f["module"]] = f["us_mean"]; med[k, f["module"]] = f["us_median"]; cnt[k, f["module"]] = f["logins"]
     if (!(f["N"] in seen)) { seen[f["N"]] = 1; order[++nn] = f["N"] }
+    if (!(f["mode"] in mseen)) { mseen[f["mode"]] = 1; modes[++nm] = f["mode"] }
 }
-/^RATIO / { fields(); chunkratio[f["N"]] = f["mfa_over_ga_chunk_median"] }
+/^RATIO / { fields(); chunkratio[f["N"], f["mode"]] = f["mfa_over_ga_chunk_median"] }
+/^DAEMON / { fields(); dcpu[f["N"], f["mode"]] = f["cpu_us_per_login"] }
 /^RESULT N=.* procs=/ {
     fields()
     par[++np] = sprintf("| %s | %s | %s | %s (refused %s, pam_start failed %s) |", f["procs"], f["logins"], f["per_s"], f["errors"], f["refused"], f["not_started"])
@@ -259,21 +332,25 @@ function fields() { delete f; for (i = 2; i <= NF; i++) { split($i, kv, "="); f[
 }
 /^SIZE / { size[++ns] = sprintf("| %s | %d |", $2, $3) }
 END {
-    print "Wall-clock µs per login: pam_start + pam_authenticate + pam_end, mean (median); logins measured in brackets."
-    print "Ratio: pam_mfa / pam_google_authenticator of the means, and the median over chunks of the per-chunk ratio."
-    print ""
-    print "| N | pam_permit | pam_google_authenticator | pam_oath | pam_mfa | pam_mfa / google_auth |"
-    print "|---|---|---|---|---|---|"
-    for (k = 1; k <= nn; k++) {
-        n = order[k]
-        printf "| %s | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %.2f× (chunks: %.2f×) |\n", n,
-            us[n,"permit"], med[n,"permit"], cnt[n,"permit"], us[n,"ga"], med[n,"ga"], cnt[n,"ga"],
-            us[n,"oath"], med[n,"oath"], cnt[n,"oath"], us[n,"mfa"], med[n,"mfa"], cnt[n,"mfa"],
-            us[n,"mfa"] / us[n,"ga"], chunkratio[n]
+    for (j = 1; j <= nm; j++) {
+        mo = modes[j]
+        print (mo == "process" ? "One fresh C process per login (as sshd runs; bench/pam_once.c):" : "Many logins in one Rust process (libgcc_s stays loaded: flatters pam_mfa):")
+        print "wall-clock µs per login, pam_start + pam_authenticate + pam_end, mean (median) [logins]; pam_mfa includes its wait on the daemon."
+        print ""
+        print "| N | pam_permit | pam_google_authenticator | pam_oath | pam_mfa | daemon CPU µs per pam_mfa login | pam_mfa / google_auth |"
+        print "|---|---|---|---|---|---|---|"
+        for (k = 1; k <= nn; k++) {
+            n = order[k]; x = n SUBSEP mo
+            printf "| %s | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %.0f (%.0f) [%d] | %s | %.2f× (chunks: %.2f×) |\n", n,
+                us[x,"permit"], med[x,"permit"], cnt[x,"permit"], us[x,"ga"], med[x,"ga"], cnt[x,"ga"],
+                us[x,"oath"], med[x,"oath"], cnt[x,"oath"], us[x,"mfa"], med[x,"mfa"], cnt[x,"mfa"], dcpu[n,mo],
+                us[x,"mfa"] / us[x,"ga"], chunkratio[n,mo]
+        }
+        print ""
     }
     if (npn) {
         print ""
-        print "Instructions per login (callgrind) and fsync/fdatasync calls per login (strace): repeatable, unlike wall-clock time"
+        print "Instructions per login in the login process (callgrind; for pam_mfa the daemon'"'"'s share is not counted: see its CPU time above) and fsync/fdatasync calls per login, login process and daemon (strace): repeatable, unlike wall-clock time"
         print ""
         print "| N | pam_permit | pam_google_authenticator | pam_oath | pam_mfa | pam_mfa / google_auth (instructions) |"
         print "|---|---|---|---|---|---|"
@@ -285,21 +362,23 @@ END {
     }
     print ""
     first = order[1]; last = order[nn]
+    jm = ("process" in mseen) ? "process" : modes[1]
     worst = 0; worstc = 0
     for (k = 1; k <= nn; k++) {
-        r = us[order[k],"mfa"] / us[order[k],"ga"]; if (r > worst) worst = r
-        if (chunkratio[order[k]] > worstc) worstc = chunkratio[order[k]]
+        x = order[k] SUBSEP jm
+        r = us[x,"mfa"] / us[x,"ga"]; if (r > worst) worst = r
+        if (chunkratio[order[k],jm] > worstc) worstc = chunkratio[order[k],jm]
     }
-    printf "target: pam_mfa <= 0.15x pam_google_authenticator per login at every N: worst %.2fx (per-chunk %.2fx) -> %s\n",
-        worst, worstc, (worst <= 0.15 && worstc <= 0.15) ? "met" : "MISSED"
+    printf "target (%s mode): pam_mfa <= 0.15x pam_google_authenticator per login at every N: worst %.2fx (per-chunk %.2fx) -> %s; <= 0.25x -> %s\n",
+        jm, worst, worstc, (worst <= 0.15 && worstc <= 0.15) ? "met" : "MISSED", (worst <= 0.25 && worstc <= 0.25) ? "met" : "MISSED"
     if (nn > 1) {
-        r = us[last,"mfa"] / us[first,"mfa"]
-        line = sprintf("target: pam_mfa at N=%s <= 1.2x its cost at N=%s: wall %.2fx (medians %.2fx)", last, first, r, med[last,"mfa"] / med[first,"mfa"])
-        if ((first, "mfa") in ins && (last, "mfa") in ins) {
-            ri = ins[last,"mfa"] / ins[first,"mfa"]
-            line = line sprintf(", instructions %.3fx, fsyncs %s -> %s", ri, (fs[first,"mfa"] == fs[last,"mfa"]) ? "equal" : "differ",
-                (ri <= 1.2 && fs[last,"mfa"] <= fs[first,"mfa"]) ? "met (judged on the repeatable counts; wall-clock moves with load)" : "MISSED")
-        } else line = line (r <= 1.2 ? " -> met" : " -> MISSED")
+        xl = last SUBSEP jm; xf = first SUBSEP jm
+        r = us[xl,"mfa"] / us[xf,"mfa"]; rm = med[xl,"mfa"] / med[xf,"mfa"]
+        rd = (dcpu[first,jm] > 0) ? dcpu[last,jm] / dcpu[first,jm] : 0
+        line = sprintf("target: pam_mfa at N=%s <= 1.2x its cost at N=%s: wall %.2fx (medians %.2fx), daemon CPU %.2fx", last, first, r, rm, rd)
+        if ((first, "mfa") in ins && (last, "mfa") in ins)
+            line = line sprintf(", login-process instructions %.3fx, fsyncs %s", ins[last,"mfa"] / ins[first,"mfa"], (fs[first,"mfa"] == fs[last,"mfa"]) ? "equal" : "differ")
+        line = line ((rm <= 1.2 && rd <= 1.2) ? " -> met (medians and daemon CPU)" : " -> MISSED")
         print line
     }
     if (np) { print ""; print "Parallel pam_mfa logins (each a pam_start/pam_authenticate/pam_end in one of P processes; two rounds)"; print ""; print "| processes | logins | logins/s | errors |"; print "|---|---|---|---|"; for (i = 1; i <= np; i++) print par[i] }

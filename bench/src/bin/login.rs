@@ -152,6 +152,30 @@ fn login(service: &CStr, user: &User) -> (Ended, f64) {
     (ended, t0.elapsed().as_secs_f64() * 1e6)
 }
 
+/// One login in a fresh process: `pam_once SERVICE USER CODE`, which
+/// prints the PAM result and the microseconds pam_start..pam_end took.
+fn login_in_process(driver: &str, service: &CStr, user: &User) -> (Ended, f64) {
+    let code = totp(&user.secret, now(), 30, 6);
+    let out = std::process::Command::new(driver)
+        .arg(service.to_str().unwrap_or_default())
+        .arg(user.name.to_str().unwrap_or_default())
+        .arg(&code)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut fields = text.split_whitespace();
+    let rc: c_int = fields.next().and_then(|f| f.parse().ok()).unwrap_or(-1);
+    let us: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+    let ended = match rc {
+        PAM_SUCCESS => Ended::Ok,
+        rc if rc >= 1000 => Ended::NotStarted(rc - 1000),
+        rc => Ended::Refused(rc),
+    };
+    (ended, us)
+}
+
 fn describe(ended: Ended) -> String {
     match ended {
         Ended::Ok => "success".into(),
@@ -192,12 +216,15 @@ struct Opts {
     procs: usize,
     rss: Option<String>,
     times: Option<String>,
+    /// pam_once: each login in a fresh C process (as sshd runs), timed
+    /// from inside it.
+    driver: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench-login --service NAME --users FILE [--from I] [--count C] [--stride S] \
-         [--procs P] [--rss MODULE.so] [--times FILE]"
+         [--procs P] [--rss MODULE.so] [--times FILE] [--driver PATH/pam_once]"
     );
     std::process::exit(2)
 }
@@ -212,6 +239,7 @@ fn parse_opts() -> Opts {
         procs: 1,
         rss: None,
         times: None,
+        driver: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -226,6 +254,7 @@ fn parse_opts() -> Opts {
             "--procs" => o.procs = num(&value).max(1),
             "--rss" => o.rss = Some(value),
             "--times" => o.times = Some(value),
+            "--driver" => o.driver = Some(value),
             _ => usage(),
         }
     }
@@ -267,12 +296,16 @@ fn sequential(
     users: &[User],
     label: &str,
     times_file: Option<&str>,
+    driver: Option<&str>,
 ) -> Result<(), String> {
     warm_up();
     let mut times = Vec::with_capacity(users.len());
     let mut errors = 0usize;
     for user in users {
-        let (ended, us) = login(service, user);
+        let (ended, us) = match driver {
+            Some(driver) => login_in_process(driver, service, user),
+            None => login(service, user),
+        };
         times.push(us);
         if ended != Ended::Ok {
             if errors == 0 {
@@ -444,10 +477,29 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
 
 /// RSS added by loading `module` and one login through `service`, after a
 /// warm-up login through pam_permit has loaded libpam's own state.
-fn rss(module: &str, service: &CStr, users: &[User], label: &str) -> Result<(), String> {
+fn rss(
+    module: &str,
+    service: &CStr,
+    users: &[User],
+    label: &str,
+    driver: Option<&str>,
+) -> Result<(), String> {
     let [warm, first, ..] = users else {
         return Err("--rss needs two users".into());
     };
+    if let Some(driver) = driver {
+        // In a C process, which has not loaded libgcc_s before the module.
+        let out = std::process::Command::new(driver)
+            .arg("--rss")
+            .arg(module)
+            .arg(service.to_str().unwrap_or_default())
+            .arg(first.name.to_str().unwrap_or_default())
+            .arg(totp(&first.secret, now(), 30, 6))
+            .output()
+            .map_err(|e| format!("{driver}: {e}"))?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        return Ok(());
+    }
     warm_up();
     let permit = CString::new("bench-permit").unwrap();
     login(&permit, warm);
@@ -482,12 +534,18 @@ fn run() -> Result<(), String> {
     let label = o.service.trim_start_matches("bench-").to_owned();
     let service = CString::new(o.service.clone()).map_err(|_| "bad service")?;
     if let Some(module) = &o.rss {
-        return rss(module, &service, &users, &label);
+        return rss(module, &service, &users, &label, o.driver.as_deref());
     }
     if o.procs > 1 {
         return parallel(&service, &users, o.procs, &label);
     }
-    sequential(&service, &users, &label, o.times.as_deref())
+    sequential(
+        &service,
+        &users,
+        &label,
+        o.times.as_deref(),
+        o.driver.as_deref(),
+    )
 }
 
 fn main() -> ExitCode {

@@ -171,11 +171,15 @@ fn run() -> Result<(), String> {
 
     let config = d.join("mfa/pam_mfa.toml");
     let database = d.join("mfa/db/mfa.sqlite3");
+    // The daemon (started by bench.sh) listens here; the module is told so
+    // by its socket= argument and never reads the config.
+    let socket = d.join("mfa/mfa.sock");
     write_mode(
         &config,
         &format!(
-            "database = \"{}\"\npolicy = \"optional\"\n",
-            database.display()
+            "database = \"{}\"\nsocket = \"{}\"\npolicy = \"optional\"\n",
+            database.display(),
+            socket.display()
         ),
         0o600,
     )
@@ -198,7 +202,12 @@ fn run() -> Result<(), String> {
         ),
         (
             "bench-mfa",
-            format!("{} config={}", o.mfa_so.display(), config.display()),
+            format!(
+                "{} config={} socket={}",
+                o.mfa_so.display(),
+                config.display(),
+                socket.display()
+            ),
         ),
     ];
     for (name, line) in &services {

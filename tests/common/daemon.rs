@@ -1,20 +1,24 @@
-//! The self-service daemon's test world: throwaway real accounts and
-//! groups, a root-only config and database, `mfa serve` on a socket everyone
-//! can reach, and clients run as the accounts through `setpriv` or over raw
-//! sockets.
+//! The daemon's test world: throwaway real accounts and groups, a
+//! root-only config and database, `mfa serve` (as root) on a socket
+//! everyone can reach with its syslog captured, and clients run as the
+//! accounts through `setpriv` or over raw sockets speaking the protocol.
 
 use super::pty;
-use super::{is_root, mfa_bin, now, totp_at, write_file, Cli, TempDir};
+use super::{is_root, mfa_bin, module_path, now, totp_at, write_file, Cli, TempDir};
+use pam_mfa::commands::Command as MfaCommand;
 use pam_mfa::error::exit;
-use pam_mfa::protocol::Response;
+use pam_mfa::protocol::{
+    self, ClientReply, CommandRequest, Envelope, LoginRequest, Mode, Request, Response,
+    ServerMessage, Verdict,
+};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 /// Marks the accounts these tests create.
@@ -250,6 +254,17 @@ impl World {
             .env("LC_ALL", "C.UTF-8");
         cmd
     }
+
+    /// A copy of the module the test accounts can load (the build tree may
+    /// be out of their reach), made at the first call.
+    pub fn public_module(&self) -> PathBuf {
+        let module = self.public.path().join("pam_mfa.so");
+        if !module.exists() {
+            std::fs::copy(module_path(), &module).expect("copy the module");
+            std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        module
+    }
 }
 
 /// `mfa serve` on a socket in `World::public`, killed on drop.
@@ -257,6 +272,8 @@ pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// What the daemon sent to syslog (daemons started by [`Daemon::start`]).
+    pub syslog: Option<Syslog>,
     pub world: World,
 }
 
@@ -280,16 +297,24 @@ impl Daemon {
         let world = World::new(body);
         let socket = world.public.path().join("mfa.sock");
         let log = world.dir.path().join("serve.log");
+        let syslog = Syslog::new(world.dir.path());
         let mut cmd = Command::new(mfa_bin());
         cmd.arg("--config")
             .arg(&world.cli.config)
             .arg("serve")
             .arg("--socket")
             .arg(&socket);
-        Daemon::spawn(world, cmd, socket, log)
+        let cmd = syslog.wrap(cmd);
+        Daemon::spawn(world, cmd, socket, log, Some(syslog))
     }
 
-    pub fn spawn(world: World, mut cmd: Command, socket: PathBuf, log: PathBuf) -> Daemon {
+    pub fn spawn(
+        world: World,
+        mut cmd: Command,
+        socket: PathBuf,
+        log: PathBuf,
+        syslog: Option<Syslog>,
+    ) -> Daemon {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -300,6 +325,7 @@ impl Daemon {
             child,
             socket,
             log,
+            syslog,
             world,
         };
         daemon.wait_ready();
@@ -382,6 +408,264 @@ impl Daemon {
     /// None when it closed the connection without one.
     pub fn raw(&self, user: &TestUser, bytes: &[u8]) -> Option<Response> {
         exchange(self.connect_as(user), bytes)
+    }
+
+    /// A connection made as root (this test process), as sshd's would be.
+    pub fn connect_as_root(&self) -> UnixStream {
+        UnixStream::connect(&self.socket)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.socket.display()))
+    }
+
+    /// The syslog line holding every one of `words` (waiting a little for it).
+    pub fn logged(&self, words: &[&str]) -> String {
+        self.syslog
+            .as_ref()
+            .expect("this daemon's syslog is not captured")
+            .expect(words)
+    }
+
+    /// Every syslog line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.syslog.as_ref().map(Syslog::lines).unwrap_or_default()
+    }
+
+    /// No connection's thread panicked so far: nothing in syslog (which
+    /// must be captured: it holds the start line) nor on stderr, where the
+    /// panic hook writes.
+    pub fn assert_no_panic(&self) {
+        self.logged(&["daemon started"]);
+        let lines = self.log_lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("panic")),
+            "the daemon logged a panic:\n{}",
+            lines.join("\n")
+        );
+        let stderr = self.log_text();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+// ---------------------------------------------------------------- protocol
+
+/// A command request's line, as the `mfa` client sends it.
+pub fn command_line(command: MfaCommand, user: Option<&str>, json: bool) -> Vec<u8> {
+    let request = CommandRequest {
+        command,
+        user: user.map(str::to_owned),
+        json,
+        code: None,
+    };
+    protocol::encode_command(&request).to_vec()
+}
+
+/// `mfa --json status` as a request line.
+pub fn status_request() -> Vec<u8> {
+    command_line(MfaCommand::Status, None, true)
+}
+
+/// A login request's line, as the module sends it.
+pub fn login_line(mode: Mode, user: &str) -> Vec<u8> {
+    protocol::encode_line(&Envelope {
+        version: protocol::VERSION,
+        request: Request::Login(LoginRequest {
+            mode,
+            user: user.to_owned(),
+            service: "mfa-daemon-test".to_owned(),
+            rhost: String::new(),
+            debug: false,
+        }),
+    })
+    .to_vec()
+}
+
+/// What the daemon said in one login conversation.
+#[derive(Debug, Default)]
+pub struct Conversation {
+    /// Lines shown and questions asked, in order.
+    pub messages: Vec<ServerMessage>,
+    /// None when the daemon closed the connection without one.
+    pub verdict: Option<Verdict>,
+    /// The daemon's answer when it refused the request itself (malformed,
+    /// busy) instead of holding a conversation.
+    pub refusal: Option<Response>,
+}
+
+impl Conversation {
+    pub fn asked(&self) -> Vec<&str> {
+        self.messages
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Ask { prompt, .. } => Some(prompt.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn said(&self, text: &str) -> bool {
+        self.messages.iter().any(|m| match m {
+            ServerMessage::Info(t) | ServerMessage::Error(t) => t.contains(text),
+            _ => false,
+        })
+    }
+}
+
+/// Holds a login conversation on `stream` as the module would: sends
+/// `opening`, answers each question with the next of `answers` (then
+/// `no_answer`), and reads until the verdict or the end of the stream.
+pub fn converse(stream: UnixStream, opening: &[u8], answers: &[&str]) -> Conversation {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    writer.write_all(opening).expect("send the login request");
+    let mut reader = BufReader::new(stream);
+    let mut answers = answers.iter();
+    let mut said = Conversation::default();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return said,
+            Ok(_) => {}
+        }
+        let message: ServerMessage = match serde_json::from_str(line.trim_end()) {
+            Ok(m) => m,
+            Err(e) => match serde_json::from_str::<Response>(line.trim_end()) {
+                Ok(refusal) if said.messages.is_empty() => {
+                    said.refusal = Some(refusal);
+                    return said;
+                }
+                _ => panic!("not a server message ({e}): {line}\nafter {said:?}"),
+            },
+        };
+        match message {
+            ServerMessage::Verdict(v) => {
+                said.verdict = Some(v);
+                return said;
+            }
+            ServerMessage::Ask { .. } => {
+                let reply = match answers.next() {
+                    Some(text) => ClientReply::Answer((*text).to_owned()),
+                    None => ClientReply::NoAnswer,
+                };
+                said.messages.push(message);
+                if writer.write_all(&protocol::encode_line(&reply)).is_err() {
+                    return said;
+                }
+            }
+            other => said.messages.push(other),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ syslog
+
+/// A syslog socket of our own. A command wrapped by [`Syslog::wrap`] runs
+/// in a private mount namespace (root only) where the paths syslog is sent
+/// to lead here, so a test reads exactly what the daemon logged.
+pub struct Syslog {
+    socket: PathBuf,
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syslog {
+    pub fn new(dir: &Path) -> Syslog {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let socket = dir.join(format!("log{}.sock", COUNT.fetch_add(1, Ordering::SeqCst)));
+        let sock = UnixDatagram::bind(&socket).expect("bind a syslog socket");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (lines, stop) = (Arc::clone(&lines), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        lines.lock().unwrap().push(line);
+                    }
+                }
+            })
+        };
+        Syslog {
+            socket,
+            lines,
+            stop,
+            reader: Some(reader),
+        }
+    }
+
+    /// `cmd` run where /dev/log (or, without one, /run/syslog) is our
+    /// socket. `unshare` and `sh` exec it: its pid is the child's.
+    pub fn wrap(&self, cmd: Command) -> Command {
+        const SCRIPT: &str = r#"set -e
+sock=$1; shift
+if [ -e /dev/log ]; then
+    mount --bind "$sock" /dev/log
+else
+    mount -t tmpfs -o size=64k,mode=0755 pam_mfa_test /run
+    ln -s "$sock" /run/syslog
+fi
+exec "$@""#;
+        let mut wrapper = Command::new("unshare");
+        wrapper
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                SCRIPT,
+                "sh",
+            ])
+            .arg(&self.socket)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(v) => wrapper.env(key, v),
+                None => wrapper.env_remove(key),
+            };
+        }
+        wrapper
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits (briefly) for a line holding every one of `words`; returns it
+    /// or panics with everything logged.
+    pub fn expect(&self, words: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self
+                .lines()
+                .into_iter()
+                .find(|l| words.iter().all(|w| l.contains(w)))
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no syslog line with {words:?}; logged:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Syslog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

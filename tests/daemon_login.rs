@@ -1,0 +1,238 @@
+//! A PAM application that does not run as root — a screen locker — logs
+//! its own user in through `mfa serve`: pamtester run as a real account
+//! under pam_wrapper, with a stack whose auth section holds only
+//! `pam_mfa.so socket=...`, against a daemon running as root on a
+//! root-only config and database (tests/common/daemon.rs).
+//!
+//! Needs root, like tests/daemon.rs: it adds accounts and runs the
+//! locker as them, since the daemon decides from SO_PEERCRED and the
+//! system's own NSS.
+
+mod common;
+
+use common::daemon::*;
+use common::*;
+use pam_mfa::protocol::{Mode, Verdict};
+use serde_json::Value;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+const LOCKER: &str = "mfa-locker";
+
+/// A screen locker's PAM service, readable by the test accounts.
+struct Locker {
+    services: PathBuf,
+}
+
+impl Locker {
+    fn new(d: &Daemon) -> Locker {
+        let services = d.public.path().join("services");
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&services)
+            .unwrap();
+        // The mode is not left to the umask: the accounts must read it.
+        std::fs::set_permissions(&services, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let module = d.public_module();
+        let line = format!("{} socket={}", module.display(), d.socket.display());
+        write_file(
+            &services.join(LOCKER),
+            &format!("auth    required {line}\naccount required {line}\n"),
+            0o644,
+        );
+        Locker { services }
+    }
+
+    /// `pamtester -v mfa-locker TARGET authenticate acct_mgmt`, run as
+    /// `user` with its own groups and a clean environment. pam_wrapper is
+    /// preloaded into pamtester only (`env` after setpriv): in setpriv it
+    /// would make a directory of its own that nobody removes.
+    fn command(&self, user: &TestUser, target: &str) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid", &user.uid.to_string()])
+            .args(["--regid", &user.gid.to_string()])
+            .args(["--init-groups", "--", "/usr/bin/env", "-i"])
+            .args([
+                "PATH=/usr/bin:/bin",
+                "LC_ALL=C.UTF-8",
+                "LD_PRELOAD=libpam_wrapper.so",
+                "PAM_WRAPPER=1",
+            ])
+            .arg(format!(
+                "PAM_WRAPPER_SERVICE_DIR={}",
+                self.services.display()
+            ))
+            .args([
+                "pamtester",
+                "-v",
+                LOCKER,
+                target,
+                "authenticate",
+                "acct_mgmt",
+            ])
+            .current_dir("/")
+            .env_clear();
+        cmd
+    }
+
+    /// The locker run by `user` for `target`'s account, answering each
+    /// prompt with the next of `answers`.
+    fn login(&self, user: &TestUser, target: &str, answers: &[&str]) -> Login {
+        let login = start_session(self.command(user, target)).answer_in_order(answers);
+        assert!(
+            !login
+                .transcript
+                .contains("Multi-factor authentication is unavailable"),
+            "the locker did not reach the daemon:\n{}",
+            login.transcript
+        );
+        login
+    }
+}
+
+#[test]
+fn a_screen_locker_running_as_the_user_checks_that_user_only() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let bob = TestUser::create(&[]);
+    let alice_secret = d.cli.enroll_totp(&alice.name, "phone");
+    let bob_secret = d.cli.enroll_totp(&bob.name, "phone");
+    let locker = Locker::new(&d);
+    let as_alice = format!("uid={}", alice.uid);
+
+    // Alice's locker, for alice: her current code unlocks it.
+    let login = locker.login(&alice, &alice.name, &[&totp(&alice_secret, 1)]);
+    assert!(login.succeeded(), "{}", login.transcript);
+    login.assert_prompts(&[CODE_PROMPT]);
+    d.logged(&[
+        &format!("user={} event=login", alice.name),
+        "service=\"mfa-locker\"",
+        &as_alice,
+        "result=success method=totp",
+    ]);
+    // Not a code that happens to work: a wrong one is refused.
+    let wrong = wrong_code(&alice_secret);
+    let login = locker.login(&alice, &alice.name, &[&wrong]);
+    assert!(!login.authenticated(), "{}", login.transcript);
+    assert_ne!(login.code, 0);
+    login.assert_prompts(&[CODE_PROMPT]);
+
+    // Alice's locker, for bob, with bob's valid code: refused before any
+    // question, logged with who asked, and nothing of bob's touched.
+    let login = locker.login(&alice, &bob.name, &[&totp(&bob_secret, 1)]);
+    assert!(!login.authenticated(), "{}", login.transcript);
+    assert_ne!(login.code, 0, "{}", login.transcript);
+    login.assert_prompts(&[]);
+    d.logged(&[
+        &format!("user={} event=login", bob.name),
+        &as_alice,
+        "result=refused",
+    ]);
+    assert_eq!(d.cli.lock_state(&bob.name), (0, false));
+    // The same for root's account and for one that does not exist.
+    for target in ["root", "mfad-no-such-user"] {
+        let login = locker.login(&alice, target, &["123456"]);
+        assert!(!login.authenticated(), "{target}: {}", login.transcript);
+        login.assert_prompts(&[]);
+        d.logged(&[
+            &format!("user={target} event=login"),
+            &as_alice,
+            "result=refused",
+        ]);
+    }
+
+    // Every mode is refused for another user's account, authfail too: a
+    // user cannot count failures against someone else and lock them out.
+    for mode in [
+        Mode::Preauth,
+        Mode::Authfail,
+        Mode::SecondFactor,
+        Mode::Account,
+    ] {
+        let said = converse(d.connect_as(&alice), &login_line(mode, &bob.name), &["1"]);
+        assert_eq!(said.verdict, Some(Verdict::Refused), "{mode:?}: {said:?}");
+        assert!(said.messages.is_empty(), "{mode:?}: {said:?}");
+    }
+    assert_eq!(d.cli.lock_state(&bob.name), (0, false));
+    // ...which is not for want of authfail working: from root (sshd's
+    // side) it counts, and from alice for her own account too.
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::Authfail, &bob.name),
+        &[],
+    );
+    assert_ne!(said.verdict, Some(Verdict::Refused), "{said:?}");
+    assert_eq!(d.cli.lock_state(&bob.name), (1, false));
+    let before = d.cli.lock_state(&alice.name).0;
+    let said = converse(
+        d.connect_as(&alice),
+        &login_line(Mode::Authfail, &alice.name),
+        &[],
+    );
+    assert_ne!(said.verdict, Some(Verdict::Refused), "{said:?}");
+    assert_eq!(d.cli.lock_state(&alice.name), (before + 1, false));
+
+    // Bob's code was not spent by the refused attempt: his own locker
+    // takes it.
+    let login = locker.login(&bob, &bob.name, &[&totp(&bob_secret, 1)]);
+    assert!(login.succeeded(), "{}", login.transcript);
+    assert_eq!(d.cli.lock_state(&bob.name), (0, false));
+    d.assert_alive();
+    d.assert_no_panic();
+}
+
+#[test]
+fn a_wrong_code_at_a_screen_locker_counts_toward_lockout() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let a = alice.name.as_str();
+    let secret = d.cli.enroll_totp(a, "phone");
+    let locker = Locker::new(&d);
+    let wrong = wrong_code(&secret);
+
+    for n in 1..=6 {
+        let login = locker.login(&alice, a, &[&wrong]);
+        assert!(!login.authenticated(), "attempt {n}: {}", login.transcript);
+        login.assert_prompts(&[CODE_PROMPT]);
+        assert_eq!(d.cli.lock_state(a), (n, n == 6), "attempt {n}");
+    }
+    d.logged(&[&format!("user={a} event=locked"), "failures=6"]);
+    // In the audit trail, as from any other service.
+    let audit = d.cli.mfa_json(Some(a), &["audit"]);
+    let failures = audit
+        .as_array()
+        .unwrap_or_else(|| panic!("audit is not a list: {audit}"))
+        .iter()
+        .filter(|e| {
+            e["event"] == "failure"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("service=mfa-locker"))
+        })
+        .count();
+    assert_eq!(failures, 6, "{audit}");
+
+    // Locked: the right code no longer unlocks the screen, and the user
+    // is told why.
+    let login = locker.login(&alice, a, &[&totp(&secret, 1)]);
+    assert!(!login.authenticated(), "{}", login.transcript);
+    assert!(login.said_locked(), "{}", login.transcript);
+    assert_eq!(d.cli.lock_state(a), (6, true));
+
+    // Until an administrator unlocks it.
+    d.cli.mfa_json(None, &["admin", "unlock", a]);
+    let login = locker.login(&alice, a, &[&totp(&secret, 1)]);
+    assert!(login.succeeded(), "{}", login.transcript);
+    assert_eq!(d.cli.lock_state(a), (0, false));
+    let status: Value = d.cli.mfa_json(Some(a), &["status"]);
+    assert_eq!(status["locked"], Value::Bool(false), "{status}");
+    d.assert_alive();
+    d.assert_no_panic();
+}

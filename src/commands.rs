@@ -12,7 +12,7 @@ pub const AFTER_HELP: &str = "\
 Run as root, mfa works on the database directly and --user picks the account.
 It also does so for a private instance: a config file and database owned by
 the user running it (tests use this). Run by anyone else, it sends the
-command to the self-service daemon (mfa serve) over --socket: users manage
+command to the daemon (mfa serve) over --socket: users manage
 their own account only, and changes need a current code (--code or asked).
 
 Exit codes:
@@ -78,7 +78,7 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = parse_limit)]
         limit: u32,
     },
-    /// The self-service daemon (root; socket-activated by pam-mfa.socket, or listening on --socket)
+    /// The daemon that serves every login and users' commands (root; socket-activated by pam-mfa.socket, or listening on --socket)
     Serve,
     /// Check the config, database, PAM stacks, sshd settings, SMS gateway and daemon
     Doctor {

@@ -20,6 +20,8 @@ use zeroize::{Zeroize, Zeroizing};
 pub const VERSION: u32 = 2;
 /// A line longer than this is refused unread.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// The longest extra wait a daemon may announce (`sms.timeout`'s maximum).
+pub const MAX_WAIT_SECONDS: u32 = 300;
 /// Longest user name, service, host, prompt or answer the protocol carries.
 pub const MAX_FIELD_BYTES: usize = 1024;
 
@@ -143,6 +145,10 @@ pub enum ServerMessage {
     Error(String),
     /// A question; the client answers with one [`ClientReply`].
     Ask { prompt: String, echo: bool },
+    /// The next message may take this many seconds more than usual (an SMS
+    /// gateway is about to run); the client waits that much longer, at most
+    /// [`MAX_WAIT_SECONDS`].
+    Wait { seconds: u32 },
     /// The end of the login phase.
     Verdict(Verdict),
 }
@@ -306,15 +312,23 @@ pub fn encode_command(request: &CommandRequest) -> Zeroizing<Vec<u8>> {
 pub struct LineReader<'a> {
     stream: &'a UnixStream,
     buf: Zeroizing<Vec<u8>>,
+    max: usize,
     /// The next read fails with `TimedOut` once this has passed.
     pub until: Instant,
 }
 
 impl<'a> LineReader<'a> {
     pub fn new(stream: &'a UnixStream, until: Instant) -> LineReader<'a> {
+        Self::with_limit(stream, until, MAX_LINE_BYTES)
+    }
+
+    /// A reader for lines of up to `max` bytes (a command's output can be
+    /// longer than any request: `mfa audit --limit 100000`).
+    pub fn with_limit(stream: &'a UnixStream, until: Instant, max: usize) -> LineReader<'a> {
         LineReader {
             stream,
             buf: Zeroizing::new(Vec::with_capacity(2048)),
+            max,
             until,
         }
     }
@@ -328,10 +342,10 @@ impl<'a> LineReader<'a> {
                 line.shrink_to_fit();
                 return Ok(Some(line));
             }
-            if self.buf.len() > MAX_LINE_BYTES {
+            if self.buf.len() > self.max {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    ProtocolError::TooLarge.to_string(),
+                    format!("a line longer than {} bytes", self.max),
                 ));
             }
             let left = self.until.saturating_duration_since(Instant::now());

@@ -103,7 +103,7 @@ impl Ctx {
     }
 }
 
-/// Whether this process must go through the self-service daemon: not root,
+/// Whether this process must go through the daemon: not root,
 /// and the config is not the caller's own (a private instance).
 pub fn needs_daemon(config_path: &Path) -> bool {
     let euid = nix::unistd::geteuid().as_raw();

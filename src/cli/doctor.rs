@@ -1,5 +1,5 @@
 //! `mfa doctor`: checks that the pieces fit — config, database, PAM stacks,
-//! sshd's effective settings, the SMS gateway and the self-service socket —
+//! sshd's effective settings, the SMS gateway and the daemon's socket —
 //! one line per check with the fix, non-zero exit on any failure.
 #![forbid(unsafe_code)]
 
@@ -381,13 +381,21 @@ fn sshd(checks: &mut Vec<Check>, config: Option<&Path>) {
 
 fn socket(checks: &mut Vec<Check>, path: &Path) {
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => check(checks, "socket", Status::Ok, format!("the self-service daemon answers on {}", path.display())),
+        Ok(_) => check(
+            checks,
+            "socket",
+            Status::Ok,
+            format!("the daemon answers on {}", path.display()),
+        ),
+        // Every login goes through the daemon: without it, logins get
+        // on_unavailable and users cannot manage their devices.
         Err(e) => check(
             checks,
             "socket",
-            Status::Warn,
+            Status::Fail,
             format!(
-                "{}: {e}; users cannot manage their devices until `systemctl enable --now pam-mfa.socket`",
+                "{}: {e}; logins get on_unavailable and users cannot manage their devices until \
+                 `systemctl enable --now pam-mfa.socket` (or `mfa serve` is started another way)",
                 path.display()
             ),
         ),

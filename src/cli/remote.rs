@@ -183,6 +183,8 @@ fn ask(prompt: &str) -> Option<Zeroizing<String>> {
 /// How long a command may take in the daemon (an SMS gateway has its own,
 /// shorter, limit).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest answer taken: the audit trail's longest listing fits.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
     let json = request.json;
@@ -198,7 +200,8 @@ fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
     protocol::send_line(&stream, &line)
         .map_err(|e| unavailable(format!("cannot talk to the daemon: {e}")))?;
     // The answer may hold a new secret or bypass codes.
-    let mut reader = LineReader::new(&stream, Instant::now() + ANSWER_TIMEOUT);
+    let mut reader =
+        LineReader::with_limit(&stream, Instant::now() + ANSWER_TIMEOUT, MAX_ANSWER_BYTES);
     let answer = match reader.read_line() {
         Ok(Some(line)) => line,
         Ok(None) => {

@@ -11,7 +11,9 @@ use pam_mfa::protocol::{
     self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict,
 };
 use pam_mfa::secret::SecretBytes;
-use pam_mfa::{sms, users, SystemClock};
+use pam_mfa::sms::{self, SmsError, SmsSender};
+use pam_mfa::store::Store;
+use pam_mfa::{users, Clock, SystemClock};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -75,10 +77,7 @@ fn run(
     let info = users::lookup(&request.user);
     // A program running as a user (a screen locker) may check that user only.
     if !peer.privileged() && info.as_ref().map(|u| u.uid) != Some(peer.uid) {
-        audit::syslog(
-            Level::Warning,
-            &format!("{who} result=refused reason=not-the-caller's-account"),
-        );
+        refuse(prompter, peer, request, &who, shared);
         return Verdict::Refused;
     }
     let config = match shared.config() {
@@ -96,12 +95,16 @@ fn run(
         service: &request.service,
         rhost: &request.rhost,
     };
-    let sender = sms::from_config(&config.sms);
+    let sender = AnnouncedSms {
+        stream: prompter.stream,
+        inner: sms::from_config(&config.sms),
+        seconds: u32::try_from(config.sms.timeout).unwrap_or(protocol::MAX_WAIT_SECONDS),
+    };
     let mut flow = Login {
         config: &config,
         store: &mut store,
         clock: &SystemClock,
-        sms: sender.as_ref(),
+        sms: &sender,
         prompter,
     };
     let result = match request.mode {
@@ -121,6 +124,57 @@ fn run(
             }
         }
         Err(e) => unavailable(prompter, request.mode, &who, &e, Some(&config)),
+    }
+}
+
+/// A program running as one user asked about another account: logged, and
+/// audited on the caller's own account (a row for whatever name it sent
+/// would let anyone grow the audit trail at will).
+fn refuse(
+    prompter: &mut dyn Prompter,
+    peer: Peer,
+    request: &LoginRequest,
+    who: &str,
+    shared: &Shared,
+) {
+    audit::syslog(
+        Level::Warning,
+        &format!("{who} result=refused reason=not-the-caller's-account"),
+    );
+    prompter.error("This program may check only the account it runs as.");
+    let Some(caller) = users::lookup_uid(peer.uid) else {
+        return;
+    };
+    let recorded = shared.config().ok().and_then(|config| {
+        let mut store = shared.store(&config).ok()?;
+        let detail = format!(
+            "target={:?} mode={} service={:?} uid={} pid={}",
+            request.user,
+            request.mode.as_str(),
+            request.service,
+            peer.uid,
+            peer.pid
+        );
+        {
+            let tx = store.begin().ok()?;
+            audit::record(
+                &*tx,
+                SystemClock.now(),
+                &caller.name,
+                "login-refused",
+                &detail,
+            )
+            .ok()?;
+            tx.commit().ok()?;
+        }
+        shared.put_back(store);
+        Some(())
+    });
+    if recorded.is_none() {
+        audit::syslog(
+            Level::Error,
+            &format!("{who} could not record the refusal in the audit trail"),
+        );
     }
 }
 
@@ -169,6 +223,30 @@ fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
         return;
     }
     audit::syslog(level, &format!("{who} {result}"));
+}
+
+/// The configured SMS gateway, announced to the module before each text: a
+/// gateway may take up to `sms.timeout` seconds, longer than the module
+/// waits for a reply by default.
+struct AnnouncedSms<'s> {
+    stream: &'s UnixStream,
+    inner: Box<dyn SmsSender>,
+    seconds: u32,
+}
+
+impl SmsSender for AnnouncedSms<'_> {
+    fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
+        let wait = ServerMessage::Wait {
+            seconds: self.seconds.min(protocol::MAX_WAIT_SECONDS),
+        };
+        // A client that is gone will fail the next question anyway.
+        let _ = protocol::send_line(self.stream, &protocol::encode_line(&wait));
+        self.inner.send(phone, message)
+    }
+
+    fn available(&self) -> bool {
+        self.inner.available()
+    }
 }
 
 /// The flow's [`Prompter`] over the socket. Once the client is gone or too

@@ -17,7 +17,7 @@ use pam_mfa::error::{exit, Error, Result};
 use pam_mfa::protocol::{self, LineReader, Request, Response};
 use slots::Slots;
 use state::Shared;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -116,11 +116,17 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     let dir = socket
         .parent()
         .ok_or_else(|| Error::Usage(format!("{} is not a socket path", socket.display())))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        // The umask (077 under many root shells) would leave it 0700, and
+        // ordinary users and screen lockers could not reach the socket.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::Failed(format!("cannot set the mode of {}: {e}", dir.display())))?;
+    }
     let meta = std::fs::metadata(dir)
         .map_err(|e| Error::Failed(format!("cannot use {}: {e}", dir.display())))?;
     let sticky = meta.mode() & 0o1000 != 0;

@@ -106,4 +106,18 @@ grep -qx 'cn -rw------- /etc/security/pam_mfa.toml' <<<"$listing" ||
 if grep -E '^[a-z]* -[rwx-]{2}[sS]|^[a-z]* -[rwx-]{5}[sS]' <<<"$listing"; then
     die "$rpm has a setuid or setgid file"
 fi
+# rpmbuild does not parse the scriptlets (lintian does for the .deb): a
+# syntax error would only show on the target host, mid-install.
+end_of_script=--end-of-scriptlet--
+for tag in PREIN POSTIN PREUN POSTUN TRIGGERSCRIPTS; do
+    script=
+    while IFS= read -r line; do
+        if [ "$line" != "$end_of_script" ]; then
+            script+=$line$'\n'
+            continue
+        fi
+        [ "$script" = $'(none)\n' ] || sh -n -c "$script" || die "$rpm: a %{$tag} scriptlet is not valid sh"
+        script=
+    done < <(rpm -qp --qf "[%{$tag}\n$end_of_script\n]" "$rpm")
+done
 echo "built $rpm"

@@ -1,10 +1,13 @@
 #!/bin/bash
 # The .deb in a throwaway Debian 12 root: install, enable the pam-auth-update
-# profiles, log in with pamtester through the stacks pam-auth-update wrote
-# (password + code, a wrong password counting, lockout after six failures,
-# the account phase refusing, unlock), then purge and check /etc/pam.d is
-# byte for byte as before. Only files under the chroot change; the host's
-# /etc/pam.d is checked to be untouched too.
+# profiles, start the daemon the way hosts without systemd do (`mfa serve`
+# as root in the background: a chroot has no systemd), log in with pamtester
+# through the stacks pam-auth-update wrote (password + code, a wrong
+# password counting, lockout after six failures, the account phase refusing,
+# unlock, the daemon down), upgrade with the daemon running and check a
+# daemon started from the new binary serves, then remove and purge and check
+# /etc/pam.d is byte for byte as before. Only files under the chroot change;
+# the host's /etc/pam.d is checked to be untouched too.
 #
 # Needs root (chroot), debootstrap and python3; the first run downloads a
 # minimal bookworm from the Debian mirror apt uses and caches it as a tarball
@@ -68,8 +71,17 @@ if [ ! -f "$base" ]; then
 fi
 
 root=$(mktemp -d "$work/root.XXXXXX")
+# The pid of the `mfa serve` started below, while one runs.
+daemon_pid=
+stop_daemon() {
+    [ -n "$daemon_pid" ] || return 0
+    kill "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    daemon_pid=
+}
 cleanup() {
     local status=$?
+    stop_daemon
     if mountpoint -q "$root/proc"; then umount "$root/proc" || true; fi
     if [ "${KEEP_ROOT:-0}" = 1 ]; then
         echo "package-test: chroot kept at $root" >&2
@@ -88,12 +100,39 @@ mount -t proc proc "$root/proc"
 # No service may start inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
+[ ! -e "$root/usr/bin/systemctl" ] || die "the base system has systemd; this test needs a root without it"
 
 in_root() {
     chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 }
 json_field() { python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)[sys.argv[1]]))' "$1"; }
+
+# The daemon every login goes through. No systemd in a chroot: start it the
+# way mfa(1) tells hosts without systemd, `mfa serve` run as root in the
+# background; not socket-activated, it creates /run/pam_mfa/mfa.sock itself.
+# chroot and env exec, so $! is the daemon's own pid.
+socket=$root/run/pam_mfa/mfa.sock
+daemon_log=$work/daemon.log
+: >"$daemon_log"
+start_daemon() {
+    local _
+    chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+        /usr/bin/mfa serve </dev/null >>"$daemon_log" 2>&1 &
+    daemon_pid=$!
+    # Listening once a connection succeeds (a socket left by an earlier
+    # daemon refuses connections until the new one replaces it).
+    for _ in $(seq 100); do
+        kill -0 "$daemon_pid" 2>/dev/null || { tail "$daemon_log" >&2; die "mfa serve exited at start (log above)"; }
+        if python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$socket" 2>/dev/null; then
+            say "  mfa serve listening (pid $daemon_pid, $(readlink "/proc/$daemon_pid/exe" | sed "s|^$root||"))"
+            return
+        fi
+        sleep 0.1
+    done
+    die "mfa serve (pid $daemon_pid) is not listening on $socket after 10s"
+}
+unavailable='Multi-factor authentication is unavailable; contact your administrator.'
 
 # A PAM service made of exactly the common-* stacks pam-auth-update manages.
 cat >"$root/etc/pam.d/mfa-test" <<'EOF'
@@ -131,14 +170,25 @@ snapshot /etc/pam.d >"$work/host-pam.d.before"
 
 say "installing $(basename "$deb")"
 cp "$deb" "$root/tmp/"
-if ! in_root dpkg -i "/tmp/$(basename "$deb")"; then
+status=0
+out=$(in_root dpkg -i "/tmp/$(basename "$deb")" 2>&1) || status=$?
+echo "$out"
+if [ "$status" != 0 ]; then
     say "dpkg -i left dependencies open; apt-get -f install"
     in_root apt-get update -qq
-    in_root apt-get -f install -y -qq
+    out=$(in_root apt-get -f install -y -qq 2>&1)
+    echo "$out"
 fi
+# No systemd here: the scripts must not try to reach it (their calls end
+# in "|| true", so only a complaint would show).
+echo "$out" | grep -E "systemctl|deb-systemd-invoke|Can't exec" && die "the maintainer scripts called systemd tools without systemd (above)"
 in_root dpkg -s libpam-mfa | grep -q '^Status: install ok installed' || die "libpam-mfa is not installed"
 snapshot "$root/etc/pam.d" | cmp -s - "$work/pam.d.before" ||
     die "installing the package changed /etc/pam.d although its profiles are Default: no"
+# Enabled for boot (deb-systemd-helper works without a running systemd);
+# nothing was started, there being no systemd here.
+[ "$(readlink "$root/etc/systemd/system/sockets.target.wants/pam-mfa.socket")" = /lib/systemd/system/pam-mfa.socket ] ||
+    die "postinst did not enable pam-mfa.socket (no sockets.target.wants link)"
 [ "$(stat -c '%a %U' "$root/var/lib/pam_mfa")" = "700 root" ] || die "/var/lib/pam_mfa is not 0700 root"
 [ "$(stat -c '%a %U' "$root/etc/security/pam_mfa.toml")" = "600 root" ] || die "the config is not 0600 root"
 
@@ -202,7 +252,6 @@ wrong_code() {
 
 # login EXPECTED_STATUS [PROMPT=ANSWER ...]: pamtester authenticate + acct_mgmt
 # through $service
-service=mfa-test
 login() {
     local expect=$1 status=0
     shift
@@ -212,6 +261,17 @@ login() {
     echo "$out" | sed 's/^/    | /'
     [ "$status" = "$expect" ] || die "pamtester exited $status, expected $expect"
 }
+
+say "no daemon running: a login is refused at once, saying why"
+service=mfa-test
+started=$(date +%s%N)
+login 1 "Password: =$password"
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+echo "$out" | grep -qF "$unavailable" || die "no \"$unavailable\" line"
+echo "$out" | grep -q 'Password:' && die "asked for the password with no daemon (preauth should refuse first)"
+[ "$elapsed_ms" -lt 5000 ] || die "the refusal took ${elapsed_ms} ms"
+say "  refused in ${elapsed_ms} ms"
+
 failures() { in_root mfa --json admin show "$user" | json_field failures; }
 locked() { in_root mfa --json admin show "$user" | json_field locked; }
 check_state() {
@@ -219,6 +279,11 @@ check_state() {
         die "expected failures=$1 locked=$2, mfa admin show says failures=$(failures) locked=$(locked)"
     say "  failures=$1 locked=$2"
 }
+
+say "starting the daemon: mfa serve as root, in the background"
+start_daemon
+[ "$(stat -c '%a %U' "$socket")" = "666 root" ] || die "$socket is not 0666 root: $(stat -c '%a %U' "$socket")"
+[ "$(stat -c '%a %U' "$root/run/pam_mfa")" = "755 root" ] || die "/run/pam_mfa is not 0755 root"
 
 say "login: right password, right code -> success"
 fresh_code
@@ -267,13 +332,77 @@ check_state 1 false
 login 1 "Password: =$password" "Verification code: =$(wrong_code)"
 check_state 2 false
 
-say "reinstalling the same .deb keeps the enabled stack"
-pam_enabled=$(snapshot "$root/etc/pam.d")
-in_root dpkg -i "/tmp/$(basename "$deb")" >/dev/null
-snapshot "$root/etc/pam.d" | diff -u <(echo "$pam_enabled") - || die "reinstalling changed the enabled stacks (above)"
+say "daemon stopped: a login is refused at once, saying why, and nothing is counted"
+service=mfa-test
+stop_daemon
+started=$(date +%s%N)
+login 1 "Password: =$password"
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+echo "$out" | grep -qF "$unavailable" || die "no \"$unavailable\" line"
+[ "$elapsed_ms" -lt 5000 ] || die "the refusal took ${elapsed_ms} ms"
+say "  refused in ${elapsed_ms} ms"
+check_state 2 false
+start_daemon
 
-say "apt-get remove: stacks restored, database and config kept"
-in_root apt-get remove -y -qq -o Dpkg::Use-Pty=0 libpam-mfa
+say "upgrade (reinstall) with the daemon running: stacks kept, the stale daemon named"
+old_pid=$daemon_pid
+pam_enabled=$(snapshot "$root/etc/pam.d")
+out=$(in_root dpkg -i "/tmp/$(basename "$deb")" 2>&1) || { echo "$out" >&2; die "reinstalling failed"; }
+echo "$out" | grep 'libpam-mfa:' | sed 's/^/    | /'
+snapshot "$root/etc/pam.d" | diff -u <(echo "$pam_enabled") - || die "reinstalling changed the enabled stacks (above)"
+# dpkg replaced /usr/bin/mfa: the running daemon still executes the old file.
+[ "$(readlink "/proc/$old_pid/exe")" = "$root/usr/bin/mfa (deleted)" ] ||
+    die "expected the old daemon to run a deleted binary, it runs $(readlink "/proc/$old_pid/exe")"
+echo "$out" | grep -q "mfa serve (pid $old_pid) still runs the replaced /usr/bin/mfa" ||
+    die "postinst did not warn about the daemon running the replaced binary"
+
+say "restarting the daemon, as the upgrade told us: the new binary serves"
+stop_daemon
+start_daemon
+[ "$(readlink "/proc/$daemon_pid/exe")" = "$root/usr/bin/mfa" ] ||
+    die "the restarted daemon runs $(readlink "/proc/$daemon_pid/exe")"
+fresh_code
+login 0 "Password: =$password" "Verification code: =$code"
+check_state 0 false
+
+# systemctl_calls PATTERN...: the stand-in recorded calls matching these
+# extended regular expressions, in this order (others may come between).
+systemctl_calls() {
+    local calls
+    calls=$(cat "$systemctl_log")
+    echo "$calls" | sed 's/^/    systemctl /'
+    while [ $# -gt 0 ]; do
+        grep -qE -e "$1" <<<"$calls" || die "no systemctl call matching '$1' (after the ones before it)"
+        calls=$(grep -E -A9999 -m1 -e "$1" <<<"$calls" | tail -n +2)
+        shift
+    done
+}
+
+say "upgrade where systemd runs (pretended: /run/systemd/system, a systemctl that records its calls)"
+# Where systemd puts it: apt runs dpkg with its own PATH (DPkg::Path).
+systemctl_log=$root/tmp/systemctl.log
+printf '%s\n' '#!/bin/sh' 'echo "$*" >>/tmp/systemctl.log' \
+    'case " $* " in *" is-enabled "*) echo enabled ;; esac' 'exit 0' >"$root/usr/bin/systemctl"
+chmod 0755 "$root/usr/bin/systemctl"
+mkdir -p "$root/run/systemd/system"
+printf '#!/bin/sh\nexit 0\n' >"$root/usr/sbin/policy-rc.d"
+: >"$systemctl_log"
+in_root dpkg -i "/tmp/$(basename "$deb")" >/dev/null 2>&1 || die "reinstalling failed"
+# Reload, restart a running daemon onto the new binary, keep the socket up.
+systemctl_calls 'daemon-reload$' '(^| )try-restart pam-mfa\.service$' '(^| )start pam-mfa\.socket$'
+grep -q 'stop' "$systemctl_log" && die "an upgrade stopped a unit"
+
+say "apt-get remove with the daemon running: stacks restored, units stopped, the daemon named, database and config kept"
+: >"$systemctl_log"
+out=$(in_root apt-get remove -y -qq -o Dpkg::Use-Pty=0 libpam-mfa 2>&1) || { echo "$out" >&2; die "apt-get remove failed"; }
+echo "$out" | grep 'libpam-mfa:' | sed 's/^/    | /'
+systemctl_calls '(^| )stop pam-mfa\.socket pam-mfa\.service$' 'daemon-reload$'
+echo "$out" | grep -q "mfa serve (pid $daemon_pid) is still running" ||
+    die "prerm did not name the daemon still running"
+stop_daemon
+rmdir "$root/run/systemd/system"
+rm "$root/usr/bin/systemctl"
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 snapshot "$root/etc/pam.d" | diff -u "$work/pam.d.before" - || die "/etc/pam.d differs from before the install (above)"
 [ -f "$root/var/lib/pam_mfa/mfa.sqlite3" ] || die "apt-get remove deleted the database"
 [ -f "$root/etc/security/pam_mfa.toml" ] || die "apt-get remove deleted the config"
@@ -284,6 +413,8 @@ snapshot "$root/etc/pam.d" | diff -u "$work/pam.d.before" - || die "/etc/pam.d d
 [ ! -e "$root/var/lib/pam_mfa" ] || die "/var/lib/pam_mfa survived the purge"
 [ ! -e "$root/etc/security/pam_mfa.toml" ] || die "the config survived the purge"
 ls "$root"/usr/share/pam-configs/pam_mfa* >/dev/null 2>&1 && die "profiles survived the purge"
+leftover=$(find "$root/etc/systemd" "$root/var/lib/systemd" -name 'pam-mfa*' 2>/dev/null)
+[ -z "$leftover" ] || die "systemd links or state survived the purge: $leftover"
 snapshot /etc/pam.d | cmp -s - "$work/host-pam.d.before" || die "the HOST's /etc/pam.d changed"
 
-say "package test passed: install, enable, login, lockout, unlock, remove, purge ($(($(date +%s) - t0))s)"
+say "package test passed: install, enable, daemon, login, lockout, unlock, daemon down, upgrade, remove, purge ($(($(date +%s) - t0))s)"

@@ -554,3 +554,64 @@ fn a_corrupt_or_exposed_database_denies_unless_allowed() {
     let wrong = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
     assert_eq!(wrong.code, 1, "{wrong:?}");
 }
+
+/// The daemon texts the code before it asks for it, and a gateway may take
+/// up to `sms.timeout` seconds: longer than the module's 10 s wait for a
+/// reply. The daemon announces the wait, so a slow gateway costs time, not
+/// the login.
+#[test]
+fn a_gateway_slower_than_the_reply_timeout_still_logs_in() {
+    let h = Harness::new();
+    let dir = h.dir.path();
+    let outbox = dir.join("outbox");
+    let slow = dir.join("slow");
+    let gateway = dir.join("send-sms");
+    write_file(
+        &gateway,
+        &format!(
+            "#!/bin/sh\n\
+             # A gateway that takes 12 s while {slow} exists.\n\
+             [ -e {slow} ] && sleep 12\n\
+             {{ printf '%s\\t' \"$1\"; cat; echo; }} >> {outbox}\n",
+            slow = slow.display(),
+            outbox = outbox.display()
+        ),
+        0o700,
+    );
+    h.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"command\"\ncommand = [\"{}\", \"{{phone}}\"]\ntimeout = 30\n",
+        gateway.display()
+    ));
+    let last_digits = |n: usize| -> String {
+        let text = std::fs::read_to_string(&outbox).unwrap_or_default();
+        let line = text.lines().last().unwrap_or_default().to_owned();
+        line.split(|c: char| !c.is_ascii_digit())
+            .filter(|w| w.len() == n)
+            .last()
+            .unwrap_or_else(|| panic!("no {n}-digit code in {line:?}"))
+            .to_owned()
+    };
+    let added = h.mfa(
+        Some("alice"),
+        &["device", "add", "sms", "+15551234567", "--no-verify"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let verified = h.mfa(Some("alice"), &["device", "verify", "sms", &last_digits(4)]);
+    assert!(verified.status.success(), "{verified:?}");
+
+    write_file(&slow, "", 0o600);
+    let started = std::time::Instant::now();
+    let mut s = h.start_pamtester(SERVICE, "alice", &["authenticate", "acct_mgmt"]);
+    s.pty.expect(PASSWORD_PROMPT, TIMEOUT);
+    s.answer(password("alice"));
+    s.pty.expect("Code sent by text to", TIMEOUT);
+    let waited = started.elapsed();
+    s.answer(&last_digits(7));
+    let login = s.finish();
+    assert!(login.succeeded(), "{login:?}\ndaemon: {}", h.daemon_log());
+    assert!(
+        waited >= std::time::Duration::from_secs(11),
+        "the gateway did not hold the login up ({waited:?}): the test proves nothing"
+    );
+    assert!(!login.transcript.contains("unavailable"), "{login:?}");
+}

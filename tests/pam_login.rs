@@ -586,8 +586,7 @@ fn a_gateway_slower_than_the_reply_timeout_still_logs_in() {
         let text = std::fs::read_to_string(&outbox).unwrap_or_default();
         let line = text.lines().last().unwrap_or_default().to_owned();
         line.split(|c: char| !c.is_ascii_digit())
-            .filter(|w| w.len() == n)
-            .last()
+            .rfind(|w| w.len() == n)
             .unwrap_or_else(|| panic!("no {n}-digit code in {line:?}"))
             .to_owned()
     };

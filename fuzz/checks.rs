@@ -182,7 +182,7 @@ pub fn protocol(data: &[u8]) {
         Err(e) => assert!(!e.to_string().is_empty()),
     }
     match protocol::parse_reply(data) {
-        Ok(ClientReply::Answer(text)) => assert!(text.len() <= MAX_FIELD_BYTES),
+        Ok(ClientReply::Answer(ref text)) => assert!(text.len() <= MAX_FIELD_BYTES),
         Ok(_) => {}
         Err(e) => assert!(!e.to_string().is_empty()),
     }

@@ -259,6 +259,8 @@ impl Sshd {
     fn client(&self, user: &str, extra: &[&str]) -> Pty {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-p", &self.port.to_string()])
+            // First: for an option given twice, ssh takes the first value.
+            .args(extra)
             .args(["-o", "StrictHostKeyChecking=no"])
             .args(["-o", "UserKnownHostsFile=/dev/null"])
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
@@ -266,7 +268,6 @@ impl Sshd {
             .args(["-o", "ConnectTimeout=20"])
             // One round of prompts: a refusal ends the client.
             .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(extra)
             .arg(format!("{user}@127.0.0.1"))
             .arg(REMOTE)
             .env_remove("SSH_AUTH_SOCK")
@@ -289,7 +290,14 @@ impl Drop for Sshd {
 struct Mfa {
     cli: Cli,
     socket: PathBuf,
-    _daemon: DaemonProcess,
+    daemon: Option<DaemonProcess>,
+}
+
+impl Mfa {
+    /// Kills the daemon (SIGKILL), as a crash would.
+    fn stop_daemon(&mut self) {
+        self.daemon.take();
+    }
 }
 
 impl std::ops::Deref for Mfa {
@@ -321,7 +329,7 @@ fn config(dir: &Path, body: &str) -> Mfa {
     Mfa {
         cli,
         socket,
-        _daemon: daemon,
+        daemon: Some(daemon),
     }
 }
 
@@ -569,4 +577,52 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
         "refused by the account phase:\n{}",
         key_only.log_text()
     );
+}
+
+/// With the daemon down, sshd refuses before the password and the user is
+/// told why; with `on_unavailable = "allow"` the password decides. (sshd
+/// sends the module's line as the instruction of an empty question round,
+/// which the ssh client shows at its default LogLevel, INFO.)
+#[test]
+fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let (mut mfa, _secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&password_stack(&mfa));
+    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
+    mfa.stop_daemon();
+    let mut args = vec!["-o", "LogLevel=INFO"];
+    args.extend(KBD_ONLY);
+
+    let ssh = sshd.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(
+        transcript.contains(pam_mfa::login::MSG_UNAVAILABLE),
+        "{transcript}"
+    );
+    assert!(transcript.contains("Permission denied"), "{transcript}");
+    assert!(
+        !transcript.contains(PASSWORD_PROMPT),
+        "refused before the password: {transcript}"
+    );
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&mfa.config)
+        .and_then(|mut f| f.write_all(b"on_unavailable = \"allow\"\n"))
+        .unwrap();
+    let mut ssh = sshd.client(&user.name, &args);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "allow: the password decides: {transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert!(!transcript.contains(CODE_PROMPT), "{transcript}");
 }

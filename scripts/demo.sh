@@ -3,8 +3,10 @@
 # own config, database and host key in a temp dir, policy "required", and a
 # user `demo` whose password is printed. The first `ssh -p 2222 demo@127.0.0.1`
 # sets up an authenticator app inside the login; the next asks for a code.
-# Ctrl-C stops sshd and removes the user, /etc/pam.d/sshd-mfademo and the
-# temp dir. The host's own sshd and PAM files are never touched.
+# Logins go through its own `mfa serve` on a socket in the temp dir.
+# Ctrl-C stops sshd and the daemon and removes the user,
+# /etc/pam.d/sshd-mfademo and the temp dir, and ends the demo with status 0.
+# The host's own sshd, daemon and PAM files are never touched.
 set -euo pipefail
 self=$(realpath "$0")
 cd "$(dirname "$self")/.."
@@ -64,12 +66,24 @@ build_dir=${CARGO_TARGET_DIR:-$PWD/target}/release
 dir=$(mktemp -d /tmp/pam_mfa_demo.XXXXXX)
 made_user=
 sshd_pid=
+daemon_pid=
+# TERM, then KILL if it is still there after 5 s: sshd that gets TERM while
+# it handles the HUP of a closed terminal re-executes itself and lives on.
+stop() {
+    kill "$1" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 cleanup() {
     trap - EXIT INT TERM HUP
-    if [ -n "$sshd_pid" ]; then
-        kill "$sshd_pid" 2>/dev/null || true
-        wait "$sshd_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $sshd_pid $daemon_pid; do
+        stop "$pid"
+    done
     if [ -n "$made_user" ]; then
         userdel -f -r "$user" 2>/dev/null || true
     fi
@@ -79,7 +93,11 @@ cleanup() {
     echo "Demo stopped: removed the user '$user', $pam_file and $dir."
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+# Ctrl-C is how the demo is meant to end: not an error (make would say
+# "Error 130" of a script that exits with 130).
+trap 'exit 0' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 if [ -n "$leftover_user" ]; then
     userdel -f -r "$user" 2>/dev/null || true
@@ -103,13 +121,25 @@ chmod 0600 "$config"
 mfa=("$build_dir/mfa" --config "$config")
 "${mfa[@]}" admin policy required >/dev/null
 
+# Every login goes through the daemon; root's own `mfa` (the admin commands
+# below) works on the database directly.
+socket=$dir/mfa.sock
+"${mfa[@]}" --socket "$socket" serve </dev/null &
+daemon_pid=$!
+for _ in $(seq 100); do
+    [ -S "$socket" ] && break
+    kill -0 "$daemon_pid" 2>/dev/null || die "mfa serve did not start (see its messages above)"
+    sleep 0.1
+done
+[ -S "$socket" ] || die "mfa serve did not listen on $socket"
+
 cat >"$pam_file" <<EOF
 # Written by make demo (pam_mfa); removed when the demo stops.
-auth    requisite                  $dir/pam_mfa.so preauth config=$config
+auth    requisite                  $dir/pam_mfa.so preauth config=$config socket=$socket
 auth    [success=1 default=ignore] pam_unix.so
-auth    [default=die]              $dir/pam_mfa.so authfail config=$config
-auth    required                   $dir/pam_mfa.so config=$config
-account required                   $dir/pam_mfa.so config=$config
+auth    [default=die]              $dir/pam_mfa.so authfail config=$config socket=$socket
+auth    required                   $dir/pam_mfa.so config=$config socket=$socket
+account required                   $dir/pam_mfa.so config=$config socket=$socket
 account required                   pam_unix.so
 session required                   pam_unix.so
 EOF
@@ -132,14 +162,17 @@ EOF
 # Debian 12's sshd names its PAM service after its program name.
 ln -s /usr/sbin/sshd "$dir/$service"
 mkdir -p /run/sshd
-# sshd logs each login attempt here (-e): part of the show.
-"$dir/$service" -D -e -f "$dir/sshd_config" &
+# sshd logs each login attempt here (-e): part of the show. A copy goes to
+# a file, where "Server listening" says it is ready: probing the port would
+# make sshd log a kex_exchange_identification error for the probe.
+"$dir/$service" -D -e -f "$dir/sshd_config" 2> >(tee "$dir/sshd.log" >&2) &
 sshd_pid=$!
 for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    grep -q "Server listening" "$dir/sshd.log" 2>/dev/null && break
     kill -0 "$sshd_pid" 2>/dev/null || die "sshd did not start (see its messages above)"
     sleep 0.1
 done
+grep -q "Server listening" "$dir/sshd.log" 2>/dev/null || die "sshd did not start listening in time"
 
 cat <<EOF
 
@@ -157,6 +190,9 @@ pam_mfa demo: sshd on 127.0.0.1:$port, policy "required".
     ${mfa[*]} admin show $user
     ${mfa[*]} --user $user bypass generate --count 3
     ${mfa[*]} admin unlock $user
+
+  Logins go through mfa serve (pid $daemon_pid) on $socket:
+  stop it (kill $daemon_pid) to see what a login says when MFA is unavailable.
 
   The QR code needs a UTF-8 terminal; the secret works everywhere.
   Press Ctrl-C to stop; everything above is removed.

@@ -10,6 +10,8 @@ mod common;
 #[path = "hardening/support.rs"]
 mod support;
 
+#[path = "hardening/availability.rs"]
+mod availability;
 #[path = "hardening/bad_input.rs"]
 mod bad_input;
 #[path = "hardening/concurrency.rs"]

@@ -259,6 +259,8 @@ impl Sshd {
     fn client(&self, user: &str, extra: &[&str]) -> Pty {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-p", &self.port.to_string()])
+            // First: for an option given twice, ssh takes the first value.
+            .args(extra)
             .args(["-o", "StrictHostKeyChecking=no"])
             .args(["-o", "UserKnownHostsFile=/dev/null"])
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
@@ -266,7 +268,6 @@ impl Sshd {
             .args(["-o", "ConnectTimeout=20"])
             // One round of prompts: a refusal ends the client.
             .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(extra)
             .arg(format!("{user}@127.0.0.1"))
             .arg(REMOTE)
             .env_remove("SSH_AUTH_SOCK")
@@ -283,9 +284,32 @@ impl Drop for Sshd {
     }
 }
 
+/// One test's pam_mfa: the `mfa` command on its config, and `mfa serve`
+/// (as root, on the system's own users) on a socket in the test's dir,
+/// which every module line names. The daemon is killed on drop.
+struct Mfa {
+    cli: Cli,
+    socket: PathBuf,
+    daemon: Option<DaemonProcess>,
+}
+
+impl Mfa {
+    /// Kills the daemon (SIGKILL), as a crash would.
+    fn stop_daemon(&mut self) {
+        self.daemon.take();
+    }
+}
+
+impl std::ops::Deref for Mfa {
+    type Target = Cli;
+    fn deref(&self) -> &Cli {
+        &self.cli
+    }
+}
+
 /// A config (the database path, then `body`) and its database, made with
-/// the `mfa` command as root on the system's own users.
-fn config(dir: &Path, body: &str) -> Cli {
+/// the `mfa` command as root on the system's own users, and its daemon.
+fn config(dir: &Path, body: &str) -> Mfa {
     let config = dir.join("pam_mfa.toml");
     write_file(
         &config,
@@ -300,20 +324,26 @@ fn config(dir: &Path, body: &str) -> Cli {
         nss_wrapper: None,
     };
     cli.mfa_json(None, &["admin", "policy"]);
-    cli
+    let socket = dir.join("mfa.sock");
+    let daemon = cli.serve(&socket, &dir.join("daemon.log"));
+    Mfa {
+        cli,
+        socket,
+        daemon: Some(daemon),
+    }
 }
 
-/// Policy optional and a verified TOTP device; returns the CLI and secret.
-fn enrolled(dir: &Path, user: &str, body: &str) -> (Cli, String) {
-    let cli = config(dir, &format!("policy = \"optional\"\n{body}"));
-    let secret = cli.enroll_totp(user, "phone");
-    (cli, secret)
+/// Policy optional and a verified TOTP device; returns pam_mfa and the secret.
+fn enrolled(dir: &Path, user: &str, body: &str) -> (Mfa, String) {
+    let mfa = config(dir, &format!("policy = \"optional\"\n{body}"));
+    let secret = mfa.enroll_totp(user, "phone");
+    (mfa, secret)
 }
 
 /// DESIGN.md's stack with pam_unix for the password.
-fn password_stack(cli: &Cli) -> String {
+fn password_stack(mfa: &Mfa) -> String {
     let m = module_path();
-    let c = cli.config.display();
+    let c = format!("{} socket={}", mfa.config.display(), mfa.socket.display());
     format!(
         "auth    requisite                  {m} preauth config={c}\n\
          auth    [success=1 default=ignore] pam_unix.so\n\
@@ -328,9 +358,9 @@ fn password_stack(cli: &Cli) -> String {
 
 /// For key logins: the key is the first factor, the auth stack holds only
 /// the code.
-fn key_stack(cli: &Cli) -> String {
+fn key_stack(mfa: &Mfa) -> String {
     let m = module_path();
-    let c = cli.config.display();
+    let c = format!("{} socket={}", mfa.config.display(), mfa.socket.display());
     format!(
         "auth    required {m} config={c}\n\
          account required {m} config={c}\n\
@@ -374,9 +404,11 @@ fn client_key(dir: &Path, user: &TestUser) -> PathBuf {
 fn finish(pty: Pty, sshd: &Sshd) -> (i32, String) {
     let (status, transcript) = pty.finish(TIMEOUT);
     let code = pty::code(status);
+    let daemon_log = sshd.log.with_file_name("daemon.log");
     eprintln!(
-        "ssh exit {code}; client:\n{transcript}\nsshd log:\n{}",
-        sshd.log_text()
+        "ssh exit {code}; client:\n{transcript}\nsshd log:\n{}\nmfa serve log:\n{}",
+        sshd.log_text(),
+        std::fs::read_to_string(daemon_log).unwrap_or_default()
     );
     (code, transcript)
 }
@@ -389,8 +421,8 @@ fn keyboard_interactive_password_then_code() {
     let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
-    let (cli, secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&password_stack(&cli));
+    let (mfa, secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&password_stack(&mfa));
     let sshd = Sshd::start(dir.path(), "keyboard-interactive");
 
     let mut ssh = sshd.client(&user.name, &KBD_ONLY);
@@ -401,7 +433,7 @@ fn keyboard_interactive_password_then_code() {
     let (code, transcript) = finish(ssh, &sshd);
     assert_eq!(code, 0, "{transcript}");
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(cli.lock_state(&user.name), (0, false));
+    assert_eq!(mfa.lock_state(&user.name), (0, false));
 
     let mut ssh = sshd.client(&user.name, &KBD_ONLY);
     ssh.expect(PASSWORD_PROMPT, TIMEOUT);
@@ -412,7 +444,7 @@ fn keyboard_interactive_password_then_code() {
     assert_eq!(code, 255, "{transcript}");
     assert!(transcript.contains("Permission denied"), "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(cli.lock_state(&user.name), (1, false));
+    assert_eq!(mfa.lock_state(&user.name), (1, false));
 }
 
 #[test]
@@ -423,11 +455,11 @@ fn required_policy_sets_up_the_app_inside_the_ssh_login() {
     let _exclusive = exclusive();
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
-    let cli = config(
+    let mfa = config(
         dir.path(),
         "policy = \"required\"\nenroll_at_login = true\n",
     );
-    let _pam = PamFile::write(&password_stack(&cli));
+    let _pam = PamFile::write(&password_stack(&mfa));
     let sshd = Sshd::start(dir.path(), "keyboard-interactive");
 
     let mut ssh = sshd.client(&user.name, &KBD_ONLY);
@@ -465,8 +497,8 @@ fn publickey_then_code() {
     let dir = TempDir::new("sshd");
     let user = TestUser::create();
     let key = client_key(dir.path(), &user);
-    let (cli, secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&key_stack(&cli));
+    let (mfa, secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&key_stack(&mfa));
     let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
     let args = key_args(&key);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -495,7 +527,7 @@ fn publickey_then_code() {
     let (code, transcript) = finish(ssh, &sshd);
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(cli.lock_state(&user.name), (1, false));
+    assert_eq!(mfa.lock_state(&user.name), (1, false));
 }
 
 /// A key alone never meets the auth stack: only the account phase can stop
@@ -510,8 +542,8 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
     let user = TestUser::create();
     let key = client_key(dir.path(), &user);
     // One failure locks, to keep the test short.
-    let (cli, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
-    let _pam = PamFile::write(&key_stack(&cli));
+    let (mfa, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
+    let _pam = PamFile::write(&key_stack(&mfa));
     let args = key_args(&key);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
@@ -528,7 +560,7 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
     ssh.send_line(&wrong_code(&secret));
     let (code, transcript) = finish(ssh, &with_code);
     assert_eq!(code, 255, "{transcript}");
-    assert_eq!(cli.lock_state(&user.name), (1, true));
+    assert_eq!(mfa.lock_state(&user.name), (1, true));
     drop(with_code);
 
     let key_only = Sshd::start(dir.path(), "publickey");
@@ -545,4 +577,52 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
         "refused by the account phase:\n{}",
         key_only.log_text()
     );
+}
+
+/// With the daemon down, sshd refuses before the password and the user is
+/// told why; with `on_unavailable = "allow"` the password decides. (sshd
+/// sends the module's line as the instruction of an empty question round,
+/// which the ssh client shows at its default LogLevel, INFO.)
+#[test]
+fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let (mut mfa, _secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&password_stack(&mfa));
+    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
+    mfa.stop_daemon();
+    let mut args = vec!["-o", "LogLevel=INFO"];
+    args.extend(KBD_ONLY);
+
+    let ssh = sshd.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(
+        transcript.contains(pam_mfa::login::MSG_UNAVAILABLE),
+        "{transcript}"
+    );
+    assert!(transcript.contains("Permission denied"), "{transcript}");
+    assert!(
+        !transcript.contains(PASSWORD_PROMPT),
+        "refused before the password: {transcript}"
+    );
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&mfa.config)
+        .and_then(|mut f| f.write_all(b"on_unavailable = \"allow\"\n"))
+        .unwrap();
+    let mut ssh = sshd.client(&user.name, &args);
+    ssh.expect(PASSWORD_PROMPT, TIMEOUT);
+    ssh.send_line(&user.password);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 0, "allow: the password decides: {transcript}");
+    assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert!(!transcript.contains(CODE_PROMPT), "{transcript}");
 }

@@ -286,6 +286,49 @@ impl Cli {
     pub fn set_policy(&self, policy: &str) {
         self.mfa_json(None, &["admin", "policy", policy]);
     }
+
+    /// Starts `mfa --config C --socket SOCKET serve` on this config (as the
+    /// test's own user, with this CLI's NSS), its stderr appended to `log`,
+    /// and waits until it listens. Killed when the result is dropped.
+    pub fn serve(&self, socket: &Path, log: &Path) -> DaemonProcess {
+        self.serve_under(socket, log, |cmd| cmd)
+    }
+
+    /// As [`Cli::serve`], the command first passed through `wrap` (e.g. to
+    /// run it in a private mount namespace); `wrap` must exec the daemon in
+    /// the process it starts, so that the child's pid is the daemon's.
+    pub fn serve_under(
+        &self,
+        socket: &Path,
+        log: &Path,
+        wrap: impl FnOnce(Command) -> Command,
+    ) -> DaemonProcess {
+        let mut cmd = Command::new(mfa_bin());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(socket)
+            .arg("serve")
+            .env("LC_ALL", "C");
+        if let Some((passwd, group)) = &self.nss_wrapper {
+            cmd.env("LD_PRELOAD", "libnss_wrapper.so")
+                .env("NSS_WRAPPER_PASSWD", passwd)
+                .env("NSS_WRAPPER_GROUP", group);
+        }
+        let mut cmd = wrap(cmd);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap_or_else(|e| panic!("open {}: {e}", log.display())),
+            );
+        let mut child = cmd.spawn().expect("start mfa serve");
+        wait_for_socket(socket, &mut child, log);
+        DaemonProcess { child }
+    }
 }
 
 /// A running pamtester.
@@ -470,27 +513,17 @@ impl Harness {
     /// Starts this world's `mfa serve` (as the test's own user: a private
     /// instance) with the world's users, and waits until it listens.
     pub fn start_daemon(&self) {
+        self.start_daemon_under(|cmd| cmd);
+    }
+
+    /// Starts this world's daemon through `wrap` (see [`Cli::serve_under`]),
+    /// e.g. where syslog leads to a test's own socket. A daemon already
+    /// running is stopped first.
+    pub fn start_daemon_under(&self, wrap: impl FnOnce(Command) -> Command) {
+        self.stop_daemon();
         let log = self.dir.path().join("daemon.log");
-        let mut cmd = Command::new(mfa_bin());
-        cmd.arg("--config")
-            .arg(&self.config)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("serve")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            );
-        self.nss_env(&mut cmd);
-        cmd.env("LD_PRELOAD", "libnss_wrapper.so");
-        let mut child = cmd.spawn().expect("start mfa serve");
-        wait_for_socket(&self.socket, &mut child, &log);
-        *self.daemon.lock().unwrap() = Some(DaemonProcess { child });
+        let daemon = self.cli.serve_under(&self.socket, &log, wrap);
+        *self.daemon.lock().unwrap() = Some(daemon);
     }
 
     /// Stops this world's daemon (SIGKILL) and waits for it.

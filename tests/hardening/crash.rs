@@ -1,5 +1,8 @@
 //! Logins killed with SIGKILL at random moments, forty at a time: the
 //! database stays intact, and every failure that committed stays counted.
+//! The logins are pamtester processes, clients of the daemon; in a few
+//! batches the daemon itself is killed with SIGKILL mid-batch and started
+//! again, and every failure whose verdict a client had seen stays counted.
 
 use crate::common::*;
 use crate::support::*;
@@ -7,6 +10,8 @@ use std::time::{Duration, Instant};
 
 const LOGINS: usize = 1000;
 const BATCH: usize = 40;
+/// Batches in which the daemon is killed (and restarted) mid-batch.
+const DAEMON_KILLS: usize = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Who {
@@ -35,6 +40,8 @@ enum Kill {
 struct Tally {
     logins: usize,
     killed: usize,
+    /// Logins that ended after the daemon was killed under them.
+    daemon_killed_under: usize,
     /// Alice's failures that were sent (a lower bound on nothing: a killed
     /// one may or may not have committed).
     alice_started: u64,
@@ -68,9 +75,14 @@ fn sigkill(s: &Session) {
     unsafe { libc::kill(s.pty.pid() as libc::pid_t, libc::SIGKILL) };
 }
 
-/// Drives one login to its end, killing it where planned. Returns the login
-/// and whether a failure of alice's was sent.
-fn drive(mut s: Session, who: Who, plan: Kill, wrong_code: &str) -> (Login, bool) {
+/// Drives one login to its end, killing it where planned. Returns the login,
+/// whether a failure of alice's was sent, and when the login ended.
+fn drive(s: Session, who: Who, plan: Kill, wrong_code: &str) -> (Login, bool, Instant) {
+    let (login, sent) = drive_to_end(s, who, plan, wrong_code);
+    (login, sent, Instant::now())
+}
+
+fn drive_to_end(mut s: Session, who: Who, plan: Kill, wrong_code: &str) -> (Login, bool) {
     if let Kill::AtPrompt = plan {
         sigkill(&s);
         return (s.finish(), false);
@@ -119,8 +131,22 @@ fn logins_killed_at_random_keep_the_database_and_every_committed_failure() {
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut alice_before = 0;
+    let batches = LOGINS.div_ceil(BATCH) as u64;
+    let mut daemon_kill_batches = Vec::new();
+    while daemon_kill_batches.len() < DAEMON_KILLS {
+        let b = rng.below(batches);
+        if !daemon_kill_batches.contains(&b) {
+            daemon_kill_batches.push(b);
+        }
+    }
+    let mut batch = 0;
     while tally.logins < LOGINS {
         let n = BATCH.min(LOGINS - tally.logins);
+        // When (after the batch starts) the daemon is killed, in this batch.
+        let daemon_kill = daemon_kill_batches
+            .contains(&batch)
+            .then(|| Duration::from_millis(rng.below(60)));
+        batch += 1;
         let wrong = wrong_code(&secret);
         let plans: Vec<(Who, Kill)> = (0..n).map(|_| pick(&mut rng)).collect();
         let sessions: Vec<Session> = plans
@@ -135,29 +161,52 @@ fn logins_killed_at_random_keep_the_database_and_every_committed_failure() {
             })
             .collect();
         let pids: Vec<u32> = sessions.iter().map(|s| s.pty.pid()).collect();
-        let results: Vec<(Who, Kill, Login, bool)> = std::thread::scope(|scope| {
+        let mut daemon_killed_at = None;
+        let results: Vec<(Who, Kill, Login, bool, Instant)> = std::thread::scope(|scope| {
             let workers: Vec<_> = sessions
                 .into_iter()
                 .zip(&plans)
                 .map(|(s, &(who, plan))| {
                     let wrong = &wrong;
                     scope.spawn(move || {
-                        let (login, sent) = drive(s, who, plan, wrong);
-                        (who, plan, login, sent)
+                        let (login, sent, ended) = drive(s, who, plan, wrong);
+                        (who, plan, login, sent, ended)
                     })
                 })
                 .collect();
+            if let Some(after) = daemon_kill {
+                std::thread::sleep(after);
+                // SIGKILL, wait, and a new daemon on the same socket; the
+                // logins that meet neither are told MFA is unavailable.
+                daemon_killed_at = Some(Instant::now());
+                h.stop_daemon();
+                h.start_daemon();
+            }
             workers.into_iter().map(|w| w.join().unwrap()).collect()
         });
-        for (who, plan, login, sent) in &results {
+        for (who, plan, login, sent, ended) in &results {
             let killed = login.code == 128 + 9;
             if !killed {
                 assert_no_signal(login, "crash test");
             }
+            // A login still running when the daemon was killed may have lost
+            // its daemon before or after its failure committed: like a
+            // killed login, it proves nothing about the count. One that had
+            // its verdict before the kill committed for sure.
+            let daemon_gone = daemon_killed_at.is_some_and(|at| *ended >= at);
             tally.killed += usize::from(killed);
+            tally.daemon_killed_under += usize::from(daemon_gone && !killed);
             tally.alice_started += u64::from(*sent);
-            tally.alice_completed += u64::from(*sent && !killed);
+            tally.alice_completed += u64::from(*sent && !killed && !daemon_gone);
             if killed {
+                continue;
+            }
+            if daemon_gone {
+                // Whatever happened, nobody got in who should not have.
+                if *who != Who::Carol {
+                    assert_eq!(login.code, 1, "{plan:?} {login:?}");
+                    assert!(!login.authenticated(), "{plan:?} {login:?}");
+                }
                 continue;
             }
             // Not killed (or killed after it had ended): the exact outcome.
@@ -201,13 +250,22 @@ fn logins_killed_at_random_keep_the_database_and_every_committed_failure() {
     }
     let elapsed = started.elapsed();
     eprintln!(
-        "kill -9: {} logins in batches of {BATCH} in {elapsed:.1?}, {} killed; alice: {} \
+        "kill -9: {} logins in batches of {BATCH} in {elapsed:.1?}, {} killed; the daemon \
+         killed and restarted in batches {daemon_kill_batches:?}, under {} logins; alice: {} \
          failures sent, {} surely committed, {alice_before} counted; integrity ok",
-        tally.logins, tally.killed, tally.alice_started, tally.alice_completed
+        tally.logins,
+        tally.killed,
+        tally.daemon_killed_under,
+        tally.alice_started,
+        tally.alice_completed
     );
     assert!(
         tally.killed >= LOGINS / 5,
         "too few kills to mean anything: {tally:?}"
+    );
+    assert!(
+        tally.daemon_killed_under > 0,
+        "the daemon's kills met no login: {tally:?}"
     );
     assert!(
         tally.alice_started > tally.alice_completed,

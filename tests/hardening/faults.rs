@@ -1,14 +1,17 @@
-//! A database the module cannot use — on a read-only or full filesystem,
+//! A database the daemon cannot use — on a read-only or full filesystem,
 //! deleted or replaced mid-login, owned by someone else, corrupt — gives the
-//! configured `on_unavailable` behaviour and a log line saying why, and the
-//! module never half-writes it.
+//! configured `on_unavailable` behaviour and a log line saying why, and
+//! nothing half-writes it. The logins run through the real module; the
+//! decisions and their log lines are the daemon's.
 
 use crate::common::*;
 use crate::support::*;
 use std::path::Path;
 
-/// A login whose syslog lines are captured when we are root (a private
-/// mount namespace needs root); without root only the outcome is checked.
+/// Logins whose daemon's syslog lines are captured when we are root (a
+/// private mount namespace needs root): the world's daemon is restarted
+/// where syslog leads to a socket of ours. Without root only the outcome
+/// is checked.
 struct Logged<'a> {
     h: &'a Harness,
     syslog: Option<Syslog>,
@@ -16,18 +19,15 @@ struct Logged<'a> {
 
 impl<'a> Logged<'a> {
     fn new(h: &'a Harness) -> Logged<'a> {
-        Logged {
-            h,
-            syslog: is_root().then(|| Syslog::new(h.dir.path())),
+        let syslog = is_root().then(|| Syslog::new(h.dir.path()));
+        if let Some(s) = &syslog {
+            h.start_daemon_under(|cmd| s.wrap(cmd));
         }
+        Logged { h, syslog }
     }
 
     fn start(&self, user: &str, ops: &[&str]) -> Session {
-        let cmd = self.h.pamtester_command(SERVICE, user, ops);
-        start_session(match &self.syslog {
-            Some(s) => s.wrap(cmd),
-            None => cmd,
-        })
+        self.h.start_pamtester(SERVICE, user, ops)
     }
 
     /// A full login (authenticate, acct_mgmt) answering prompts in order.
@@ -39,11 +39,12 @@ impl<'a> Logged<'a> {
         login
     }
 
-    /// The module logged a line with all of `words` (checked only as root).
+    /// The daemon logged a line with all of `words` (checked only as root).
     fn expect_log(&self, words: &[&str]) {
         if let Some(s) = &self.syslog {
             let line = s.expect(words);
-            assert!(line.contains("pam_mfa["), "not the module's line: {line}");
+            let daemon = format!(" mfa[{}]:", self.h.daemon_pid());
+            assert!(line.contains(&daemon), "not the daemon's line: {line}");
             eprintln!("logged: {line}");
         }
     }
@@ -151,11 +152,18 @@ fn a_read_only_filesystem_gives_the_configured_behaviour() {
     }
     let (h, fs, secret) = on_tmpfs("1m");
     let before = database_bytes(&h.db);
+    // The daemon keeps its stores open for writing, and the kernel refuses
+    // to make such a filesystem read-only ("mount point is busy"): it goes
+    // read-only with the daemon stopped, which then starts on it.
+    h.stop_daemon();
     fs.remount("ro");
     assert_unavailable_behaviour(&h, &secret, Stage::Preauth, &["read-only filesystem"]);
     assert_eq!(database_bytes(&h.db), before);
 
     fs.remount("rw");
+    // The daemon that logged ran in a mount namespace of its own, whose
+    // copy of the mount stays read-only; one in ours sees the change.
+    h.start_daemon();
     assert_eq!(integrity_check(&h.db), "ok");
     assert_eq!(h.lock_state("alice"), (2, false));
     let ok = h.login("alice", &totp(&secret, 1));

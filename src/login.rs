@@ -497,6 +497,9 @@ impl Login<'_> {
         let tx = self.store.begin()?;
         let account = lockout::current(tx.account(&user.name)?, &self.config.lockout, now);
         if lockout::is_locked(&account, &self.config.lockout, now) {
+            // Nothing goes to the client while the write lock is held: a
+            // client that stops reading must not stall other logins.
+            drop(tx);
             self.prompter.error(MSG_LOCKED);
             return Ok(Some(Outcome::Denied(Denial::Locked)));
         }

@@ -98,7 +98,7 @@ install -D -m 0644 packaging/debian/lintian-overrides "$staging/usr/share/lintia
 # Depends: from the ELF files when dpkg-shlibdeps is there (it needs a
 # debian/control to read, hence the scratch directory), else the versions
 # dpkg-shlibdeps computed on Debian 12.
-fallback_depends="libc6 (>= 2.34), libgcc-s1 (>= 4.2), libpam0g (>= 0.99.7.1), libsqlite3-0 (>= 3.14.0)"
+fallback_depends="libc6 (>= 2.34), libpam0g (>= 0.99.7.1), libsqlite3-0 (>= 3.14.0)"
 if command -v dpkg-shlibdeps >/dev/null; then
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT

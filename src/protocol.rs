@@ -380,6 +380,25 @@ impl<'a> LineReader<'a> {
     }
 }
 
+/// Whether the process listening at the other end of `stream` may be
+/// trusted with logins and codes: root's daemon, or (a private instance, as
+/// in the tests) one of our own user. A socket that another user managed to
+/// put at the path would otherwise answer "success", or collect codes.
+pub fn check_listener(stream: &UnixStream) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let listener =
+        getsockopt(stream, PeerCredentials).map_err(|e| format!("cannot tell who listens: {e}"))?;
+    let own = nix::unistd::geteuid().as_raw();
+    if listener.uid() == 0 || listener.uid() == own {
+        Ok(())
+    } else {
+        Err(format!(
+            "it is served by uid {}, not root: not trusted",
+            listener.uid()
+        ))
+    }
+}
+
 /// Writes a whole line without raising SIGPIPE: the module runs inside
 /// programs (sshd, su, screen lockers) that may not ignore it, and a daemon
 /// that went away must not kill them.

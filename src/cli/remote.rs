@@ -195,6 +195,15 @@ fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
             socket.display()
         ))
     })?;
+    // The request may carry a step-up code: only root's daemon gets it.
+    protocol::check_listener(&stream).map_err(|e| {
+        fail(
+            json,
+            "unavailable",
+            &format!("{}: {e}", socket.display()),
+            exit::UNAVAILABLE,
+        )
+    })?;
     let _ = stream.set_write_timeout(Some(ANSWER_TIMEOUT));
     let line = protocol::encode_command(request);
     protocol::send_line(&stream, &line)

@@ -10,8 +10,7 @@ use crate::protocol::{
 };
 use crate::secret::constant_time_eq;
 use nix::errno::Errno;
-use nix::sys::socket::sockopt::PeerCredentials;
-use nix::sys::socket::{connect, getsockopt, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -170,18 +169,8 @@ fn connect_to(path: &Path) -> Result<UnixStream, ClientError> {
     stream
         .set_nonblocking(false)
         .map_err(|e| ClientError::Failed(format!("socket {at}: {e}")))?;
-    // Only root's daemon (or, for a private instance, our own user's) may
-    // decide logins: a socket that another user managed to put at this path
-    // would otherwise answer "success" to anything.
-    let listener = getsockopt(&stream, PeerCredentials)
-        .map_err(|e| ClientError::Failed(format!("socket {at}: cannot tell who listens: {e}")))?;
-    let own = nix::unistd::geteuid().as_raw();
-    if listener.uid() != 0 && listener.uid() != own {
-        return Err(ClientError::Failed(format!(
-            "socket {at} is served by uid {}, not root: not trusted",
-            listener.uid()
-        )));
-    }
+    protocol::check_listener(&stream)
+        .map_err(|e| ClientError::Failed(format!("socket {at}: {e}")))?;
     Ok(stream)
 }
 

@@ -141,7 +141,10 @@ fn refuse(
         Level::Warning,
         &format!("{who} result=refused reason=not-the-caller's-account"),
     );
-    prompter.error("This program may check only the account it runs as.");
+    // As with "unavailable": after a wrong password (authfail) it would only confuse.
+    if request.mode != Mode::Authfail {
+        prompter.error("This program may check only the account it runs as.");
+    }
     let Some(caller) = users::lookup_uid(peer.uid) else {
         return;
     };

@@ -160,9 +160,10 @@ fn handle(stream: &UnixStream, peer: Peer, shared: &Shared) {
         // Gone, or too slow: a half-sent request is dropped.
         Ok(None) => return,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let too_large = protocol::ProtocolError::TooLarge.to_string();
             reply(
                 stream,
-                &Response::refused(exit::USAGE, "protocol", &e.to_string()),
+                &Response::refused(exit::USAGE, "protocol", &too_large),
             );
             return;
         }

@@ -549,6 +549,31 @@ impl Login<'_> {
     }
 }
 
+/// "MFA unavailable" (no daemon, no usable config or store): logged with
+/// the admin's choice, and, when the login is denied for it, told to the
+/// user, except after a wrong password (`quiet`), where it would only
+/// confuse. One wording for the module and the daemon.
+pub fn report_unavailable(
+    prompter: &mut dyn Prompter,
+    error: &dyn std::fmt::Display,
+    allow: bool,
+    quiet: bool,
+    who: &str,
+) {
+    let verdict = if allow {
+        "allowing (on_unavailable = \"allow\")"
+    } else {
+        "denying"
+    };
+    audit::syslog(
+        audit::Level::Error,
+        &format!("MFA unavailable: {error}; {verdict} ({who})"),
+    );
+    if !allow && !quiet {
+        prompter.error(MSG_UNAVAILABLE);
+    }
+}
+
 /// Store errors the adapter reports as "MFA unavailable".
 pub fn is_unavailable(e: &StoreError) -> bool {
     matches!(

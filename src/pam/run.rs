@@ -8,7 +8,7 @@ use super::client::{self, ClientError};
 use super::outcome::Result;
 use crate::audit::{self, Level};
 use crate::config::{Config, OnUnavailable, DEFAULT_SOCKET};
-use crate::login::{Prompter, MSG_UNAVAILABLE};
+use crate::login::{self, Prompter};
 use crate::protocol::LoginRequest;
 use crate::secret::SecretBytes;
 use std::path::PathBuf;
@@ -66,19 +66,8 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
             .get_or_insert_with(|| load_config(args))
             .as_ref()
             .is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
-    let verdict = if allow {
-        "allowing (on_unavailable = \"allow\")"
-    } else {
-        "denying"
-    };
-    audit::syslog(
-        Level::Error,
-        &format!("MFA unavailable: {error}; {verdict} (user={user:?} {where_})"),
-    );
-    // authfail follows a wrong password: its message would only confuse.
-    if !allow && args.mode != Mode::Authfail {
-        prompter.error(MSG_UNAVAILABLE);
-    }
+    let who = format!("user={user:?} {where_}");
+    login::report_unavailable(prompter, &error, allow, args.mode == Mode::Authfail, &who);
     Result::Unavailable { allow }
 }
 

@@ -6,7 +6,7 @@ use super::state::Shared;
 use super::Peer;
 use pam_mfa::audit::{self, Level};
 use pam_mfa::config::{Config, OnUnavailable};
-use pam_mfa::login::{self, ConversationFailed, Login, Outcome, Prompter, MSG_UNAVAILABLE};
+use pam_mfa::login::{self, ConversationFailed, Login, Outcome, Prompter};
 use pam_mfa::protocol::{
     self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict,
 };
@@ -191,18 +191,7 @@ fn unavailable(
     config: Option<&Config>,
 ) -> Verdict {
     let allow = config.is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
-    let verdict = if allow {
-        "allowing (on_unavailable = \"allow\")"
-    } else {
-        "denying"
-    };
-    audit::syslog(
-        Level::Error,
-        &format!("MFA unavailable: {error}; {verdict} ({who})"),
-    );
-    if !allow && mode != Mode::Authfail {
-        prompter.error(MSG_UNAVAILABLE);
-    }
+    login::report_unavailable(prompter, error, allow, mode == Mode::Authfail, who);
     Verdict::Unavailable { allow }
 }
 

@@ -14,11 +14,11 @@ use pam_mfa::protocol::{
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 /// Marks the accounts these tests create.
@@ -557,117 +557,7 @@ pub fn converse(stream: UnixStream, opening: &[u8], answers: &[&str]) -> Convers
     }
 }
 
-// ------------------------------------------------------------------ syslog
-
-/// A syslog socket of our own. A command wrapped by [`Syslog::wrap`] runs
-/// in a private mount namespace (root only) where the paths syslog is sent
-/// to lead here, so a test reads exactly what the daemon logged.
-pub struct Syslog {
-    socket: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syslog {
-    pub fn new(dir: &Path) -> Syslog {
-        static COUNT: AtomicU32 = AtomicU32::new(0);
-        let socket = dir.join(format!("log{}.sock", COUNT.fetch_add(1, Ordering::SeqCst)));
-        let sock = UnixDatagram::bind(&socket).expect("bind a syslog socket");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (lines, stop) = (Arc::clone(&lines), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::SeqCst) {
-                    if let Ok(n) = sock.recv(&mut buf) {
-                        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-                        lines.lock().unwrap().push(line);
-                    }
-                }
-            })
-        };
-        Syslog {
-            socket,
-            lines,
-            stop,
-            reader: Some(reader),
-        }
-    }
-
-    /// `cmd` run where /dev/log (or, without one, /run/syslog) is our
-    /// socket. `unshare` and `sh` exec it: its pid is the child's.
-    pub fn wrap(&self, cmd: Command) -> Command {
-        const SCRIPT: &str = r#"set -e
-sock=$1; shift
-if [ -e /dev/log ]; then
-    mount --bind "$sock" /dev/log
-else
-    mount -t tmpfs -o size=64k,mode=0755 pam_mfa_test /run
-    ln -s "$sock" /run/syslog
-fi
-exec "$@""#;
-        let mut wrapper = Command::new("unshare");
-        wrapper
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                SCRIPT,
-                "sh",
-            ])
-            .arg(&self.socket)
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        for (key, value) in cmd.get_envs() {
-            match value {
-                Some(v) => wrapper.env(key, v),
-                None => wrapper.env_remove(key),
-            };
-        }
-        wrapper
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits (briefly) for a line holding every one of `words`; returns it
-    /// or panics with everything logged.
-    pub fn expect(&self, words: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(l) = self
-                .lines()
-                .into_iter()
-                .find(|l| words.iter().all(|w| l.contains(w)))
-            {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no syslog line with {words:?}; logged:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
+pub use super::syslog::Syslog;
 
 /// The kernel records a Unix socket's peer credentials at connect(), from
 /// the connecting thread. A thread of our own that drops to `uid` therefore

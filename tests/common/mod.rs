@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod pty;
+pub mod syslog;
 
 use pty::Pty;
 use serde_json::Value;
@@ -817,4 +818,17 @@ pub fn secret_from(transcript: &str) -> String {
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// `wrapper` followed by `cmd`'s program and arguments, with `cmd`'s
+/// environment: runs `cmd` under a tool (unshare, strace).
+pub fn run_under(mut wrapper: Command, cmd: &Command) -> Command {
+    wrapper.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    wrapper
 }

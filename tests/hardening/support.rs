@@ -2,13 +2,12 @@
 //! a private syslog, parallel logins parked at a prompt, and reading the
 //! database behind the module's back.
 
+pub use crate::common::syslog::Syslog;
 use crate::common::*;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Barrier, Mutex};
+use std::time::Duration;
 
 /// splitmix64: deterministic, so a failing run can be repeated with its seed.
 pub struct Rng(u64);
@@ -108,113 +107,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A syslog socket of our own. Commands wrapped by [`Syslog::wrap`] run in a
-/// private mount namespace (root only) where the paths the module sends
-/// syslog to lead here, so a test reads exactly what the module logged.
-pub struct Syslog {
-    socket: PathBuf,
-    lines: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syslog {
-    pub fn new(dir: &Path) -> Syslog {
-        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let socket = dir.join(format!("log{}.sock", COUNT.fetch_add(1, Ordering::SeqCst)));
-        let sock = UnixDatagram::bind(&socket).expect("bind syslog socket");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let (lines, stop) = (Arc::clone(&lines), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::SeqCst) {
-                    if let Ok(n) = sock.recv(&mut buf) {
-                        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-                        lines.lock().unwrap().push(line);
-                    }
-                }
-            })
-        };
-        Syslog {
-            socket,
-            lines,
-            stop,
-            reader: Some(reader),
-        }
-    }
-
-    /// Runs `cmd` where /dev/log (or, without one, /run/syslog) is our socket.
-    pub fn wrap(&self, cmd: Command) -> Command {
-        const SCRIPT: &str = r#"set -e
-sock=$1; shift
-if [ -e /dev/log ]; then
-    mount --bind "$sock" /dev/log
-else
-    mount -t tmpfs -o size=64k,mode=0755 pam_mfa_test /run
-    ln -s "$sock" /run/syslog
-fi
-exec "$@""#;
-        let mut wrapper = Command::new("unshare");
-        wrapper
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                SCRIPT,
-                "sh",
-            ])
-            .arg(&self.socket);
-        run_under(wrapper, &cmd)
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Waits (briefly: datagrams are in our buffer once the sender is done)
-    /// for a line holding every one of `words`; returns it or panics with
-    /// everything logged.
-    pub fn expect(&self, words: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(l) = self
-                .lines()
-                .into_iter()
-                .find(|l| words.iter().all(|w| l.contains(w)))
-            {
-                return l;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "no syslog line with {words:?}; logged:\n{}",
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn clear(&self) {
-        self.lines.lock().unwrap().clear();
-    }
-}
-
-impl Drop for Syslog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
 /// Starts `n` logins of `user` and brings each to the code prompt (password
 /// given), one at a time as the harness requires.
 pub fn park_at_code_prompt(h: &Harness, user: &str, n: usize) -> Vec<Session> {
@@ -249,20 +141,6 @@ pub fn answer_all_at_once(sessions: Vec<(Session, String)>) -> Vec<Login> {
     })
 }
 
-/// `PRAGMA integrity_check` by a connection of our own.
-/// `wrapper` followed by `cmd`'s program and arguments, with `cmd`'s
-/// environment: runs `cmd` under a tool (unshare, strace).
-pub fn run_under(mut wrapper: Command, cmd: &Command) -> Command {
-    wrapper.arg(cmd.get_program()).args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapper.env(k, v),
-            None => wrapper.env_remove(k),
-        };
-    }
-    wrapper
-}
-
 /// Moves every commit from the WAL into the database file and empties the
 /// WAL, as closing a store does once the WAL has grown.
 pub fn checkpoint(db: &Path) {
@@ -272,6 +150,7 @@ pub fn checkpoint(db: &Path) {
         .unwrap();
 }
 
+/// `PRAGMA integrity_check` by a connection of our own.
 pub fn integrity_check(db: &Path) -> String {
     let conn = rusqlite::Connection::open(db).expect("open database");
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))

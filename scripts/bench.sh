@@ -123,6 +123,7 @@ login() {
 DAEMON=
 start_daemon() {
     local d=$1 n=$2 i
+    rm -f "$d/mfa/mfa.sock"
     env -i PATH=/usr/bin:/bin \
         LD_PRELOAD=libnss_wrapper.so \
         NSS_WRAPPER_PASSWD="$d/passwd" NSS_WRAPPER_GROUP="$d/group" \
@@ -264,13 +265,14 @@ for n in $NS; do
             awk '{print $2 / $3}' | sort -g | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}')" | tee -a "$OUT"
         unset sel
     done
-    [ "$n" = "$PAR_N" ] || stop_daemon
+    stop_daemon
     [ "$n" = "$PAR_N" ] || [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$d"
 done
 
 if [ -d "$WORK/par-db" ]; then
     d=$WORK/n$PAR_N
     ps=$(stride $((PAR_N - RESERVED)) "$PAR_LOGINS")
+    start_daemon "$d" "$PAR_N"
     echo "== parallel logins, pam_mfa, N=$PAR_N (users on a stride of $ps, each once, fresh copy of the database per run)"
     # Two rounds, the second on other users, to show how much the figures move.
     for r in 0 1; do
@@ -278,6 +280,7 @@ if [ -d "$WORK/par-db" ]; then
             rm -rf "$d/mfa/db" && cp -a "$WORK/par-db" "$d/mfa/db"
             login "$d" "$PAR_N" --service bench-mfa --procs "$p" --from $((RESERVED + r)) --stride "$ps" |
                 sed "s/^RESULT /RESULT N=$PAR_N /" | tee -a "$OUT"
+            kill -0 "$DAEMON" 2> /dev/null || { tail -n 5 "$d/daemon.log"; die "mfa serve died during the parallel logins"; }
         done
     done
     echo "== resident memory added by dlopen + one login, in a C process (bench/pam_once.c)"

@@ -13,7 +13,6 @@
 use crate::common::*;
 use crate::support::*;
 use pam_mfa::login::MSG_UNAVAILABLE;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The issue's bounds: a daemon that is not running answers at once...
@@ -258,7 +257,7 @@ fn a_client_stopped_at_the_code_prompt_blocks_nobody() {
 /// it when pamtester calls pam_start.) In 0.1 the module wrote the database
 /// from inside such a process; now the daemon does.
 fn rlimited_pamtester(h: &Harness, user: &str) -> Session {
-    let shim = build_rlimit_shim(h.dir.path());
+    let shim = build_preload_shim(h.dir.path(), "rlimit_shim", RLIMIT_SHIM);
     let mut cmd = h.pamtester_command(SERVICE, user, &["authenticate", "acct_mgmt"]);
     cmd.env(
         "LD_PRELOAD",
@@ -284,28 +283,6 @@ int pam_start(const char *service, const char *user, const void *conv, void **pa
     return real(service, user, conv, pamh);
 }
 "#;
-
-fn build_rlimit_shim(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = dir.join("rlimit_shim.c");
-    let lib = dir.join("rlimit_shim.so");
-    if lib.exists() {
-        return lib;
-    }
-    std::fs::write(&src, RLIMIT_SHIM).unwrap();
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "cc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lib
-}
 
 /// A client under a file size limit of one block fails closed or works,
 /// but never lets a user in while recording nothing: its wrong code is

@@ -16,7 +16,6 @@ use pam_mfa::login::MSG_UNAVAILABLE;
 use pam_mfa::protocol::{self, Envelope, LoginRequest, Mode, Request};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const SHIM: &str = r#"
 #define _GNU_SOURCE
@@ -95,26 +94,6 @@ int clock_gettime(clockid_t clock, struct timespec *ts) {
 }
 "#;
 
-/// Builds the shim into `dir` (cc is cargo's linker, so it is there).
-fn build_shim(dir: &Path) -> PathBuf {
-    let src = dir.join("clock_shim.c");
-    let lib = dir.join("clock_shim.so");
-    std::fs::write(&src, SHIM).unwrap();
-    let out = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .arg("-ldl")
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "cc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    lib
-}
-
 struct Shimmed<'a> {
     h: &'a Harness,
     shim: PathBuf,
@@ -126,7 +105,7 @@ impl<'a> Shimmed<'a> {
     fn new(h: &'a Harness) -> Shimmed<'a> {
         Shimmed {
             h,
-            shim: build_shim(h.dir.path()),
+            shim: build_preload_shim(h.dir.path(), "clock_shim", SHIM),
             calls_file: h.dir.path().join("clock-calls"),
             syslog: is_root().then(|| Syslog::new(h.dir.path())),
         }
@@ -355,7 +334,7 @@ impl<'a> ShimmedDaemon<'a> {
     fn new(h: &'a Harness) -> ShimmedDaemon<'a> {
         ShimmedDaemon {
             h,
-            shim: build_shim(h.dir.path()),
+            shim: build_preload_shim(h.dir.path(), "clock_shim", SHIM),
             calls_file: h.dir.path().join("daemon-clock-calls"),
             fail_every: h.dir.path().join("fail-every-clock-read"),
             syslog: is_root().then(|| Syslog::new(h.dir.path())),

@@ -217,3 +217,27 @@ pub fn remove_pam_wrapper_dirs_of(pids: &[u32]) -> usize {
     }
     removed
 }
+
+/// Builds a preloadable shim from C `source` into `dir`/`name`.so (cc is
+/// cargo's linker, so it is there); built once per directory.
+pub fn build_preload_shim(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    let lib = dir.join(format!("{name}.so"));
+    if lib.exists() {
+        return lib;
+    }
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .arg("-ldl")
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lib
+}

@@ -11,6 +11,7 @@ use crate::config::{Config, OnUnavailable, DEFAULT_SOCKET};
 use crate::login::{self, Prompter};
 use crate::protocol::LoginRequest;
 use crate::secret::SecretBytes;
+use std::cell::OnceCell;
 use std::path::PathBuf;
 
 pub struct Items {
@@ -21,31 +22,29 @@ pub struct Items {
 }
 
 pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
-    let where_ = format!(
-        "mode={} service={:?} rhost={:?}",
-        args.mode.as_str(),
-        items.service,
-        items.rhost
-    );
+    // For log lines only, which a login that goes well never writes.
+    let where_ = || {
+        format!(
+            "mode={} service={:?} rhost={:?}",
+            args.mode.as_str(),
+            items.service,
+            items.rhost
+        )
+    };
     let Some(user) = items.user.as_deref() else {
         audit::syslog(
             Level::Error,
-            &format!("no user name from PAM; denying ({where_})"),
+            &format!("no user name from PAM; denying ({})", where_()),
         );
         return Result::NoUser;
     };
-    // The config is read only when it is needed: a client that is not root
-    // (a screen locker) cannot read it, and then gets the defaults.
-    let mut config = None;
+    // The config is read only when it is needed, and then once: a client
+    // that is not root (a screen locker) cannot read it and gets the defaults.
+    let config = OnceCell::new();
+    let config = || config.get_or_init(|| load_config(args)).as_ref();
     let socket = match &args.socket {
         Some(path) => path.clone(),
-        None => {
-            let loaded = config.get_or_insert_with(|| load_config(args));
-            loaded
-                .as_ref()
-                .map(|c| c.socket.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
-        }
+        None => config().map_or_else(|| PathBuf::from(DEFAULT_SOCKET), |c| c.socket.clone()),
     };
     let request = LoginRequest {
         mode: args.mode,
@@ -62,11 +61,8 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
     // Only a daemon that is not there at all is "unavailable" in the
     // admin's sense; one that stalls or misbehaves is never a reason to allow.
     let allow = matches!(error, ClientError::NotRunning(_))
-        && config
-            .get_or_insert_with(|| load_config(args))
-            .as_ref()
-            .is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
-    let who = format!("user={user:?} {where_}");
+        && config().is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
+    let who = format!("user={user:?} {}", where_());
     login::report_unavailable(prompter, &error, allow, args.mode == Mode::Authfail, &who);
     Result::Unavailable { allow }
 }

@@ -14,6 +14,8 @@ packages=(
     passwd                          # useradd, chpasswd, userdel
     systemd                         # systemd-socket-activate, for the daemon test
     strace                          # which files a login syncs (durability test)
+    postgresql                      # a real server for the fleet tests (started by the tests)
+    openssl                         # a CA and a server certificate for the TLS test
 )
 
 if ! command -v dpkg-query >/dev/null; then

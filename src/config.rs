@@ -138,7 +138,11 @@ impl Default for SmsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The SQLite file, or a `postgresql://` URL (see [`Config::store_location`]).
     pub database: PathBuf,
+    /// PostgreSQL only: a root-only file holding the role's password, so
+    /// that it need not sit in the config's URL.
+    pub database_password_file: Option<PathBuf>,
     /// Where `mfa serve` listens and the module and `mfa` connect.
     pub socket: PathBuf,
     pub policy: Policy,
@@ -156,6 +160,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database: PathBuf::from(DEFAULT_DATABASE),
+            database_password_file: None,
             socket: PathBuf::from(DEFAULT_SOCKET),
             policy: Policy::Optional,
             on_unavailable: OnUnavailable::Deny,
@@ -248,7 +253,23 @@ pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
+/// Which engine the `database` key selects: its scheme decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLocation<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
+}
+
 impl Config {
+    pub fn store_location(&self) -> StoreLocation<'_> {
+        match self.database.to_str() {
+            Some(url) if url.starts_with("postgresql://") || url.starts_with("postgres://") => {
+                StoreLocation::Postgres(url)
+            }
+            _ => StoreLocation::Sqlite(&self.database),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
@@ -300,8 +321,29 @@ impl Config {
             key,
             message: message.to_owned(),
         };
-        if !self.database.is_absolute() {
-            return Err(invalid("database", "must be an absolute path"));
+        match self.store_location() {
+            StoreLocation::Postgres(url) => {
+                if let Err(why) = crate::store::postgres_url_check(url) {
+                    return Err(invalid("database", &why));
+                }
+            }
+            StoreLocation::Sqlite(path) if !path.is_absolute() => {
+                return Err(invalid(
+                    "database",
+                    "must be an absolute path or a postgresql:// URL",
+                ));
+            }
+            StoreLocation::Sqlite(_) => {}
+        }
+        if self
+            .database_password_file
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err(invalid(
+                "database_password_file",
+                "must be an absolute path",
+            ));
         }
         if !self.socket.is_absolute() {
             return Err(invalid("socket", "must be an absolute path"));

@@ -106,6 +106,7 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Sql(e) => Error::Failed(format!("database error: {e}")),
+            StoreError::Postgres(e) => Error::Failed(format!("database error: {e}")),
         }
     }
 }

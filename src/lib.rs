@@ -36,6 +36,16 @@ pub trait Clock {
 /// The real wall clock.
 pub struct SystemClock;
 
+impl SystemClock {
+    /// With the fraction, for measuring another clock's offset.
+    pub fn now_f64() -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         std::time::SystemTime::now()

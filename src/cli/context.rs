@@ -5,11 +5,12 @@
 use pam_mfa::attempt::MAX_CODE_BYTES;
 use pam_mfa::codes;
 use pam_mfa::config::Config;
+use pam_mfa::config::StoreLocation;
 use pam_mfa::error::{Error, Result};
-use pam_mfa::store::{OpenMode, SqliteStore};
+use pam_mfa::store::{AnyStore, OpenMode};
 use pam_mfa::totp::{self, TotpParams};
 use pam_mfa::users;
-use pam_mfa::{Clock, SystemClock};
+use pam_mfa::Clock;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -20,7 +21,7 @@ pub const NEEDS_ROOT: &str =
 
 pub struct Ctx {
     pub config: Config,
-    pub store: SqliteStore,
+    pub store: AnyStore,
     pub json: bool,
     /// Who runs us, for the audit trail's `by=`.
     pub invoker: String,
@@ -47,10 +48,14 @@ impl Ctx {
             }
         }
         let config = Config::load(config_path)?;
-        if euid != 0 && !private_database(&config.database, euid) {
+        // A private PostgreSQL instance is one whose config the caller owns
+        // (checked above): the database's own roles guard the rest.
+        if euid != 0
+            && matches!(config.store_location(), StoreLocation::Sqlite(db) if !private_database(db, euid))
+        {
             return Err(Error::Permission(NEEDS_ROOT.into()));
         }
-        let store = SqliteStore::open(&config.database, OpenMode::Create)?;
+        let store = AnyStore::open(&config, OpenMode::Create)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
             .flatten()
@@ -67,7 +72,7 @@ impl Ctx {
 
     /// The daemon's context for one command of `caller`: its warm store,
     /// and the caller as the one who did it.
-    pub fn for_daemon(config: Config, store: SqliteStore, json: bool, caller: &str) -> Ctx {
+    pub fn for_daemon(config: Config, store: AnyStore, json: bool, caller: &str) -> Ctx {
         Ctx {
             config,
             store,
@@ -90,8 +95,9 @@ impl Ctx {
         }
     }
 
+    /// The store's clock: the database's, for a fleet on PostgreSQL.
     pub fn now(&self) -> i64 {
-        SystemClock.now()
+        self.store.clock().now()
     }
 
     /// The audit detail naming who did it.

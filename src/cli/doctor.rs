@@ -6,7 +6,7 @@
 use super::output;
 use pam_mfa::config::{Config, SmsBackend};
 use pam_mfa::error::{exit, Result};
-use pam_mfa::store::{OpenMode, SqliteStore, SCHEMA_VERSION};
+use pam_mfa::store::{AnyStore, OpenMode, Store, SCHEMA_VERSION};
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -82,11 +82,32 @@ pub fn run(at: &Where<'_>, json: bool) -> Result<i32> {
 }
 
 fn database(checks: &mut Vec<Check>, config: &Config) {
-    let path = &config.database;
-    let store = match SqliteStore::open(path, OpenMode::Existing) {
-        Ok(s) => s,
+    let store = match AnyStore::open(config, OpenMode::Existing) {
+        Ok(AnyStore::Sqlite(s)) => s,
+        Ok(mut pg @ AnyStore::Postgres(_)) => {
+            // Connected with a schema it understands; one transaction
+            // shows the role may read and lock.
+            let usable = pg.begin().and_then(|tx| {
+                tx.users()?;
+                tx.commit()
+            });
+            return match usable {
+                Ok(()) => check(
+                    checks,
+                    "database",
+                    Status::Ok,
+                    format!(
+                        "PostgreSQL {}: connected, schema version {}",
+                        pg.describe(),
+                        pam_mfa::store::postgres::SCHEMA_VERSION
+                    ),
+                ),
+                Err(e) => check(checks, "database", Status::Fail, e.to_string()),
+            };
+        }
         Err(e) => return check(checks, "database", Status::Fail, e.to_string()),
     };
+    let path = store.path();
     match (store.integrity_check(), store.schema_version()) {
         (Ok(ok), Ok(v)) if ok == "ok" && v == SCHEMA_VERSION => check(
             checks,

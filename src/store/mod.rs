@@ -4,12 +4,16 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod any;
 mod audit;
 mod codes;
 mod devices;
+pub mod postgres;
 mod settings;
 mod sqlite;
 
+pub use any::{AnyStore, StoreClock};
+pub use postgres::url_check as postgres_url_check;
 pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};
 
 use crate::codes::{CodeHash, OneTimePurpose};
@@ -26,6 +30,9 @@ pub enum StoreError {
     Conflict(String),
     /// Anything else SQLite reported mid-transaction.
     Sql(rusqlite::Error),
+    /// Anything else PostgreSQL reported about a statement (not about
+    /// reaching it: that is `Unavailable`).
+    Postgres(tokio_postgres::Error),
 }
 
 impl fmt::Display for StoreError {
@@ -33,6 +40,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(m) | StoreError::Conflict(m) => f.write_str(m),
             StoreError::Sql(e) => write!(f, "database error: {e}"),
+            StoreError::Postgres(e) => write!(f, "database error: {e}"),
         }
     }
 }

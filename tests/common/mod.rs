@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod postgres;
 pub mod pty;
 pub mod syslog;
 

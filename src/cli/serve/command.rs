@@ -12,9 +12,9 @@ use pam_mfa::audit;
 use pam_mfa::config::Config;
 use pam_mfa::error::{exit, Error, Result};
 use pam_mfa::protocol::{CommandRequest, Response};
-use pam_mfa::store::{SqliteStore, Store};
+use pam_mfa::store::{AnyStore, Store};
 use pam_mfa::users::{self, UserInfo};
-use pam_mfa::{lockout, Clock, SystemClock};
+use pam_mfa::{lockout, Clock};
 
 pub const STEP_UP: &str = "this needs a current verification code";
 
@@ -43,7 +43,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     ) {
         Ok(plan) => plan,
         Err(e) => {
-            shared.put_back(store);
+            shared.put_back(store, &config);
             return refusal(&e, &caller, &request);
         }
     };
@@ -56,7 +56,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
         }
         result
     });
-    shared.put_back(ctx.store);
+    shared.put_back(ctx.store, &config);
     let mut response = Response {
         exit: result.as_ref().map_or_else(Error::exit_code, |()| exit::OK),
         stdout: String::new(),
@@ -112,7 +112,7 @@ fn decide(
     caller: &UserInfo,
     root: bool,
     config: &Config,
-    store: &mut SqliteStore,
+    store: &mut AnyStore,
 ) -> Result<Plan> {
     request.command.check_values().map_err(Error::Usage)?;
     let admin =
@@ -186,9 +186,9 @@ fn check_own_account(
     request: &CommandRequest,
     user: &str,
     config: &Config,
-    store: &mut SqliteStore,
+    store: &mut AnyStore,
 ) -> Result<()> {
-    let now = SystemClock.now();
+    let now = store.clock().now();
     let (locked, has_device) = {
         let tx = store.begin()?;
         let locked = lockout::is_locked(&tx.account(user)?, &config.lockout, now);

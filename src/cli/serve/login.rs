@@ -13,7 +13,7 @@ use pam_mfa::protocol::{
 use pam_mfa::secret::SecretBytes;
 use pam_mfa::sms::{self, SmsError, SmsSender};
 use pam_mfa::store::Store;
-use pam_mfa::{users, Clock, SystemClock};
+use pam_mfa::{users, Clock};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -88,6 +88,7 @@ fn run(
         Ok(s) => s,
         Err(e) => return unavailable(prompter, request.mode, &who, &e, Some(&config)),
     };
+    let clock = store.clock();
     let flow_request = login::Request {
         user: &request.user,
         info: info.as_ref(),
@@ -103,7 +104,7 @@ fn run(
     let mut flow = Login {
         config: &config,
         store: &mut store,
-        clock: &SystemClock,
+        clock: &clock,
         sms: &sender,
         prompter,
     };
@@ -115,7 +116,7 @@ fn run(
     };
     match result {
         Ok(outcome) => {
-            shared.put_back(store);
+            shared.put_back(store, &config);
             log_decision(&who, &outcome, request.debug);
             match outcome {
                 Outcome::Verified(_) | Outcome::Enrolled | Outcome::Passed(_) => Verdict::Success,
@@ -159,18 +160,12 @@ fn refuse(
             peer.pid
         );
         {
+            let now = store.clock().now();
             let tx = store.begin().ok()?;
-            audit::record(
-                &*tx,
-                SystemClock.now(),
-                &caller.name,
-                "login-refused",
-                &detail,
-            )
-            .ok()?;
+            audit::record(&*tx, now, &caller.name, "login-refused", &detail).ok()?;
             tx.commit().ok()?;
         }
-        shared.put_back(store);
+        shared.put_back(store, &config);
         Some(())
     });
     if recorded.is_none() {

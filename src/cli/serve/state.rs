@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use pam_mfa::config::{Config, ConfigError};
-use pam_mfa::store::{OpenMode, SqliteStore, StoreResult};
+use pam_mfa::store::{AnyStore, OpenMode, StoreResult};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ struct Stamp {
 #[derive(Default)]
 struct Pool {
     path: PathBuf,
-    idle: Vec<SqliteStore>,
+    idle: Vec<AnyStore>,
 }
 
 impl Shared {
@@ -65,7 +65,7 @@ impl Shared {
 
     /// An open store for `config`'s database. Never creates one: a missing
     /// database is "unavailable" (only an administrator makes it).
-    pub fn store(&self, config: &Config) -> StoreResult<SqliteStore> {
+    pub fn store(&self, config: &Config) -> StoreResult<AnyStore> {
         let kept = {
             let mut pool = self.stores.lock().unwrap_or_else(|e| e.into_inner());
             if pool.path != config.database {
@@ -85,13 +85,13 @@ impl Shared {
                 .idle
                 .clear();
         }
-        SqliteStore::open(&config.database, OpenMode::Existing)
+        AnyStore::open(config, OpenMode::Existing)
     }
 
     /// Gives a store back after a request that went well.
-    pub fn put_back(&self, store: SqliteStore) {
+    pub fn put_back(&self, store: AnyStore, config: &Config) {
         let mut pool = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.path == store.path() && pool.idle.len() < IDLE_STORES {
+        if pool.path == config.database && pool.idle.len() < IDLE_STORES {
             pool.idle.push(store);
         }
     }

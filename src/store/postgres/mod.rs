@@ -1,0 +1,305 @@
+//! PostgreSQL engine, for a fleet of hosts on one database.
+//!
+//! One store is one connection with its own single-threaded runtime, and
+//! every round trip has a deadline: a server that stops answering makes the
+//! store unavailable within seconds instead of hanging a login. A
+//! transaction locks the row of each account it touches (`FOR UPDATE`) the
+//! first time it touches it, so logins of one user serialize across hosts
+//! while logins of other users never wait for them.
+#![forbid(unsafe_code)]
+
+mod connect;
+mod schema;
+mod tables;
+
+pub use connect::{url_check, PgTarget};
+pub use schema::SCHEMA_VERSION;
+
+use super::{OpenMode, Store, StoreError, StoreResult, Tx};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Row, Statement};
+
+/// Longest wait for one round trip. A login makes about ten; a database
+/// that stalls longer than this is unavailable, not slow. Longer than the
+/// server's own statement and lock timeouts (3 s), so those report first.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub struct PgStore {
+    rt: Runtime,
+    client: Client,
+    target: Arc<PgTarget>,
+    statements: RefCell<HashMap<&'static str, Statement>>,
+    /// Database clock minus ours, in seconds: lock and expiry times come
+    /// from one clock for the whole fleet (see `clock_offset`).
+    clock_offset: i64,
+    /// Set when a round trip failed in a way that leaves the connection in
+    /// doubt; such a connection is never used again.
+    broken: Cell<bool>,
+    mode: OpenMode,
+}
+
+pub(super) struct PgTx<'c> {
+    store: &'c PgStore,
+    /// Accounts whose row this transaction holds locked.
+    locked: RefCell<HashSet<String>>,
+    done: bool,
+}
+
+fn connection_lost(describe: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL {describe}: {e}"))
+}
+
+/// Maps a driver error to the store's: anything about reaching the server
+/// (network, timeouts, the server shutting down or refusing us) means
+/// "unavailable", so `on_unavailable` applies; a unique violation is a
+/// conflict; the rest is an error of the statement.
+fn store_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
+    let state = e.code().cloned();
+    match state {
+        Some(s) if s == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        None => connection_lost(describe, e),
+        Some(s)
+            if s.code().starts_with("08") // connection exception
+                || s.code().starts_with("57") // operator intervention: shutdown, cancel, timeout
+                || s.code().starts_with("53") // insufficient resources
+                || s == SqlState::LOCK_NOT_AVAILABLE
+                || s == SqlState::INVALID_PASSWORD
+                || s == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            connection_lost(describe, e)
+        }
+        Some(_) => StoreError::Postgres(e),
+    }
+}
+
+impl PgStore {
+    /// Connects and checks the schema. `Create` (root's `mfa admin` and
+    /// `mfa admin migrate`) creates or upgrades it; `Existing` (the daemon)
+    /// only uses a schema it understands.
+    pub fn open(target: Arc<PgTarget>, mode: OpenMode) -> StoreResult<PgStore> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| connection_lost(&target.describe, format_args!("runtime: {e}")))?;
+        let client = rt.block_on(async {
+            let connecting = async {
+                match &target.tls {
+                    None => {
+                        let (client, connection) =
+                            target.config.connect(tokio_postgres::NoTls).await?;
+                        tokio::spawn(connection);
+                        Ok(client)
+                    }
+                    Some(tls) => {
+                        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
+                        let (client, connection) = target.config.connect(tls).await?;
+                        tokio::spawn(connection);
+                        Ok(client)
+                    }
+                }
+            };
+            match tokio::time::timeout(connect::CONNECT_TIMEOUT * 2, connecting).await {
+                Ok(Ok(client)) => Ok(client),
+                Ok(Err(e)) => Err(store_error(&target.describe, e)),
+                Err(_) => Err(connection_lost(&target.describe, "no answer to connect")),
+            }
+        })?;
+        let mut store = PgStore {
+            rt,
+            client,
+            target,
+            statements: RefCell::new(HashMap::new()),
+            clock_offset: 0,
+            broken: Cell::new(false),
+            mode,
+        };
+        store.clock_offset = store.measure_clock_offset()?;
+        schema::prepare(&store, mode)?;
+        Ok(store)
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.target.describe
+    }
+
+    pub fn target(&self) -> &Arc<PgTarget> {
+        &self.target
+    }
+
+    /// Seconds to add to this host's clock to get the database's.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset
+    }
+
+    fn measure_clock_offset(&self) -> StoreResult<i64> {
+        let before = crate::SystemClock::now_f64();
+        let row = self.wait(
+            self.client
+                .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[]),
+        )?;
+        let after = crate::SystemClock::now_f64();
+        let theirs: f64 = row.get(0);
+        Ok((theirs - (before + after) / 2.0).round() as i64)
+    }
+
+    /// Whether a pooled store may serve another request: the connection
+    /// is open and nothing failed on it.
+    pub fn still_usable(&self) -> StoreResult<()> {
+        // Lets the connection task read what arrived while the store sat
+        // idle: a server that restarted has closed this connection.
+        self.rt.block_on(tokio::task::yield_now());
+        if self.broken.get() || self.client.is_closed() {
+            return Err(connection_lost(&self.target.describe, "connection closed"));
+        }
+        Ok(())
+    }
+
+    /// Runs one round trip under the deadline.
+    fn wait<T>(&self, f: impl Future<Output = Result<T, tokio_postgres::Error>>) -> StoreResult<T> {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(ROUND_TRIP_TIMEOUT, f).await })
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let e = store_error(&self.target.describe, e);
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.broken.set(true);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.broken.set(true);
+                Err(connection_lost(
+                    &self.target.describe,
+                    format_args!("no answer within {} s", ROUND_TRIP_TIMEOUT.as_secs()),
+                ))
+            }
+        }
+    }
+
+    /// A statement prepared once per connection.
+    fn statement(&self, sql: &'static str) -> StoreResult<Statement> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.wait(self.client.prepare(sql))?;
+        self.statements.borrow_mut().insert(sql, prepared.clone());
+        Ok(prepared)
+    }
+
+    pub(super) fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<u64> {
+        let s = self.statement(sql)?;
+        self.wait(self.client.execute(&s, params))
+    }
+
+    pub(super) fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
+        let s = self.statement(sql)?;
+        self.wait(self.client.query(&s, params))
+    }
+
+    pub(super) fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Option<Row>> {
+        let s = self.statement(sql)?;
+        self.wait(self.client.query_opt(&s, params))
+    }
+
+    pub(super) fn batch(&self, sql: &str) -> StoreResult<()> {
+        self.wait(self.client.batch_execute(sql))
+    }
+}
+
+impl Store for PgStore {
+    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        // A kept connection may have died while idle (the server restarted
+        // or failed over): nothing has happened in this transaction yet, so
+        // one fresh connection may take its place.
+        if self.broken.get() || self.batch("BEGIN").is_err() {
+            *self = PgStore::open(Arc::clone(&self.target), self.mode)?;
+            self.batch("BEGIN")?;
+        }
+        Ok(Box::new(PgTx {
+            store: self,
+            locked: RefCell::new(HashSet::new()),
+            done: false,
+        }))
+    }
+}
+
+impl PgTx<'_> {
+    pub(super) fn pg(&self) -> &PgStore {
+        self.store
+    }
+
+    /// Locks `user`'s account row for the rest of the transaction, creating
+    /// the row if needed. Everything that reads or changes an account's
+    /// state comes here first, so check-verify-record is serialized per
+    /// account across every host, and only per account.
+    pub(super) fn lock_account(&self, user: &str) -> StoreResult<Option<Row>> {
+        if self.locked.borrow().contains(user) {
+            return Ok(None);
+        }
+        const LOCK: &str = "SELECT failures, locked_at, last_failure FROM accounts
+                            WHERE username = $1 FOR UPDATE";
+        let row = match self.store.query_opt(LOCK, &[&user])? {
+            Some(row) => row,
+            None => {
+                self.store.execute(
+                    "INSERT INTO accounts (username) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&user],
+                )?;
+                self.store.query_opt(LOCK, &[&user])?.ok_or_else(|| {
+                    StoreError::Unavailable(format!("account row of {user:?} vanished"))
+                })?
+            }
+        };
+        self.locked.borrow_mut().insert(user.to_owned());
+        Ok(Some(row))
+    }
+
+    fn finish(&mut self, sql: &str) -> StoreResult<()> {
+        self.done = true;
+        self.store.batch(sql)
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.store.broken.get() && self.store.batch("ROLLBACK").is_err() {
+            self.store.broken.set(true);
+        }
+    }
+}
+
+impl Tx for PgTx<'_> {
+    /// PostgreSQL's default `synchronous_commit = on`: the commit returns
+    /// once the WAL is flushed (and, with synchronous replication, on the
+    /// standby as its admin configured).
+    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.finish("COMMIT")
+    }
+
+    /// The same trade as SQLite's unsynced commit: a server crash within
+    /// a fraction of a second may lose this transaction, never corrupt.
+    fn commit_unsynced(mut self: Box<Self>) -> StoreResult<()> {
+        self.finish("SET LOCAL synchronous_commit = off; COMMIT")
+    }
+}

@@ -1,0 +1,180 @@
+//! A fleet on one PostgreSQL: a real server started by the test (initdb
+//! into a temp dir, a port on 127.0.0.1), and two hosts — two worlds with
+//! their own config, socket and `mfa serve` — on the same database. Logins
+//! go through real libpam (pamtester under pam_wrapper).
+//!
+//! Needs the `postgresql` package (CI installs it); under root the server
+//! runs as the `postgres` system user.
+
+mod common;
+
+use common::postgres::Postgres;
+use common::*;
+use std::time::{Duration, Instant};
+
+struct Fleet {
+    pg: Postgres,
+    a: Harness,
+    b: Harness,
+}
+
+/// A config for `h` on `pg`, the role's password in a root-only file.
+fn join(h: &Harness, pg: &Postgres, body: &str) {
+    let pass = h.dir.path().join("pg.pass");
+    pg.write_password_file(&pass);
+    h.write_raw_config(&format!(
+        "database = \"{}\"\ndatabase_password_file = \"{}\"\n{body}",
+        pg.url(),
+        pass.display()
+    ));
+}
+
+fn fleet(tag: &str) -> Fleet {
+    fleet_with(tag, "policy = \"optional\"\n")
+}
+
+fn fleet_with(tag: &str, body: &str) -> Fleet {
+    let pg = Postgres::start(tag);
+    let a = Harness::without_database(body);
+    let b = Harness::without_database(body);
+    join(&a, &pg, body);
+    join(&b, &pg, body);
+    // Root's mfa creates the schema, as `mfa admin init` on one host does;
+    // the daemons pick the new config up at their next request.
+    a.set_policy("optional");
+    Fleet { pg, a, b }
+}
+
+#[test]
+fn a_device_enrolled_on_one_host_logs_in_on_the_other_and_a_code_is_spent_fleet_wide() {
+    let f = fleet("enroll");
+    let secret = f.a.enroll_totp("alice", "phone");
+    let code = totp(&secret, 1);
+    let on_b = f.b.login("alice", &code);
+    assert!(on_b.succeeded(), "{}", on_b.transcript);
+    let replay = f.a.login("alice", &code);
+    assert!(
+        !replay.authenticated(),
+        "a code used on b was accepted on a: {}",
+        replay.transcript
+    );
+    assert_eq!(f.a.lock_state("alice"), (1, false));
+}
+
+#[test]
+fn wrong_codes_on_both_hosts_count_toward_one_lock() {
+    let f = fleet("lock");
+    let secret = f.a.enroll_totp("alice", "phone");
+    let wrong = wrong_code(&secret);
+    for host in [&f.a, &f.b, &f.a, &f.b, &f.a] {
+        assert!(!host.login("alice", &wrong).authenticated());
+    }
+    assert_eq!(f.b.lock_state("alice"), (5, false));
+    assert!(!f.b.login("alice", &wrong).authenticated());
+    assert_eq!(f.a.lock_state("alice"), (6, true));
+    for host in [&f.a, &f.b] {
+        let right = host.login("alice", &totp(&secret, 1));
+        assert!(
+            !right.authenticated() && right.said_locked(),
+            "{}",
+            right.transcript
+        );
+    }
+}
+
+#[test]
+fn parallel_wrong_codes_split_over_both_hosts_count_exactly_to_the_limit() {
+    let f = fleet("parallel");
+    let secret = f.a.enroll_totp("alice", "phone");
+    let wrong = wrong_code(&secret);
+    let accepted = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..20)
+            .map(|i| {
+                let host = if i % 2 == 0 { &f.a } else { &f.b };
+                let wrong = wrong.clone();
+                s.spawn(move || host.login("alice", &wrong).authenticated())
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap_or(true))
+            .filter(|&accepted| accepted)
+            .count()
+    });
+    assert_eq!(accepted, 0);
+    assert_eq!(f.a.lock_state("alice"), (6, true));
+    let failures =
+        f.pg.psql("SELECT count(*) FROM audit WHERE username = 'alice' AND event = 'failure'");
+    assert_eq!(failures, "6", "failures recorded in the audit trail");
+}
+
+#[test]
+fn postgres_stopped_denies_within_seconds_and_a_restart_needs_no_daemon_restart() {
+    let mut f = fleet("restart");
+    let secret = f.a.enroll_totp("alice", "phone");
+    let bypass = f.a.bypass_codes("alice", 3);
+    // Both daemons hold warm connections when the server goes away.
+    assert!(f.a.login("alice", &bypass[0]).succeeded());
+    assert!(f.b.login("alice", &bypass[1]).succeeded());
+
+    f.pg.stop();
+    let started = Instant::now();
+    let down = f.b.login("alice", &bypass[2]);
+    let took = started.elapsed();
+    assert!(!down.authenticated(), "{}", down.transcript);
+    assert!(
+        down.transcript.contains("unavailable"),
+        "the user is told MFA is unavailable: {}",
+        down.transcript
+    );
+    assert!(took < Duration::from_secs(5), "denied after {took:?}");
+
+    f.pg.start_server();
+    let back = f.a.login("alice", &totp(&secret, 1));
+    assert!(back.succeeded(), "{}", back.transcript);
+    let back = f.b.login("alice", &bypass[2]);
+    assert!(
+        back.succeeded(),
+        "the code refused while down is still good: {}",
+        back.transcript
+    );
+}
+
+#[test]
+fn a_daemon_without_a_schema_is_unavailable_and_says_so() {
+    let pg = Postgres::start("noschema");
+    let h = Harness::without_database("policy = \"required\"\n");
+    join(&h, &pg, "policy = \"required\"\n");
+    let login = h.login("alice", "123456");
+    assert!(!login.authenticated(), "{}", login.transcript);
+    assert!(
+        login.transcript.contains("unavailable"),
+        "{}",
+        login.transcript
+    );
+    // The daemon never creates the schema: only root's `mfa` does.
+    assert_eq!(
+        pg.psql("SELECT to_regclass('pam_mfa_schema') IS NULL"),
+        "t",
+        "the daemon created a schema"
+    );
+}
+
+#[test]
+fn a_wrong_database_password_is_unavailable_not_a_wrong_code() {
+    let f = fleet("badpass");
+    let secret = f.a.enroll_totp("alice", "phone");
+    std::fs::write(f.b.dir.path().join("pg.pass"), "not-the-password\n").unwrap();
+    // Connections already open stay open (as PostgreSQL's own sessions do
+    // across a password change) until they end; end them.
+    f.pg.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'mfa'",
+    );
+    let login = f.b.login("alice", &totp(&secret, 1));
+    assert!(!login.authenticated());
+    assert!(
+        login.transcript.contains("unavailable"),
+        "{}",
+        login.transcript
+    );
+    assert_eq!(f.a.lock_state("alice"), (0, false), "nothing was counted");
+}

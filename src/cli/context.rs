@@ -50,7 +50,10 @@ impl Ctx {
         if euid != 0 && !private_database(&config.database, euid) {
             return Err(Error::Permission(NEEDS_ROOT.into()));
         }
-        let store = SqliteStore::open(&config.database, OpenMode::Create)?;
+        let key = config
+            .load_seal_key()
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let store = SqliteStore::open(&config.database, OpenMode::Create, key)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
             .flatten()

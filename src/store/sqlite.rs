@@ -453,6 +453,59 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_is_migrated_and_its_rows_still_read() {
+        use crate::store::{AuditLog, Devices, Factor};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.join("mfa.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO devices (user, name, kind, secret, algorithm, digits, period,
+                                      verified, created)
+                 VALUES ('alice', 'phone', 'totp', x'3132333435', 'SHA1', 6, 30, 1, 1);
+                 INSERT INTO devices (user, name, kind, phone, verified, created)
+                 VALUES ('bob', 'sms', 'sms', '+15551234567', 1, 1);
+                 INSERT INTO audit (time, user, event) VALUES (1, 'alice', 'device-enrolled');",
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let key = Arc::new(SealKey::generate().unwrap());
+        let mut store = SqliteStore::open(&path, OpenMode::Existing, Some(key)).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let tx = store.begin().unwrap();
+        match &tx.devices("alice").unwrap()[0].factor {
+            Factor::Totp { secret, .. } => assert_eq!(secret.as_slice(), b"12345"),
+            other => panic!("{other:?}"),
+        }
+        match &tx.devices("bob").unwrap()[0].factor {
+            Factor::Sms { phone } => assert_eq!(phone, "+15551234567"),
+            other => panic!("{other:?}"),
+        }
+        let old = tx.audit_entries(None, Some(""), 10).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].host.as_str(), old[0].event.as_str()),
+            ("", "device-enrolled")
+        );
+        assert!(tx
+            .audit_entries(None, Some("elsewhere"), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(tx.secrets_at_rest().unwrap().plaintext, 2);
+        drop(tx);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn closing_a_store_empties_a_grown_wal_and_keeps_a_small_one() {
         let dir = std::env::temp_dir().join(format!("pam_mfa_wal_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

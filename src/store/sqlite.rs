@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_version_1_database_is_migrated_and_its_rows_still_read() {
-        use crate::store::{AuditLog, Devices, Factor};
+        use crate::store::Factor;
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

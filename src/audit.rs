@@ -17,11 +17,24 @@ pub enum Level {
 }
 
 static IDENT: OnceLock<&'static str> = OnceLock::new();
+static HOST: OnceLock<String> = OnceLock::new();
 static LOGGER: Mutex<Option<Logger<LoggerBackend, Formatter3164>>> = Mutex::new(None);
 
 /// Sets the syslog ident (`pam_mfa` in the module, `mfa` in the command).
 pub fn set_ident(ident: &'static str) {
     let _ = IDENT.set(ident);
+}
+
+/// This host's name, asked once per process: every audit row carries it,
+/// so that rows of many hosts sharing one store can be told apart.
+pub fn host_name() -> &'static str {
+    HOST.get_or_init(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
+            .unwrap_or_else(|| "unknown".into())
+    })
 }
 
 /// Sends one line to syslog. Logging must never fail a login, so errors
@@ -79,6 +92,7 @@ pub fn record(
     syslog(level, &format_line(user, event, detail));
     log.append_audit(&AuditEntry {
         time: now,
+        host: host_name().to_owned(),
         user: user.to_owned(),
         event: event.to_owned(),
         detail: detail.to_owned(),

@@ -74,6 +74,10 @@ pub enum Command {
     Admin(AdminCmd),
     /// The audit trail, newest last (all accounts, or only --user NAME's)
     Audit {
+        /// Only entries recorded on the host NAME (its daemon or root's mfa)
+        #[arg(long, value_name = "NAME")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
         /// How many entries to show
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = parse_limit)]
         limit: u32,
@@ -172,6 +176,8 @@ pub enum AdminCmd {
         #[arg(long)]
         show: bool,
     },
+    /// Write a new key for sealing secrets at rest to FILE (mode 0600; never overwrites)
+    GenerateKey { file: PathBuf },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,9 +224,15 @@ impl Command {
             Command::Bypass(BypassCmd::Generate { count }) => {
                 parse_count(&count.to_string()).map(drop)
             }
-            Command::Audit { limit } => parse_limit(&limit.to_string())
-                .map(drop)
-                .map_err(|e| format!("--limit {e}")),
+            Command::Audit { limit, host } => {
+                parse_limit(&limit.to_string()).map_err(|e| format!("--limit {e}"))?;
+                match host {
+                    Some(h) if h.is_empty() || h.len() > 255 || h.chars().any(char::is_control) => {
+                        Err("--host must be a host name (1 to 255 characters)".into())
+                    }
+                    _ => Ok(()),
+                }
+            }
             _ => Ok(()),
         }
     }

@@ -145,6 +145,9 @@ pub struct Config {
     pub database_password_file: Option<PathBuf>,
     /// Where `mfa serve` listens and the module and `mfa` connect.
     pub socket: PathBuf,
+    /// The key that seals TOTP secrets and phone numbers at rest (made by
+    /// `mfa admin generate-key`); empty: none, secrets stored in plaintext.
+    pub secrets_key_file: PathBuf,
     pub policy: Policy,
     pub on_unavailable: OnUnavailable,
     pub enroll_at_login: bool,
@@ -162,6 +165,7 @@ impl Default for Config {
             database: PathBuf::from(DEFAULT_DATABASE),
             database_password_file: None,
             socket: PathBuf::from(DEFAULT_SOCKET),
+            secrets_key_file: PathBuf::new(),
             policy: Policy::Optional,
             on_unavailable: OnUnavailable::Deny,
             enroll_at_login: true,
@@ -326,6 +330,14 @@ impl Config {
                 if let Err(why) = crate::store::postgres_url_check(url) {
                     return Err(invalid("database", &why));
                 }
+                if self.secrets_key_path().is_none() {
+                    return Err(invalid(
+                        "secrets_key_file",
+                        "is required with a postgresql:// database: a shared database must \
+                         hold no secret in the clear; make a key with `mfa admin generate-key FILE` \
+                         and copy it to every host",
+                    ));
+                }
             }
             StoreLocation::Sqlite(path) if !path.is_absolute() => {
                 return Err(invalid(
@@ -347,6 +359,12 @@ impl Config {
         }
         if !self.socket.is_absolute() {
             return Err(invalid("socket", "must be an absolute path"));
+        }
+        if !self.secrets_key_file.as_os_str().is_empty() && !self.secrets_key_file.is_absolute() {
+            return Err(invalid(
+                "secrets_key_file",
+                "must be an absolute path (or \"\" for none)",
+            ));
         }
         if self.lockout.deny == 0 || self.lockout.deny > 1000 {
             return Err(invalid("lockout.deny", "must be between 1 and 1000"));
@@ -390,6 +408,21 @@ impl Config {
         Ok(())
     }
 
+    /// The configured secrets key file, if any.
+    pub fn secrets_key_path(&self) -> Option<&Path> {
+        (!self.secrets_key_file.as_os_str().is_empty()).then_some(self.secrets_key_file.as_path())
+    }
+
+    /// The configured secrets key, loaded and checked; None when the config
+    /// names none.
+    pub fn load_seal_key(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::seal::SealKey>>, crate::seal::KeyError> {
+        self.secrets_key_path()
+            .map(|path| crate::seal::SealKey::load(path).map(std::sync::Arc::new))
+            .transpose()
+    }
+
     /// The label shown in authenticator apps.
     pub fn issuer_label(&self) -> String {
         if !self.issuer.is_empty() {
@@ -419,6 +452,11 @@ mod tests {
         assert_eq!(c.totp.window, 1);
         assert_eq!(c.on_unavailable, OnUnavailable::Deny);
         assert!(c.enroll_at_login);
+        assert_eq!(c.secrets_key_path(), None);
+        assert_eq!(
+            parse("secrets_key_file = \"\"").unwrap().secrets_key_path(),
+            None
+        );
     }
 
     #[test]
@@ -431,6 +469,7 @@ enroll_at_login = false
 issuer = "Example"
 admin_group = "wheel"
 exempt_groups = ["breakglass"]
+secrets_key_file = "/etc/k"
 [lockout]
 deny = 3
 unlock_after = 600
@@ -452,6 +491,7 @@ timeout = 5
         assert_eq!(c.totp.algorithm, Algorithm::SHA256);
         assert_eq!(c.sms.backend, SmsBackend::File);
         assert_eq!(c.exempt_groups, vec!["breakglass"]);
+        assert_eq!(c.secrets_key_path(), Some(Path::new("/etc/k")));
     }
 
     #[test]
@@ -478,6 +518,7 @@ timeout = 5
             ("[sms]\nbackend = \"command\"", "sms.command"),
             ("[sms]\nbackend = \"file\"", "sms.path"),
             ("issuer = \"a:b\"", "issuer"),
+            ("secrets_key_file = \"key\"", "secrets_key_file"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text} -> {e}");

@@ -17,6 +17,7 @@ pub mod login;
 pub mod onetime;
 pub mod policy;
 pub mod protocol;
+pub mod seal;
 pub mod secret;
 pub mod sms;
 pub mod store;

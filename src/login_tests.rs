@@ -12,6 +12,7 @@ mod fakes;
 mod lockout_rules;
 mod odd_input;
 mod policy_rules;
+mod sealed_store;
 mod sms_codes;
 mod sms_login;
 mod temporary_codes;

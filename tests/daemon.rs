@@ -926,7 +926,7 @@ fn any_command(rng: &mut Rng, pick: &mut dyn FnMut(&mut Rng) -> String) -> MfaCo
     use pam_mfa::commands::{AddCmd, AdminCmd, BypassCmd, DeviceCmd, PolicyArg};
     let flag = |rng: &mut Rng| rng.below(2) == 0;
     let number = |rng: &mut Rng| [0, 1, 10, 11, 100_000, 100_001, u32::MAX][rng.below(7)];
-    match rng.below(17) {
+    match rng.below(18) {
         0 => MfaCommand::Status,
         1 => MfaCommand::Device(DeviceCmd::List),
         2 => MfaCommand::Device(DeviceCmd::Add(AddCmd::Totp {
@@ -958,8 +958,14 @@ fn any_command(rng: &mut Rng, pick: &mut dyn FnMut(&mut Rng) -> String) -> MfaCo
             name: pick(rng),
             show: flag(rng),
         }),
-        14 => MfaCommand::Audit { limit: number(rng) },
+        14 => MfaCommand::Audit {
+            limit: number(rng),
+            host: flag(rng).then(|| pick(rng)),
+        },
         15 => MfaCommand::Serve,
+        16 => MfaCommand::Admin(AdminCmd::GenerateKey {
+            file: pick(rng).into(),
+        }),
         _ => MfaCommand::Doctor {
             pam_dir: pick(rng).into(),
             sshd_config: flag(rng).then(|| pick(rng).into()),

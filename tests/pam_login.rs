@@ -614,3 +614,220 @@ fn a_gateway_slower_than_the_reply_timeout_still_logs_in() {
     );
     assert!(!login.transcript.contains("unavailable"), "{login:?}");
 }
+
+/// A secrets key for `h`, made with `mfa admin generate-key`, and the config
+/// naming it (`extra` appended).
+fn seal_with_new_key(h: &Harness, extra: &str) -> std::path::PathBuf {
+    let key = h.dir.path().join("pam_mfa.key");
+    let out = h.mfa(
+        None,
+        &["--json", "admin", "generate-key", key.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = printed["config_line"].as_str().unwrap().to_owned();
+    assert_eq!(line, format!("secrets_key_file = \"{}\"", key.display()));
+    h.write_config(&format!("{line}\n{extra}"));
+    key
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The database file and its WAL, as bytes.
+fn database_bytes(h: &Harness) -> Vec<u8> {
+    let mut bytes = std::fs::read(&h.db).unwrap();
+    let mut wal = h.db.as_os_str().to_owned();
+    wal.push("-wal");
+    bytes.extend(std::fs::read(std::path::PathBuf::from(wal)).unwrap_or_default());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn generate_key_writes_a_private_key_once_and_never_overwrites() {
+    use std::os::unix::fs::MetadataExt;
+    let h = Harness::new();
+    let key = h.dir.path().join("k");
+    let out = h.mfa(None, &["admin", "generate-key", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("secrets_key_file = \"{}\"", key.display())),
+        "{said}"
+    );
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw(), "root in CI");
+    let text = std::fs::read_to_string(&key).unwrap();
+    // The key is in the file only, never on the terminal.
+    let hex_key = text.split_whitespace().nth(1).unwrap();
+    assert_eq!(hex_key.len(), 64);
+    assert!(!said.contains(hex_key));
+
+    let again = h.mfa(None, &["admin", "generate-key", key.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(7), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
+
+#[test]
+fn a_sealed_store_logs_in_and_its_files_hold_no_secret() {
+    let h = Harness::new();
+    seal_with_new_key(&h, "");
+    let secret = h.enroll_totp("alice", "phone");
+    let raw = pam_mfa::secret::base32_decode(&secret).unwrap();
+
+    let login = h.login("alice", &totp(&secret, 1));
+    assert!(login.succeeded(), "{login:?}\n{}", h.daemon_log());
+    let replay = h.login("alice", &totp(&secret, 1));
+    assert!(!replay.authenticated(), "{replay:?}");
+
+    let bytes = database_bytes(&h);
+    for needle in [
+        secret.clone(),
+        secret.to_lowercase(),
+        hex(&raw),
+        hex(&raw).to_uppercase(),
+    ] {
+        assert!(!contains(&bytes, needle.as_bytes()), "{needle} on disk");
+    }
+    assert!(!contains(&bytes, &raw), "the raw secret on disk");
+}
+
+#[test]
+fn a_sealed_store_without_its_key_denies_as_unavailable_and_counts_nothing() {
+    let h = Harness::new();
+    let key = seal_with_new_key(&h, "");
+    let secret = h.enroll_totp("alice", "phone");
+    let sealed_config = std::fs::read_to_string(&h.config).unwrap();
+
+    // The config no longer names the key (on_unavailable = deny, the default).
+    h.write_config("");
+    let login = h.login("alice", &totp(&secret, 1));
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(!login.authenticated(), "{login:?}");
+    assert!(
+        login.transcript.contains("authentication is unavailable"),
+        "{login:?}"
+    );
+    assert!(
+        !login.prompts.contains(&CODE_PROMPT.to_owned()),
+        "no code is asked for: {login:?}"
+    );
+
+    // The config names it, but the file is gone.
+    let moved = h.dir.path().join("key.moved");
+    std::fs::rename(&key, &moved).unwrap();
+    h.write_raw_config(&sealed_config);
+    let login = h.login("alice", &totp(&secret, 1));
+    assert_eq!(login.code, 1, "{login:?}");
+    assert!(
+        login.transcript.contains("authentication is unavailable"),
+        "{login:?}"
+    );
+
+    // The key back: no failure was counted, and the daemon (not restarted)
+    // logs alice in.
+    std::fs::rename(&moved, &key).unwrap();
+    assert_eq!(h.lock_state("alice"), (0, false));
+    let login = h.login("alice", &totp(&secret, 1));
+    assert!(login.succeeded(), "{login:?}\n{}", h.daemon_log());
+}
+
+fn doctor_check(h: &Harness, name: &str) -> (String, String) {
+    let out = h.mfa(
+        None,
+        &[
+            "--json",
+            "doctor",
+            "--pam-dir",
+            h.services.to_str().unwrap(),
+        ],
+    );
+    let checks: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let c = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {checks}"));
+    (
+        c["status"].as_str().unwrap().to_owned(),
+        c["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn doctor_checks_the_key_file_and_counts_unsealed_secrets() {
+    let h = Harness::new();
+    h.enroll_totp("alice", "phone");
+    let (status, message) = doctor_check(&h, "key");
+    assert_eq!(status, "ok", "{message}");
+    assert!(message.contains("no secrets_key_file"), "{message}");
+
+    let key = seal_with_new_key(&h, "");
+    h.enroll_totp("bob", "phone");
+    assert_eq!(doctor_check(&h, "key").0, "ok");
+    let (status, message) = doctor_check(&h, "secrets");
+    assert_eq!(status, "warn", "{message}");
+    assert!(
+        message.contains("1 device secret(s) sealed, 1 still unsealed"),
+        "{message}"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (status, message) = doctor_check(&h, "key");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("chmod 0600"), "{message}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let (status, message) = doctor_check(&h, "key");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("is not a pam_mfa key"), "{message}");
+
+    // Another valid key: it loads, but does not open bob's secret.
+    std::fs::remove_file(&key).unwrap();
+    let out = h.mfa(None, &["admin", "generate-key", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(doctor_check(&h, "key").0, "ok");
+    let (status, message) = doctor_check(&h, "secrets");
+    assert_eq!(status, "fail", "{message}");
+    assert!(message.contains("cannot be unsealed"), "{message}");
+}
+
+#[test]
+fn audit_rows_carry_the_host_and_audit_host_filters_by_it() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    assert!(h.login("alice", &totp(&secret, 1)).succeeded());
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+
+    let all = h.mfa_json(None, &["audit", "--host", &host]);
+    let rows = all.as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["event"] == "code-accepted"),
+        "the daemon's rows: {all}"
+    );
+    assert!(
+        rows.iter().any(|r| r["event"] == "device-verified"),
+        "root mfa's rows: {all}"
+    );
+    assert!(rows.iter().all(|r| r["host"] == host.as_str()), "{all}");
+
+    let other = h.mfa_json(None, &["audit", "--host", "no-such-host.example"]);
+    assert_eq!(other, serde_json::json!([]));
+
+    let out = h.mfa(Some("alice"), &["audit", "--limit", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!(" {host} ")), "{text}");
+}

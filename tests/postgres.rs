@@ -18,14 +18,31 @@ struct Fleet {
     b: Harness,
 }
 
-/// A config for `h` on `pg`, the role's password in a root-only file.
+/// A config for `h` on `pg`: the role's password in a root-only file, and
+/// the fleet's secrets key (made once, copied to each host as an admin
+/// would).
 fn join(h: &Harness, pg: &Postgres, body: &str) {
     let pass = h.dir.path().join("pg.pass");
     pg.write_password_file(&pass);
+    let key = h.dir.path().join("pam_mfa.key");
+    let fleet_key = pg.socket_dir().join("fleet.key");
+    if !fleet_key.exists() {
+        let made = h.mfa(
+            None,
+            &["admin", "generate-key", fleet_key.to_str().unwrap()],
+        );
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    std::fs::copy(&fleet_key, &key).unwrap();
     h.write_raw_config(&format!(
-        "database = \"{}\"\ndatabase_password_file = \"{}\"\n{body}",
+        "database = \"{}\"\ndatabase_password_file = \"{}\"\nsecrets_key_file = \"{}\"\n{body}",
         pg.url(),
-        pass.display()
+        pass.display(),
+        key.display()
     ));
 }
 
@@ -177,4 +194,79 @@ fn a_wrong_database_password_is_unavailable_not_a_wrong_code() {
         login.transcript
     );
     assert_eq!(f.a.lock_state("alice"), (0, false), "nothing was counted");
+}
+
+#[test]
+fn a_dump_of_the_fleet_database_holds_no_secret_and_no_phone_number() {
+    let sms = "[sms]\nbackend = \"file\"\npath = \"/dev/null\"\n";
+    let f = fleet_with("dump", &format!("policy = \"optional\"\n{sms}"));
+    let secret = f.a.enroll_totp("alice", "phone");
+    let added = f.b.mfa(
+        Some("bob"),
+        &["device", "add", "sms", "+15550104242", "--no-verify"],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(f.b.login("alice", &totp(&secret, 1)).succeeded());
+
+    let dump = f.pg.dump();
+    let raw = base32_decode(&secret);
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    for needle in [
+        secret.clone(),
+        secret.to_lowercase(),
+        hex.clone(),
+        hex.to_uppercase(),
+        "5550104242".to_owned(),
+    ] {
+        assert!(
+            !contains(&dump, needle.as_bytes()),
+            "pg_dump holds {needle:?}"
+        );
+    }
+    // bytea is dumped as \x + hex: the raw secret would show as its hex.
+    assert!(!contains(&dump, &raw), "pg_dump holds the raw secret");
+    // The dump does hold the devices, sealed.
+    assert_eq!(
+        f.pg.psql("SELECT count(*) FROM devices WHERE secret IS NOT NULL OR phone IS NOT NULL"),
+        "2"
+    );
+}
+
+#[test]
+fn postgresql_without_a_secrets_key_is_refused_as_a_config_error() {
+    let pg = Postgres::start("nokey");
+    let h = Harness::without_database("");
+    h.write_raw_config(&format!("database = \"{}\"\n", pg.url()));
+    let out = h.mfa(None, &["admin", "policy"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secrets_key_file"), "{err}");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .unwrap() as u64;
+        bits = (bits << 5) | v;
+        n += 5;
+        if n >= 8 {
+            out.push((bits >> (n - 8)) as u8);
+            n -= 8;
+        }
+    }
+    out
 }

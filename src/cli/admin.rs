@@ -10,6 +10,7 @@ use pam_mfa::error::{Error, Result};
 use pam_mfa::google_auth::{self, MAX_FILE_BYTES};
 use pam_mfa::lockout;
 use pam_mfa::policy;
+use pam_mfa::seal::{KeyError, SealKey};
 use pam_mfa::store::{Account, Device, Factor, Store, UserSummary};
 use pam_mfa::totp::TotpParams;
 use serde::Serialize;
@@ -260,6 +261,42 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
     ))
 }
 
+#[derive(Serialize)]
+struct KeyView {
+    file: String,
+    config_line: String,
+}
+
+/// `admin generate-key FILE`: a new key for `secrets_key_file`, written
+/// 0600 by whoever runs it (root, for the daemon to accept it), never over
+/// an existing file. The key itself is never printed.
+pub fn generate_key(file: &Path, json: bool) -> Result<i32> {
+    let key = SealKey::generate().map_err(|e| Error::Failed(e.to_string()))?;
+    key.write_new(file).map_err(|e| match e {
+        KeyError::Exists(_) => Error::Conflict(e.to_string()),
+        _ => Error::Failed(e.to_string()),
+    })?;
+    // The config wants an absolute path.
+    let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    let path = path.to_string_lossy().into_owned();
+    let config_line = format!("secrets_key_file = {}", toml::Value::String(path.clone()));
+    if json {
+        output::json(&KeyView {
+            file: path,
+            config_line,
+        })?;
+    } else {
+        output::text(&format!(
+            "Wrote a new secrets key to {path} (mode 0600).\n\
+             To seal TOTP secrets and phone numbers with it, put this line in the config \
+             (/etc/security/pam_mfa.toml):\n\n    {config_line}\n\n\
+             Keep a copy of the key file in a safe place apart from the database backups: \
+             sealed secrets cannot be read without it, and a backup holding both reveals them."
+        ))?;
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +341,7 @@ mod tests {
         let tx = ctx.store.begin().unwrap();
         assert_eq!(tx.account("bob").unwrap(), Account::default());
         let events: Vec<String> = tx
-            .audit_entries(None, 10)
+            .audit_entries(None, None, 10)
             .unwrap()
             .into_iter()
             .map(|e| format!("{} {} {}", e.user, e.event, e.detail))
@@ -319,7 +356,7 @@ mod tests {
             ctx.store
                 .begin()
                 .unwrap()
-                .audit_entries(None, 10)
+                .audit_entries(None, None, 10)
                 .unwrap()
                 .len(),
             2

@@ -55,7 +55,10 @@ impl Ctx {
         {
             return Err(Error::Permission(NEEDS_ROOT.into()));
         }
-        let store = AnyStore::open(&config, OpenMode::Create)?;
+        let key = config
+            .load_seal_key()
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let store = AnyStore::open(&config, OpenMode::Create, key)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
             .flatten()

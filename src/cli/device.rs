@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(e.exit_code(), 6);
         let tx = ctx.store.begin().unwrap();
         assert!(tx.devices("no-such-user-mfa-test").unwrap().is_empty());
-        assert!(tx.audit_entries(None, 10).unwrap().is_empty());
+        assert!(tx.audit_entries(None, None, 10).unwrap().is_empty());
         drop(tx);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -433,7 +433,7 @@ mod tests {
         assert!(tx.devices(&user).unwrap().is_empty());
         assert!(tx.bypass_codes(&user).unwrap().is_empty());
         assert!(tx.one_time_codes(&user, now).unwrap().is_empty());
-        let last = tx.audit_entries(Some(&user), 1).unwrap();
+        let last = tx.audit_entries(Some(&user), None, 1).unwrap();
         assert_eq!(last[0].event, "devices-removed");
         assert!(last[0].detail.starts_with("devices=2 bypass_codes=2 "));
         drop(tx);

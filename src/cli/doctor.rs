@@ -6,10 +6,12 @@
 use super::output;
 use pam_mfa::config::{Config, SmsBackend};
 use pam_mfa::error::{exit, Result};
+use pam_mfa::seal::SealKey;
 use pam_mfa::store::{AnyStore, OpenMode, Store, SCHEMA_VERSION};
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,7 +61,8 @@ pub fn run(at: &Where<'_>, json: bool) -> Result<i32> {
         }
     };
     if let Some(config) = &config {
-        database(&mut checks, config);
+        let key = secrets_key(&mut checks, config);
+        database(&mut checks, config, key);
         sms(&mut checks, config);
     }
     pam_stacks(&mut checks, at.pam_dir);
@@ -81,8 +84,42 @@ pub fn run(at: &Where<'_>, json: bool) -> Result<i32> {
     Ok(if failed { exit::FAILED } else { exit::OK })
 }
 
-fn database(checks: &mut Vec<Check>, config: &Config) {
-    let store = match AnyStore::open(config, OpenMode::Existing) {
+/// The key file, when the config names one: exists, root's, 0600, a key.
+/// Returns the key when it loads, for the secrets check.
+fn secrets_key(checks: &mut Vec<Check>, config: &Config) -> Option<Arc<SealKey>> {
+    let Some(path) = config.secrets_key_path() else {
+        check(
+            checks,
+            "key",
+            Status::Ok,
+            "no secrets_key_file: TOTP secrets and phone numbers are stored unsealed \
+             (make a key with `mfa admin generate-key FILE` to seal them)",
+        );
+        return None;
+    };
+    match SealKey::load(path) {
+        Ok(key) => {
+            check(
+                checks,
+                "key",
+                Status::Ok,
+                format!(
+                    "{}: a pam_mfa secrets key, owner and mode 0600 are safe",
+                    path.display()
+                ),
+            );
+            Some(Arc::new(key))
+        }
+        Err(e) => {
+            check(checks, "key", Status::Fail, e.to_string());
+            None
+        }
+    }
+}
+
+fn database(checks: &mut Vec<Check>, config: &Config, key: Option<Arc<SealKey>>) {
+    let keyed = key.is_some();
+    let store = match AnyStore::open(config, OpenMode::Existing, key) {
         Ok(AnyStore::Sqlite(s)) => s,
         Ok(mut pg @ AnyStore::Postgres(_)) => {
             // Connected with a schema it understands; one transaction
@@ -91,7 +128,7 @@ fn database(checks: &mut Vec<Check>, config: &Config) {
                 tx.users()?;
                 tx.commit()
             });
-            return match usable {
+            match usable {
                 Ok(()) => check(
                     checks,
                     "database",
@@ -102,8 +139,12 @@ fn database(checks: &mut Vec<Check>, config: &Config) {
                         pam_mfa::store::postgres::SCHEMA_VERSION
                     ),
                 ),
-                Err(e) => check(checks, "database", Status::Fail, e.to_string()),
-            };
+                Err(e) => return check(checks, "database", Status::Fail, e.to_string()),
+            }
+            if keyed {
+                secrets(checks, pg, keyed);
+            }
+            return;
         }
         Err(e) => return check(checks, "database", Status::Fail, e.to_string()),
     };
@@ -125,6 +166,50 @@ fn database(checks: &mut Vec<Check>, config: &Config) {
             ),
         ),
         (Err(e), _) | (_, Err(e)) => check(checks, "database", Status::Fail, e.to_string()),
+    }
+    // A key that loads is not yet the key that sealed the rows: open each.
+    if keyed || config.secrets_key_path().is_none() {
+        secrets(checks, AnyStore::Sqlite(store), keyed);
+    }
+}
+
+/// Whether every device's secret can be read, and how many are still in
+/// plaintext (written before the key was configured).
+fn secrets(checks: &mut Vec<Check>, mut store: AnyStore, keyed: bool) {
+    let counted = store.begin().and_then(|tx| {
+        let counts = tx.secrets_at_rest()?;
+        for user in tx.users()? {
+            tx.devices(&user.user)?;
+        }
+        Ok(counts)
+    });
+    match counted {
+        Err(e) => check(checks, "secrets", Status::Fail, e.to_string()),
+        Ok(counts) if !keyed => check(
+            checks,
+            "secrets",
+            Status::Ok,
+            format!("{} device secret(s), all unsealed", counts.plaintext),
+        ),
+        Ok(counts) if counts.plaintext > 0 => check(
+            checks,
+            "secrets",
+            Status::Warn,
+            format!(
+                "{} device secret(s) sealed, {} still unsealed (written before the key was \
+                 configured); they stay readable, and are sealed when the device is enrolled again",
+                counts.sealed, counts.plaintext
+            ),
+        ),
+        Ok(counts) => check(
+            checks,
+            "secrets",
+            Status::Ok,
+            format!(
+                "{} device secret(s), all sealed and opened with the key",
+                counts.sealed
+            ),
+        ),
     }
 }
 

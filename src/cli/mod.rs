@@ -40,6 +40,14 @@ pub fn main() -> i32 {
                 }
             }
         }
+        // Before the store is opened: the config may already name the key
+        // this is about to create.
+        Command::Admin(AdminCmd::GenerateKey { file }) => {
+            return admin::generate_key(file, json).unwrap_or_else(|e| {
+                output::error(&e, json);
+                e.exit_code()
+            })
+        }
         Command::Doctor {
             pam_dir,
             sshd_config,
@@ -142,13 +150,17 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
                 context::check_user_name(&name)?;
                 sms::temp_code(ctx, &name, show)
             }
+            AdminCmd::GenerateKey { .. } => unreachable_here(),
         },
-        Command::Audit { limit } => status::audit(ctx, user.as_deref(), limit),
+        Command::Audit { limit, host } => {
+            status::audit(ctx, user.as_deref(), host.as_deref(), limit)
+        }
         Command::Serve | Command::Doctor { .. } => unreachable_here(),
     }
 }
 
-/// `serve` and `doctor` are dispatched before the database is opened.
+/// `serve`, `doctor` and `admin generate-key` are dispatched before the
+/// database is opened.
 fn unreachable_here() -> Result<()> {
     Err(Error::Failed(
         "internal error: command dispatched twice".into(),
@@ -189,7 +201,13 @@ mod tests {
             Command::Bypass(BypassCmd::Generate { count: 10 })
         ));
         let a = parse(&["audit"]).unwrap();
-        assert!(matches!(a.command, Command::Audit { limit: 50 }));
+        assert!(matches!(
+            a.command,
+            Command::Audit {
+                limit: 50,
+                host: None
+            }
+        ));
     }
 
     #[test]
@@ -210,7 +228,13 @@ mod tests {
         }
         let a = parse(&["audit", "--user", "alice", "--limit", "3"]).unwrap();
         assert_eq!(a.user.as_deref(), Some("alice"));
-        assert!(matches!(a.command, Command::Audit { limit: 3 }));
+        assert!(matches!(
+            a.command,
+            Command::Audit {
+                limit: 3,
+                host: None
+            }
+        ));
     }
 
     #[test]

@@ -218,7 +218,7 @@ mod tests {
             .store
             .begin()
             .unwrap()
-            .audit_entries(Some(user), 100)
+            .audit_entries(Some(user), None, 100)
             .unwrap();
         entries.into_iter().map(|e| (e.event, e.detail)).collect()
     }

@@ -117,9 +117,10 @@ pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
     output::text(&text)
 }
 
-/// `audit [--user NAME] [--limit N]`: the newest entries, oldest first.
-pub fn audit(ctx: &mut Ctx, user: Option<&str>, limit: u32) -> Result<()> {
-    let entries = ctx.store.begin()?.audit_entries(user, limit)?;
+/// `audit [--user NAME] [--host NAME] [--limit N]`: the newest entries,
+/// oldest first.
+pub fn audit(ctx: &mut Ctx, user: Option<&str>, host: Option<&str>, limit: u32) -> Result<()> {
+    let entries = ctx.store.begin()?.audit_entries(user, host, limit)?;
     if ctx.json {
         return output::json(&entries);
     }
@@ -130,8 +131,9 @@ pub fn audit(ctx: &mut Ctx, user: Option<&str>, limit: u32) -> Result<()> {
         .iter()
         .map(|e| {
             format!(
-                "{}  {:<12} {:<20} {}",
+                "{}  {:<12} {:<12} {:<20} {}",
                 utc(e.time),
+                printable(if e.host.is_empty() { "-" } else { &e.host }),
                 printable(&e.user),
                 printable(&e.event),
                 printable(&e.detail)

@@ -20,6 +20,7 @@ fn the_leak_check_finds_a_code_in_an_audit_detail() {
     let tx = crate::store::Store::begin(&mut env.store).unwrap();
     tx.append_audit(&AuditEntry {
         time: T0,
+        host: "test-host".into(),
         user: "alice".into(),
         event: "wrong-code".into(),
         detail: "typed=52830417 other=ABCDE-FGHJK".into(),

@@ -20,7 +20,7 @@ fn race(config: &Config, user: &UserInfo, code: &str, threads: usize) -> Vec<Att
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let mut store = SqliteStore::open(&config.database, OpenMode::Existing)
+                    let mut store = SqliteStore::open(&config.database, OpenMode::Existing, None)
                         .expect("open the shared database");
                     let ctx = Context {
                         detail: "service=race",

@@ -67,7 +67,7 @@ impl TestEnv {
         };
         adjust(&mut config);
         let store =
-            SqliteStore::open(&config.database, OpenMode::Create).expect("open a new store");
+            SqliteStore::open(&config.database, OpenMode::Create, None).expect("open a new store");
         TestEnv {
             config,
             store,
@@ -338,6 +338,12 @@ impl TestEnv {
             .collect()
     }
 
+    /// Opens the store again, sealing with `key` (None: plaintext).
+    pub fn reopen(&mut self, key: Option<std::sync::Arc<crate::seal::SealKey>>) {
+        self.store = SqliteStore::open(&self.config.database, OpenMode::Existing, key)
+            .expect("open the store again");
+    }
+
     /// Every byte SQLite keeps on disk for the database: the file and its
     /// write-ahead log (recent commits live there until a checkpoint).
     pub fn database_bytes(&self) -> Vec<u8> {
@@ -357,7 +363,7 @@ impl TestEnv {
         self.store
             .begin()
             .unwrap()
-            .audit_entries(user, u32::MAX)
+            .audit_entries(user, None, u32::MAX)
             .unwrap()
     }
 

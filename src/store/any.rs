@@ -3,8 +3,9 @@
 #![forbid(unsafe_code)]
 
 use super::postgres::{PgStore, PgTarget};
-use super::{OpenMode, SqliteStore, Store, StoreResult, Tx};
+use super::{OpenMode, SqliteStore, Store, StoreError, StoreResult, Tx};
 use crate::config::{Config, StoreLocation};
+use crate::seal::SealKey;
 use crate::{Clock, SystemClock};
 use std::sync::Arc;
 
@@ -14,13 +15,38 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
-    pub fn open(config: &Config, mode: OpenMode) -> StoreResult<AnyStore> {
+    /// Opens the configured store. `seal_key` is the loaded
+    /// `secrets_key_file`: optional with SQLite, required with PostgreSQL
+    /// (a shared database must never hold a secret in the clear).
+    pub fn open(
+        config: &Config,
+        mode: OpenMode,
+        seal_key: Option<Arc<SealKey>>,
+    ) -> StoreResult<AnyStore> {
         match config.store_location() {
-            StoreLocation::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path, mode)?)),
-            StoreLocation::Postgres(url) => {
-                let target = Arc::new(PgTarget::from_config(config, url)?);
-                Ok(AnyStore::Postgres(PgStore::open(target, mode)?))
+            StoreLocation::Sqlite(path) => {
+                Ok(AnyStore::Sqlite(SqliteStore::open(path, mode, seal_key)?))
             }
+            StoreLocation::Postgres(url) => {
+                let key = seal_key.ok_or_else(|| {
+                    StoreError::Unavailable(
+                        "PostgreSQL needs secrets_key_file: make one with \
+                         `mfa admin generate-key FILE`, copy it to every host, and name it \
+                         in the config"
+                            .into(),
+                    )
+                })?;
+                let target = Arc::new(PgTarget::from_config(config, url)?);
+                Ok(AnyStore::Postgres(PgStore::open(target, mode, key)?))
+            }
+        }
+    }
+
+    /// The key the store seals with, to tell a stale pooled store.
+    pub fn seal_key(&self) -> Option<&Arc<SealKey>> {
+        match self {
+            AnyStore::Sqlite(s) => s.seal_key(),
+            AnyStore::Postgres(s) => Some(s.seal_key()),
         }
     }
 

@@ -7,26 +7,33 @@ use rusqlite::params;
 impl AuditLog for SqliteTx<'_> {
     fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
         self.run(
-            "INSERT INTO audit (time, user, event, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![e.time, e.user, e.event, e.detail],
+            "INSERT INTO audit (time, host, user, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.time, e.host, e.user, e.event, e.detail],
         )?;
         Ok(())
     }
 
-    fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+    fn audit_entries(
+        &self,
+        user: Option<&str>,
+        host: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>> {
         // Newest `limit` entries, returned oldest first like a log.
         let mut stmt = self.tx.prepare_cached(
-            "SELECT time, user, event, detail FROM (
-                 SELECT id, time, user, event, detail FROM audit
-                 WHERE ?1 IS NULL OR user = ?1 ORDER BY id DESC LIMIT ?2)
+            "SELECT time, host, user, event, detail FROM (
+                 SELECT id, time, host, user, event, detail FROM audit
+                 WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR host = ?2)
+                 ORDER BY id DESC LIMIT ?3)
              ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![user, limit], |r| {
+        let rows = stmt.query_map(params![user, host, limit], |r| {
             Ok(AuditEntry {
                 time: r.get(0)?,
-                user: r.get(1)?,
-                event: r.get(2)?,
-                detail: r.get(3)?,
+                host: r.get(1)?,
+                user: r.get(2)?,
+                event: r.get(3)?,
+                detail: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

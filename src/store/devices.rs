@@ -1,39 +1,97 @@
 #![forbid(unsafe_code)]
 
+use super::sealing::{read_factor_field, store_factor_field, FactorField, SecretsAtRest};
 use super::sqlite::SqliteTx;
 use super::{Device, Devices, Factor, StoreError, StoreResult};
 use crate::config::Algorithm;
+use crate::seal::SealKey;
 use crate::totp::TotpParams;
 use rusqlite::{params, Row};
 use zeroize::Zeroizing;
 
-fn device_from_row(r: &Row<'_>) -> rusqlite::Result<Device> {
+/// A row as stored: the secret still in one of its two columns.
+struct StoredDevice {
+    device: Device,
+    /// The TOTP secret (kind totp) or phone (kind sms), plaintext column.
+    plain: Option<Zeroizing<Vec<u8>>>,
+    sealed: Option<Vec<u8>>,
+}
+
+fn stored_device_from_row(r: &Row<'_>) -> rusqlite::Result<StoredDevice> {
     let kind: String = r.get("kind")?;
-    let factor = if kind == "sms" {
-        Factor::Sms {
-            phone: r.get("phone")?,
-        }
+    let (factor, plain, sealed) = if kind == "sms" {
+        let phone: Option<String> = r.get("phone")?;
+        (
+            Factor::Sms {
+                phone: String::new(),
+            },
+            phone.map(|p| Zeroizing::new(p.into_bytes())),
+            r.get("phone_sealed")?,
+        )
     } else {
         let algorithm: String = r.get("algorithm")?;
-        Factor::Totp {
-            secret: Zeroizing::new(r.get("secret")?),
-            params: TotpParams {
-                algorithm: Algorithm::parse(&algorithm).unwrap_or(Algorithm::SHA1),
-                digits: r.get("digits")?,
-                period: r.get("period")?,
+        let secret: Option<Vec<u8>> = r.get("secret")?;
+        (
+            Factor::Totp {
+                secret: Zeroizing::new(Vec::new()),
+                params: TotpParams {
+                    algorithm: Algorithm::parse(&algorithm).unwrap_or(Algorithm::SHA1),
+                    digits: r.get("digits")?,
+                    period: r.get("period")?,
+                },
+                window: r.get("window")?,
+                last_step: r.get("last_step")?,
             },
-            window: r.get("window")?,
-            last_step: r.get("last_step")?,
-        }
+            secret.map(Zeroizing::new),
+            r.get("secret_sealed")?,
+        )
     };
-    Ok(Device {
-        id: r.get("id")?,
-        user: r.get("user")?,
-        name: r.get("name")?,
-        verified: r.get("verified")?,
-        created: r.get("created")?,
-        factor,
+    Ok(StoredDevice {
+        device: Device {
+            id: r.get("id")?,
+            user: r.get("user")?,
+            name: r.get("name")?,
+            verified: r.get("verified")?,
+            created: r.get("created")?,
+            factor,
+        },
+        plain,
+        sealed,
     })
+}
+
+/// The device with its secret in place: unsealed, or as stored in plaintext.
+fn open_device(key: Option<&SealKey>, stored: StoredDevice) -> StoreResult<Device> {
+    let StoredDevice {
+        mut device,
+        plain,
+        sealed,
+    } = stored;
+    let field = match device.factor {
+        Factor::Totp { .. } => FactorField::TotpSecret,
+        Factor::Sms { .. } => FactorField::SmsPhone,
+    };
+    let value = read_factor_field(
+        key,
+        &device.user,
+        &device.name,
+        field,
+        plain,
+        sealed.as_deref(),
+    )?;
+    match &mut device.factor {
+        Factor::Totp { secret, .. } => *secret = value,
+        Factor::Sms { phone } => {
+            *phone = String::from_utf8(value.to_vec()).map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "the phone number of {}'s device \"{}\" is not text: the database was \
+                     altered; delete the device and add it again",
+                    device.user, device.name
+                ))
+            })?
+        }
+    }
+    Ok(device)
 }
 
 impl Devices for SqliteTx<'_> {
@@ -41,8 +99,12 @@ impl Devices for SqliteTx<'_> {
         let mut stmt = self
             .tx
             .prepare_cached("SELECT * FROM devices WHERE user = ?1 ORDER BY created, id")?;
-        let rows = stmt.query_map([user], device_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = stmt.query_map([user], stored_device_from_row)?;
+        let mut devices = Vec::new();
+        for row in rows {
+            devices.push(open_device(self.seal_key, row?)?);
+        }
+        Ok(devices)
     }
 
     fn insert_device(&self, d: &Device) -> StoreResult<i64> {
@@ -52,28 +114,51 @@ impl Devices for SqliteTx<'_> {
                 params,
                 window,
                 last_step,
-            } => self.run(
-                "INSERT INTO devices (user, name, kind, secret, algorithm, digits, period, window,
-                                      last_step, verified, created)
-                 VALUES (?1, ?2, 'totp', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    d.user,
-                    d.name,
-                    secret.as_slice(),
-                    params.algorithm.as_str(),
-                    params.digits,
-                    params.period,
-                    window,
-                    last_step,
-                    d.verified,
-                    d.created
-                ],
-            ),
-            Factor::Sms { phone } => self.run(
-                "INSERT INTO devices (user, name, kind, phone, verified, created)
-                 VALUES (?1, ?2, 'sms', ?3, ?4, ?5)",
-                params![d.user, d.name, phone, d.verified, d.created],
-            ),
+            } => {
+                let stored = store_factor_field(
+                    self.seal_key,
+                    &d.user,
+                    &d.name,
+                    FactorField::TotpSecret,
+                    secret,
+                )?;
+                let (plain, sealed) = stored.columns();
+                self.run(
+                    "INSERT INTO devices (user, name, kind, secret, secret_sealed, algorithm, digits,
+                                          period, window, last_step, verified, created)
+                     VALUES (?1, ?2, 'totp', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        d.user,
+                        d.name,
+                        plain,
+                        sealed,
+                        params.algorithm.as_str(),
+                        params.digits,
+                        params.period,
+                        window,
+                        last_step,
+                        d.verified,
+                        d.created
+                    ],
+                )
+            }
+            Factor::Sms { phone } => {
+                let stored = store_factor_field(
+                    self.seal_key,
+                    &d.user,
+                    &d.name,
+                    FactorField::SmsPhone,
+                    phone.as_bytes(),
+                )?;
+                let (plain, sealed) = stored.columns();
+                // The plaintext column is TEXT, as in version 1.
+                let plain = plain.map(|_| phone.as_str());
+                self.run(
+                    "INSERT INTO devices (user, name, kind, phone, phone_sealed, verified, created)
+                     VALUES (?1, ?2, 'sms', ?3, ?4, ?5, ?6)",
+                    params![d.user, d.name, plain, sealed, d.verified, d.created],
+                )
+            }
         };
         match result {
             Ok(_) => Ok(self.tx.last_insert_rowid()),
@@ -109,5 +194,18 @@ impl Devices for SqliteTx<'_> {
 
     fn delete_devices(&self, user: &str) -> StoreResult<u32> {
         Ok(self.run("DELETE FROM devices WHERE user = ?1", [user])? as u32)
+    }
+
+    fn secrets_at_rest(&self) -> StoreResult<SecretsAtRest> {
+        let (sealed, plaintext): (u32, u32) = self.row(
+            "SELECT
+                 coalesce(sum(secret_sealed IS NOT NULL OR phone_sealed IS NOT NULL), 0),
+                 coalesce(sum(secret_sealed IS NULL AND phone_sealed IS NULL
+                              AND (secret IS NOT NULL OR phone IS NOT NULL)), 0)
+             FROM devices",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(SecretsAtRest { sealed, plaintext })
     }
 }

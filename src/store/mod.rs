@@ -9,11 +9,13 @@ mod audit;
 mod codes;
 mod devices;
 pub mod postgres;
+pub mod sealing;
 mod settings;
 mod sqlite;
 
 pub use any::{AnyStore, StoreClock};
 pub use postgres::url_check as postgres_url_check;
+pub use sealing::SecretsAtRest;
 pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};
 
 use crate::codes::{CodeHash, OneTimePurpose};
@@ -46,6 +48,14 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<crate::seal::KeyError> for StoreError {
+    /// A configured key that cannot be loaded: nothing sealed can be read
+    /// nor written, so the store is unavailable.
+    fn from(e: crate::seal::KeyError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -141,6 +151,9 @@ pub struct OneTimeCode {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {
     pub time: i64,
+    /// The host whose daemon or root `mfa` recorded it ('' for rows older
+    /// than schema version 2).
+    pub host: String,
     pub user: String,
     pub event: String,
     pub detail: String,
@@ -169,6 +182,9 @@ pub trait Devices {
     fn set_last_step(&self, id: i64, step: i64) -> StoreResult<()>;
     fn delete_device(&self, user: &str, name: &str) -> StoreResult<bool>;
     fn delete_devices(&self, user: &str) -> StoreResult<u32>;
+    /// How many devices hold their secret sealed and how many in plaintext
+    /// (rows written before a key was configured), for `mfa doctor`.
+    fn secrets_at_rest(&self) -> StoreResult<SecretsAtRest>;
 }
 
 pub trait Codes {
@@ -200,7 +216,14 @@ pub trait Settings {
 
 pub trait AuditLog {
     fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
-    fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// The newest `limit` entries, oldest first; only `user`'s and only
+    /// `host`'s when given.
+    fn audit_entries(
+        &self,
+        user: Option<&str>,
+        host: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>>;
 }
 
 /// One exclusive transaction. Dropping it without `commit` rolls back.

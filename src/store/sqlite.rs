@@ -4,13 +4,15 @@
 
 use super::{Store, StoreError, StoreResult, Tx};
 use crate::config::trusted_owner;
+use crate::seal::SealKey;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a login waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,10 +36,14 @@ pub struct SqliteStore {
     /// (device, inode) of the file opened: a file deleted or replaced under
     /// an open connection would take every later write with it, unseen.
     identity: (u64, u64),
+    /// Seals new secrets and opens sealed ones; None: plaintext as in
+    /// schema version 1 (a sealed row then makes the store unavailable).
+    seal_key: Option<Arc<SealKey>>,
 }
 
 pub(super) struct SqliteTx<'c> {
     pub(super) tx: rusqlite::Transaction<'c>,
+    pub(super) seal_key: Option<&'c SealKey>,
     wal_path: &'c Path,
     /// `total_changes()` at BEGIN: equal at COMMIT means nothing to sync.
     changes_at_begin: u64,
@@ -118,7 +124,14 @@ fn check_file(path: &Path, meta: &std::fs::Metadata) -> StoreResult<()> {
 }
 
 impl SqliteStore {
-    pub fn open(path: &Path, mode: OpenMode) -> StoreResult<SqliteStore> {
+    /// Opens (or with `Create`, creates) the database. `seal_key` is the
+    /// config's `secrets_key_file`, loaded: with it, secrets written are
+    /// sealed; without, they are stored in plaintext.
+    pub fn open(
+        path: &Path,
+        mode: OpenMode,
+        seal_key: Option<Arc<SealKey>>,
+    ) -> StoreResult<SqliteStore> {
         let dir = path
             .parent()
             .ok_or_else(|| unavailable(path, "path has no directory"))?;
@@ -184,6 +197,7 @@ impl SqliteStore {
             path: path.to_owned(),
             wal_path: wal_path.into(),
             identity: (meta.dev(), meta.ino()),
+            seal_key,
         };
         store.prepare().map_err(|e| match e {
             StoreError::Sql(e) => unavailable(path, e),
@@ -247,6 +261,9 @@ impl SqliteStore {
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
+        }
         if version < SCHEMA_VERSION {
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         }
@@ -259,6 +276,11 @@ impl SqliteStore {
         Ok(self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    /// The key this store seals with (None: it writes plaintext).
+    pub fn seal_key(&self) -> Option<&Arc<SealKey>> {
+        self.seal_key.as_ref()
     }
 
     pub fn schema_version(&self) -> StoreResult<i64> {
@@ -305,6 +327,7 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteTx {
             changes_at_begin: tx.total_changes(),
             tx,
+            seal_key: self.seal_key.as_deref(),
             wal_path: &self.wal_path,
         }))
     }
@@ -392,6 +415,16 @@ CREATE TABLE audit (
 CREATE INDEX audit_user ON audit (user, id);
 ";
 
+/// Version 2: secrets sealed at rest (a device keeps either the plaintext
+/// column of version 1 or the sealed one; see `store::sealing`), and the
+/// host that wrote each audit row.
+pub const SCHEMA_V2: &str = "
+ALTER TABLE devices ADD COLUMN secret_sealed BLOB;
+ALTER TABLE devices ADD COLUMN phone_sealed BLOB;
+ALTER TABLE audit ADD COLUMN host TEXT NOT NULL DEFAULT '';
+CREATE INDEX audit_host ON audit (host, id);
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,7 +434,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pam_mfa_store_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("mfa.sqlite3");
-        let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut store = SqliteStore::open(&path, OpenMode::Create, None).unwrap();
         store.begin().unwrap().commit().unwrap();
 
         // A backup restored by rename, as careful admins do.
@@ -420,6 +453,59 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_is_migrated_and_its_rows_still_read() {
+        use crate::store::Factor;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.join("mfa.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO devices (user, name, kind, secret, algorithm, digits, period,
+                                      verified, created)
+                 VALUES ('alice', 'phone', 'totp', x'3132333435', 'SHA1', 6, 30, 1, 1);
+                 INSERT INTO devices (user, name, kind, phone, verified, created)
+                 VALUES ('bob', 'sms', 'sms', '+15551234567', 1, 1);
+                 INSERT INTO audit (time, user, event) VALUES (1, 'alice', 'device-enrolled');",
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let key = Arc::new(SealKey::generate().unwrap());
+        let mut store = SqliteStore::open(&path, OpenMode::Existing, Some(key)).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let tx = store.begin().unwrap();
+        match &tx.devices("alice").unwrap()[0].factor {
+            Factor::Totp { secret, .. } => assert_eq!(secret.as_slice(), b"12345"),
+            other => panic!("{other:?}"),
+        }
+        match &tx.devices("bob").unwrap()[0].factor {
+            Factor::Sms { phone } => assert_eq!(phone, "+15551234567"),
+            other => panic!("{other:?}"),
+        }
+        let old = tx.audit_entries(None, Some(""), 10).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            (old[0].host.as_str(), old[0].event.as_str()),
+            ("", "device-enrolled")
+        );
+        assert!(tx
+            .audit_entries(None, Some("elsewhere"), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(tx.secrets_at_rest().unwrap().plaintext, 2);
+        drop(tx);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn closing_a_store_empties_a_grown_wal_and_keeps_a_small_one() {
         let dir = std::env::temp_dir().join(format!("pam_mfa_wal_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -427,7 +513,7 @@ mod tests {
         let wal = dir.join("mfa.sqlite3-wal");
         // A value equal to the stored one would write no page at all.
         let write = |n: usize, fill: &str| {
-            let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+            let mut store = SqliteStore::open(&path, OpenMode::Create, None).unwrap();
             for i in 0..n {
                 let tx = store.begin().unwrap();
                 tx.put_setting(&format!("k{i}"), &fill.repeat(3000))
@@ -448,11 +534,11 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let left = std::fs::metadata(&wal).unwrap().len();
         assert!(left > 0, "{left}");
-        let mut store = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut store = SqliteStore::open(&path, OpenMode::Create, None).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         assert_eq!(store.begin().unwrap().setting("k0").unwrap(), None);
         drop(store);
-        let store = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+        let store = SqliteStore::open(&path, OpenMode::Existing, None).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

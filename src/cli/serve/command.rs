@@ -119,7 +119,8 @@ fn decide(
         root || (!config.admin_group.is_empty() && caller.groups.contains(&config.admin_group));
     let target = request.user.clone().unwrap_or_else(|| caller.name.clone());
     match &request.command {
-        Command::Serve | Command::Doctor { .. } => {
+        // generate-key writes a file where its caller runs: never here.
+        Command::Serve | Command::Doctor { .. } | Command::Admin(AdminCmd::GenerateKey { .. }) => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
             ))
@@ -263,7 +264,14 @@ mod tests {
         assert!(Command::Bypass(BypassCmd::Generate { count: 0 })
             .check_values()
             .is_err());
-        assert!(Command::Audit { limit: 0 }.check_values().is_err());
-        assert!(Command::Audit { limit: 10 }.check_values().is_ok());
+        let audit = |limit, host: Option<&str>| Command::Audit {
+            limit,
+            host: host.map(str::to_owned),
+        };
+        assert!(audit(0, None).check_values().is_err());
+        assert!(audit(10, None).check_values().is_ok());
+        assert!(audit(10, Some("db1")).check_values().is_ok());
+        assert!(audit(10, Some("")).check_values().is_err());
+        assert!(audit(10, Some("a\nb")).check_values().is_err());
     }
 }

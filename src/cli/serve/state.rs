@@ -1,8 +1,10 @@
 //! What the daemon keeps between requests: the config, read again only
-//! when the file changes, and open stores, checked before each use.
+//! when the file changes, the secrets key likewise, and open stores,
+//! checked before each use.
 #![forbid(unsafe_code)]
 
 use pam_mfa::config::{Config, ConfigError};
+use pam_mfa::seal::SealKey;
 use pam_mfa::store::{AnyStore, OpenMode, StoreResult};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,23 @@ struct Stamp {
 #[derive(Default)]
 struct Pool {
     path: PathBuf,
+    /// The key file the idle stores were opened with, as it was then
+    /// (None: no key configured).
+    key_file: Option<(PathBuf, Stamp)>,
+    key: Option<Arc<SealKey>>,
     idle: Vec<AnyStore>,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 impl Shared {
@@ -45,13 +63,7 @@ impl Shared {
     /// The config as the file says now: an edit takes effect at the next
     /// request, without a restart.
     pub fn config(&self) -> Result<Arc<Config>, ConfigError> {
-        let stamp = std::fs::metadata(&self.config_path).ok().map(|m| Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        });
+        let stamp = Stamp::of(&self.config_path);
         let mut cached = self.config.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some(stamp), Some((seen, config))) = (stamp, cached.as_ref()) {
             if *seen == stamp {
@@ -65,14 +77,31 @@ impl Shared {
 
     /// An open store for `config`'s database. Never creates one: a missing
     /// database is "unavailable" (only an administrator makes it).
+    /// A key file that is replaced, edited, chmodded or removed is read
+    /// again (and checked) before the next store is handed out.
     pub fn store(&self, config: &Config) -> StoreResult<AnyStore> {
-        let kept = {
+        let key_file = config
+            .secrets_key_path()
+            .map(|path| (path.to_owned(), Stamp::of(path)));
+        let (kept, key) = {
             let mut pool = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.path != config.database {
+            let same_key = match (&key_file, &pool.key_file) {
+                (None, None) => true,
+                (Some((path, Some(now))), Some((seen_path, seen))) => {
+                    path == seen_path && now == seen
+                }
+                _ => false,
+            };
+            if pool.path != config.database || !same_key {
                 pool.idle.clear();
                 pool.path = config.database.clone();
+                pool.key_file = None;
+                // A key that does not load is not remembered: asked again
+                // at the next request, so a fixed file takes effect at once.
+                pool.key = config.load_seal_key()?;
+                pool.key_file = key_file.and_then(|(path, stamp)| Some((path, stamp?)));
             }
-            pool.idle.pop()
+            (pool.idle.pop(), pool.key.clone())
         };
         if let Some(store) = kept {
             if store.still_usable().is_ok() {
@@ -85,13 +114,19 @@ impl Shared {
                 .idle
                 .clear();
         }
-        AnyStore::open(config, OpenMode::Existing)
+        AnyStore::open(config, OpenMode::Existing, key)
     }
 
     /// Gives a store back after a request that went well.
     pub fn put_back(&self, store: AnyStore, config: &Config) {
         let mut pool = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.path == config.database && pool.idle.len() < IDLE_STORES {
+        // A store opened with a key since replaced is not kept either.
+        let same_key = match (store.seal_key(), &pool.key) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if pool.path == config.database && same_key && pool.idle.len() < IDLE_STORES {
             pool.idle.push(store);
         }
     }

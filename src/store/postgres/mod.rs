@@ -16,6 +16,7 @@ pub use connect::{url_check, PgTarget};
 pub use schema::SCHEMA_VERSION;
 
 use super::{OpenMode, Store, StoreError, StoreResult, Tx};
+use crate::seal::SealKey;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -43,6 +44,7 @@ pub struct PgStore {
     /// doubt; such a connection is never used again.
     broken: Cell<bool>,
     mode: OpenMode,
+    seal_key: Arc<SealKey>,
 }
 
 pub(super) struct PgTx<'c> {
@@ -83,7 +85,11 @@ impl PgStore {
     /// Connects and checks the schema. `Create` (root's `mfa admin` and
     /// `mfa admin migrate`) creates or upgrades it; `Existing` (the daemon)
     /// only uses a schema it understands.
-    pub fn open(target: Arc<PgTarget>, mode: OpenMode) -> StoreResult<PgStore> {
+    pub fn open(
+        target: Arc<PgTarget>,
+        mode: OpenMode,
+        seal_key: Arc<SealKey>,
+    ) -> StoreResult<PgStore> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -119,10 +125,15 @@ impl PgStore {
             clock_offset: 0,
             broken: Cell::new(false),
             mode,
+            seal_key,
         };
         store.clock_offset = store.measure_clock_offset()?;
         schema::prepare(&store, mode)?;
         Ok(store)
+    }
+
+    pub fn seal_key(&self) -> &Arc<SealKey> {
+        &self.seal_key
     }
 
     pub fn describe(&self) -> &str {
@@ -233,7 +244,11 @@ impl Store for PgStore {
         // or failed over): nothing has happened in this transaction yet, so
         // one fresh connection may take its place.
         if self.broken.get() || self.batch("BEGIN").is_err() {
-            *self = PgStore::open(Arc::clone(&self.target), self.mode)?;
+            *self = PgStore::open(
+                Arc::clone(&self.target),
+                self.mode,
+                Arc::clone(&self.seal_key),
+            )?;
             self.batch("BEGIN")?;
         }
         Ok(Box::new(PgTx {

@@ -7,13 +7,15 @@
 use super::PgTx;
 use crate::codes::{CodeHash, OneTimePurpose};
 use crate::config::Algorithm;
+use crate::secret::SecretBytes;
+use crate::store::sealing::{open_factor_field, seal_factor_field, FactorField};
+use crate::store::SecretsAtRest;
 use crate::store::{
     Account, Accounts, AuditEntry, AuditLog, Codes, Device, Devices, Factor, OneTimeCode, Settings,
     StoreError, StoreResult, StoredCode, UserSummary,
 };
 use crate::totp::TotpParams;
 use tokio_postgres::Row;
-use zeroize::Zeroizing;
 
 fn malformed(what: &str) -> StoreError {
     StoreError::Unavailable(format!("the database holds a malformed {what}"))
@@ -94,7 +96,7 @@ impl PgTx<'_> {
                 let sealed: Vec<u8> = r
                     .get::<_, Option<Vec<u8>>>("phone")
                     .ok_or_else(|| malformed("phone device"))?;
-                let phone = self.open_field(&user, &name, "phone", &sealed)?;
+                let phone = self.open_field(&user, &name, FactorField::SmsPhone, &sealed)?;
                 Factor::Sms {
                     phone: String::from_utf8(phone.to_vec())
                         .map_err(|_| malformed("phone number"))?,
@@ -109,7 +111,7 @@ impl PgTx<'_> {
                 let period: Option<i32> = r.get("period");
                 let window: Option<i32> = r.get("totp_window");
                 Factor::Totp {
-                    secret: self.open_field(&user, &name, "secret", &sealed)?,
+                    secret: self.open_field(&user, &name, FactorField::TotpSecret, &sealed)?,
                     params: TotpParams {
                         algorithm: algorithm
                             .as_deref()
@@ -140,22 +142,22 @@ impl PgTx<'_> {
 
     fn seal_field(
         &self,
-        _user: &str,
-        _device: &str,
-        _field: &str,
+        user: &str,
+        device: &str,
+        field: FactorField,
         plain: &[u8],
     ) -> StoreResult<Vec<u8>> {
-        Ok(plain.to_vec())
+        seal_factor_field(self.pg().seal_key(), user, device, field, plain)
     }
 
     fn open_field(
         &self,
-        _user: &str,
-        _device: &str,
-        _field: &str,
+        user: &str,
+        device: &str,
+        field: FactorField,
         sealed: &[u8],
-    ) -> StoreResult<Zeroizing<Vec<u8>>> {
-        Ok(Zeroizing::new(sealed.to_vec()))
+    ) -> StoreResult<SecretBytes> {
+        open_factor_field(Some(self.pg().seal_key()), user, device, field, sealed)
     }
 }
 
@@ -180,7 +182,7 @@ impl Devices for PgTx<'_> {
                 window,
                 last_step,
             } => {
-                let sealed = self.seal_field(&d.user, &d.name, "secret", secret)?;
+                let sealed = self.seal_field(&d.user, &d.name, FactorField::TotpSecret, secret)?;
                 let digits = i32::from(params.digits);
                 let period = i32::try_from(params.period).unwrap_or(i32::MAX);
                 let window = window.map(|w| i32::try_from(w).unwrap_or(i32::MAX));
@@ -204,7 +206,8 @@ impl Devices for PgTx<'_> {
                 )?
             }
             Factor::Sms { phone } => {
-                let sealed = self.seal_field(&d.user, &d.name, "phone", phone.as_bytes())?;
+                let sealed =
+                    self.seal_field(&d.user, &d.name, FactorField::SmsPhone, phone.as_bytes())?;
                 self.pg().query_opt(
                     "INSERT INTO devices (username, name, kind, phone, verified, created)
                      VALUES ($1, $2, 'sms', $3, $4, $5)
@@ -241,6 +244,17 @@ impl Devices for PgTx<'_> {
             "DELETE FROM devices WHERE username = $1 AND name = $2",
             &[&user, &name],
         )? > 0)
+    }
+
+    fn secrets_at_rest(&self) -> StoreResult<SecretsAtRest> {
+        // Every row is sealed: this engine has no plaintext columns.
+        let rows = self
+            .pg()
+            .query_opt("SELECT count(*)::int4 FROM devices", &[])?;
+        Ok(SecretsAtRest {
+            sealed: rows.map_or(0, |r| count(r.get(0))),
+            plaintext: 0,
+        })
     }
 
     fn delete_devices(&self, user: &str) -> StoreResult<u32> {
@@ -394,27 +408,34 @@ impl AuditLog for PgTx<'_> {
     fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
         self.pg().execute(
             "INSERT INTO audit (time, username, host, event, detail) VALUES ($1, $2, $3, $4, $5)",
-            &[&e.time, &e.user, &"", &e.event, &e.detail],
+            &[&e.time, &e.user, &e.host, &e.event, &e.detail],
         )?;
         Ok(())
     }
 
-    fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+    fn audit_entries(
+        &self,
+        user: Option<&str>,
+        host: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let limit = i64::from(limit);
         let rows = self.pg().query(
-            "SELECT time, username, event, detail FROM (
-                 SELECT id, time, username, event, detail FROM audit
-                 WHERE $1::text IS NULL OR username = $1 ORDER BY id DESC LIMIT $2) newest
+            "SELECT time, host, username, event, detail FROM (
+                 SELECT id, time, host, username, event, detail FROM audit
+                 WHERE ($1::text IS NULL OR username = $1) AND ($2::text IS NULL OR host = $2)
+                 ORDER BY id DESC LIMIT $3) newest
              ORDER BY id",
-            &[&user, &limit],
+            &[&user, &host, &limit],
         )?;
         Ok(rows
             .iter()
             .map(|r| AuditEntry {
                 time: r.get(0),
-                user: r.get(1),
-                event: r.get(2),
-                detail: r.get(3),
+                host: r.get(1),
+                user: r.get(2),
+                event: r.get(3),
+                detail: r.get(4),
             })
             .collect())
     }

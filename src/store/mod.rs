@@ -193,6 +193,10 @@ pub trait Settings {
 pub trait AuditLog {
     fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
     fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// Sends `line` to syslog once this transaction has committed, and
+    /// never if it rolls back (dropped, or the commit fails): the log must
+    /// not tell of a failure counted or a code spent that the store lost.
+    fn syslog_after_commit(&self, level: crate::audit::Level, line: String);
 }
 
 /// One exclusive transaction. Dropping it without `commit` rolls back.

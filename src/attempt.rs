@@ -197,15 +197,32 @@ fn match_code(
             }
         }
         let live = tx.one_time_codes(user, now)?;
-        for code in &live {
-            let kind = match code.purpose {
-                OneTimePurpose::SmsLogin => Accepted::Sms,
-                OneTimePurpose::Temporary => Accepted::Temporary,
-                OneTimePurpose::SmsEnroll => continue,
-            };
-            if digits.len() == code.purpose.shape().0 && code.hash.matches(&digits) {
-                tx.delete_one_time_code(code.id)?;
-                return Ok(Some(kind));
+        for (purpose, kind) in [
+            (OneTimePurpose::SmsLogin, Accepted::Sms),
+            (OneTimePurpose::Temporary, Accepted::Temporary),
+        ] {
+            if digits.len() != purpose.shape().0 {
+                continue;
+            }
+            let mut codes = live.iter().filter(|c| c.purpose == purpose).peekable();
+            if codes.peek().is_none() {
+                // The same work as with a live code: how long a wrong code
+                // takes must not tell whether a text or a temporary code
+                // is waiting for the account.
+                let _ = codes::decoy_hash().matches(&digits);
+                continue;
+            }
+            for code in codes {
+                if code.hash.matches(&digits) {
+                    tx.delete_one_time_code(code.id)?;
+                    return Ok(Some(kind));
+                }
+                // A wrong guess of this shape is one of the code's tries;
+                // at none left the code is void (a temporary code has one).
+                match code.attempts_left.saturating_sub(1) {
+                    0 => tx.delete_one_time_code(code.id)?,
+                    left => tx.set_attempts_left(code.id, left)?,
+                }
             }
         }
     }

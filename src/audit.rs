@@ -77,7 +77,9 @@ pub fn syslog(level: Level, message: &str) {
 }
 
 /// Records an event in the audit table (inside the caller's transaction, so
-/// it commits or rolls back with the change it describes) and in syslog.
+/// it commits or rolls back with the change it describes) and in syslog,
+/// once the transaction has committed: a line for a failure that was
+/// rolled back would claim a count that never happened.
 pub fn record(
     log: &dyn AuditLog,
     now: i64,
@@ -86,32 +88,96 @@ pub fn record(
     detail: &str,
 ) -> StoreResult<()> {
     let level = match event {
-        "locked" | "failure" => Level::Notice,
+        "locked" | "failure" | "admin-refused" => Level::Notice,
         _ => Level::Info,
     };
-    syslog(level, &format_line(user, event, detail));
+    let detail = defang(detail);
     log.append_audit(&AuditEntry {
         time: now,
         host: host_name().to_owned(),
         user: user.to_owned(),
         event: event.to_owned(),
-        detail: detail.to_owned(),
-    })
+        detail: detail.clone(),
+    })?;
+    log.syslog_after_commit(level, format_line(user, event, &detail));
+    Ok(())
 }
 
 /// `user=alice event=wrong-code service=sshd ...`; user names are quoted
-/// when they hold anything unusual so a log line cannot be forged.
+/// when they hold anything unusual so a log line cannot be forged, nor
+/// shown in another order (bidi controls such as U+202E).
 pub fn format_line(user: &str, event: &str, detail: &str) -> String {
-    let user = if crate::users::plausible_name(user) {
-        user.to_owned()
-    } else {
-        format!("{user:?}")
-    };
+    let user = quote(user);
     if detail.is_empty() {
         format!("user={user} event={event}")
     } else {
-        format!("user={user} event={event} {detail}")
+        format!("user={user} event={event} {}", defang(detail))
     }
+}
+
+/// A field of a log line as it is when it is plain printable ASCII
+/// without quotes, `\\` or `=`; otherwise in double quotes, with control
+/// and format characters (newlines, U+202E and the other bidi controls,
+/// zero-width characters) escaped.
+pub fn quote(field: &str) -> String {
+    let plain = !field.is_empty()
+        && field
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '='));
+    if plain {
+        field.to_owned()
+    } else {
+        format!("\"{}\"", escape(field))
+    }
+}
+
+/// `field` in double quotes, escaped as [`quote`] does.
+pub fn quoted(field: &str) -> String {
+    format!("\"{}\"", escape(field))
+}
+
+/// `text` with every character that could hide or reorder what a reader
+/// sees (controls, format characters, line separators) and every `"` and
+/// `\\` escaped; the rest, non-ASCII letters included, as it is.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if invisible(c) || matches!(c, '"' | '\\') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A detail made of `key=value` words, some values already quoted: only
+/// what could hide or reorder text is escaped, so quotes stay quotes.
+pub fn defang(text: &str) -> String {
+    if !text.chars().any(invisible) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if invisible(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Controls, and the format characters (Unicode category Cf) and
+/// separators that display as nothing or change the order of what follows.
+pub fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}'
+            | '\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}')
 }
 
 #[cfg(test)]
@@ -133,6 +199,21 @@ mod tests {
     fn odd_user_names_cannot_forge_lines() {
         let line = format_line("evil\nuser=root event=unlock", "wrong-code", "");
         assert!(!line.contains('\n'));
-        assert!(line.starts_with("user=\"evil\\nuser=root"));
+        assert!(line.starts_with("user=\"evil\\nuser=root"), "{line}");
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_are_escaped() {
+        let line = format_line("mal\u{202e}txt.exe", "failure", "service=\"su\u{2066}\"");
+        assert!(!line.chars().any(invisible), "{line}");
+        assert!(line.contains("user=\"mal\\u{202e}txt.exe\""), "{line}");
+        assert!(line.contains("service=\"su\\u{2066}\""), "{line}");
+        assert_eq!(quote("alice"), "alice");
+        assert_eq!(quote("first.last@example.com"), "first.last@example.com");
+        assert_eq!(quote("a b"), "\"a b\"");
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("j\u{f6}rg"), "\"j\u{f6}rg\"");
+        assert_eq!(defang("x=\"a\u{200b}\""), "x=\"a\\u{200b}\"");
     }
 }

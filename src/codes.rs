@@ -91,7 +91,18 @@ impl CodeHash {
 
 type Derived = Zeroizing<[u8; HASH_BYTES]>;
 
+thread_local! {
+    /// PBKDF2 runs on this thread, for tests of constant work.
+    static DERIVATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many PBKDF2 runs this thread has made.
+pub fn derivations() -> u64 {
+    DERIVATIONS.with(std::cell::Cell::get)
+}
+
 fn derive(code: &str, salt: &[u8], rounds: u32) -> Derived {
+    DERIVATIONS.with(|n| n.set(n.get() + 1));
     let mut out = Zeroizing::new([0u8; HASH_BYTES]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(code.as_bytes(), salt, rounds, &mut out[..]);
     out
@@ -107,6 +118,14 @@ pub fn hash_with_salt(normalized_code: &str, salt: &[u8]) -> CodeHash {
         salt: salt.to_vec(),
         hash: derive(normalized_code, salt, PBKDF2_ROUNDS).to_vec(),
     }
+}
+
+/// A hash no code matches in practice (a fixed salt and a code of a shape
+/// nobody types), made once: checked where no code is stored, so that a
+/// wrong code costs the same PBKDF2 run either way.
+pub fn decoy_hash() -> &'static CodeHash {
+    static DECOY: std::sync::OnceLock<CodeHash> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_with_salt("decoy-not-a-code", &[0x5a; SALT_BYTES]))
 }
 
 /// Finds which stored hash a code matches. Codes generated together share a

@@ -78,11 +78,7 @@ impl Request<'_> {
 }
 
 fn sanitize(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_graphic()) {
-        s.to_owned()
-    } else {
-        format!("{s:?}")
-    }
+    audit::quote(s)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,21 +123,27 @@ struct Factors {
 }
 
 impl Login<'_> {
-    /// `preauth` mode: stop a locked account before the password is asked.
+    /// `preauth` mode: before the password. A locked account is not told
+    /// so here: a message (or a missing password prompt) before the
+    /// password would show which names exist, since only they can be
+    /// locked. It meets the password prompt like any name and is denied
+    /// after it (`authfail` quietly, the second factor and the account
+    /// phase with the locked message). What this mode still does is to
+    /// fail early, for everyone's account alike, when the store cannot be read.
     pub fn preauth(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
         let Some(user) = req.info else {
             // Unknown users meet the password module like everyone else.
             return Ok(Outcome::Passed("unknown-user-preauth"));
         };
         let now = self.clock.now();
-        if attempt::is_locked(self.store, self.config, &user.name, now)? {
-            self.prompter.error(MSG_LOCKED);
-            return Ok(Outcome::Denied(Denial::Locked));
-        }
+        attempt::is_locked(self.store, self.config, &user.name, now)?;
         Ok(Outcome::Passed("not-locked"))
     }
 
-    /// `authfail` mode: the password was wrong; count it.
+    /// `authfail` mode: the password was wrong; count it. Nothing is said
+    /// about a lock here, not even by the failure that locks the account:
+    /// after a wrong password a known name and an unknown one must look
+    /// the same, and only known names can be locked.
     pub fn authfail(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
         let Some(user) = req.info else {
             return Ok(Outcome::Denied(Denial::UnknownUser));
@@ -163,7 +165,6 @@ impl Login<'_> {
                     ..
                 }
         ) {
-            self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
         }
         Ok(Outcome::Denied(Denial::WrongCode))
@@ -252,7 +253,11 @@ impl Login<'_> {
         {
             audit::syslog(
                 audit::Level::Error,
-                &format!("user={user} could not text a login code: {e}"),
+                &format!(
+                    "{} could not text a login code: {}",
+                    audit::format_line(user, "sms-send-failed", ""),
+                    audit::escape(&e.to_string())
+                ),
             );
             self.prompter.error(
                 "The text message could not be sent; use a bypass code or ask an administrator.",
@@ -393,7 +398,11 @@ impl Login<'_> {
                 Err(e) => {
                     audit::syslog(
                         audit::Level::Error,
-                        &format!("user={} SMS setup at login failed: {e}", user.name),
+                        &format!(
+                            "{} SMS setup at login failed: {}",
+                            audit::format_line(&user.name, "sms-send-failed", ""),
+                            audit::escape(&e.to_string())
+                        ),
                     );
                     self.prompter
                         .error("The text message could not be sent. Ask an administrator.");

@@ -17,6 +17,10 @@ use zeroize::Zeroizing;
 /// Wrong PINs before an enrollment PIN is void.
 pub const PIN_TRIES: u32 = 3;
 
+/// Wrong 8-digit guesses before a temporary code is void (a typo is
+/// forgiven; each guess also counts toward the account's lockout).
+pub const TEMP_CODE_TRIES: u32 = 3;
+
 pub const INVALID_PIN: &str = "invalid PIN: enter the 4-digit PIN from the text message";
 
 /// The user's SMS device, verified or pending.
@@ -294,7 +298,7 @@ pub fn issue_temp_code(
         store,
         user,
         OneTimePurpose::Temporary,
-        1,
+        TEMP_CODE_TRIES,
         now,
         "temp-code-issued",
         &format!("delivery={how} {by}"),

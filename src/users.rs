@@ -35,13 +35,23 @@ pub fn plausible_name(name: &str) -> bool {
 }
 
 /// Looks a user up; None if unknown (or the name is not plausible).
+///
+/// The second factor belongs to the uid, not to the name: an alias (a
+/// second passwd entry with the same uid, `useradd -o -u UID alias`) is
+/// the account of the uid's primary name (what getpwuid gives), with its
+/// devices, lockout, groups and policy. Otherwise an alias with its own
+/// password would log in as that uid with no second factor at all.
 pub fn lookup(name: &str) -> Option<UserInfo> {
     if !plausible_name(name) {
         return None;
     }
     let _one_at_a_time = NSS.lock().unwrap_or_else(|e| e.into_inner());
-    let user = User::from_name(name).ok().flatten()?;
-    let cname = CString::new(name).ok()?;
+    let named = User::from_name(name).ok().flatten()?;
+    let user = match User::from_uid(named.uid).ok().flatten() {
+        Some(primary) if primary.name != named.name && plausible_name(&primary.name) => primary,
+        _ => named,
+    };
+    let cname = CString::new(user.name.as_str()).ok()?;
     let gids = nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
     let groups = gids
         .into_iter()
@@ -52,6 +62,12 @@ pub fn lookup(name: &str) -> Option<UserInfo> {
         uid: user.uid.as_raw(),
         groups,
     })
+}
+
+/// The account a name stands for: the uid's primary name for a known
+/// name (see [`lookup`]), the name itself for an unknown one.
+pub fn account_name(name: &str) -> String {
+    lookup(name).map_or_else(|| name.to_owned(), |u| u.name)
 }
 
 pub fn lookup_uid(uid: u32) -> Option<UserInfo> {

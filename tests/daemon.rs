@@ -175,20 +175,25 @@ fn another_account_and_administration_are_out_of_reach() {
         assert_eq!(json_error(&ran), "permission");
     }
 
-    // A member of admin_group administers through the socket.
+    // A member of admin_group administers through the socket, each time
+    // with a current code of its own (here bypass codes).
+    let carols = d.cli.bypass_codes(&carol.name, 4);
     d.client(&bob, "--code 000000 bypass generate")
         .assert_exit(exit::WRONG_CODE);
     assert_eq!(d.cli.lock_state(b), (1, false));
-    let shown = d.client_json(&carol, &format!("admin show {b}"));
+    let shown = d.client_json(&carol, &format!("--code {} admin show {b}", carols[0]));
     assert_eq!(shown["failures"], 1, "{shown}");
-    d.client(&carol, &format!("admin unlock {b}"))
+    d.client(&carol, &format!("--code {} admin unlock {b}", carols[1]))
         .assert_exit(exit::OK);
     assert_eq!(d.cli.lock_state(b), (0, false));
-    let devices = d.client_json(&carol, &format!("--user {b} device list"));
+    let devices = d.client_json(
+        &carol,
+        &format!("--code {} --user {b} device list", carols[2]),
+    );
     assert_eq!(device_tuples(&devices), [totp_device("phone", true)]);
     // Only while the config says so: the daemon reads it for every request.
     d.write_config("policy = \"optional\"\n");
-    d.client(&carol, &format!("admin unlock {b}"))
+    d.client(&carol, &format!("--code {} admin unlock {b}", carols[3]))
         .assert_exit(exit::PERMISSION);
 }
 
@@ -243,12 +248,15 @@ fn changes_need_a_current_code_once_a_device_is_verified() {
         "device delete phone",
         "device remove-all",
         "device add totp --name tablet --no-verify",
-        "device add sms +15551234567 --no-verify",
     ] {
         d.client(&alice, line)
             .assert_exit(exit::WRONG_CODE)
             .assert_stderr(STEP_UP);
     }
+    // A request that would fail anyway says why before asking for a code.
+    d.client(&alice, "device add sms +15551234567 --no-verify")
+        .assert_exit(exit::FAILED)
+        .assert_stderr("no SMS gateway is configured");
     // A bypass code will do, once.
     let [first, second, third] = &codes[..] else {
         unreachable!()
@@ -316,7 +324,8 @@ fn a_locked_account_cannot_self_serve_until_an_admin_unlocks_it() {
     assert_eq!(d.cli.lock_state(a), (6, true));
     assert_eq!(d.devices(a), [totp_device("phone", true)]);
 
-    d.client(&carol, &format!("admin unlock {a}"))
+    let carols = d.cli.bypass_codes(&carol.name, 1);
+    d.client(&carol, &format!("--code {} admin unlock {a}", carols[0]))
         .assert_exit(exit::OK);
     assert_eq!(d.cli.lock_state(a), (0, false));
     // The code offered while locked was not looked at, so it is not spent.
@@ -1508,4 +1517,494 @@ fn the_request_parser_survives_random_input() {
         logins > 100 && commands > 100 && refused > 100,
         "the cases reach every outcome: {logins} logins, {commands} commands, {refused} refused"
     );
+}
+
+// ------------------------------------------------ issue 13 (security review)
+
+/// Issue 13, finding 8: a member of admin_group locked by six wrong step-up
+/// codes unlocked itself, gave itself a temporary code without any code,
+/// then one for root. Now every admin command through the socket needs a
+/// current code of the member's own and an unlocked member; nobody but
+/// root gives itself (or root) a way in; all of it is in the audit trail.
+#[test]
+fn an_admin_group_member_needs_a_code_and_cannot_let_itself_or_root_in() {
+    if !can_run() {
+        return;
+    }
+    let admins = TestGroup::create();
+    let d = Daemon::start(&format!(
+        "policy = \"optional\"\nadmin_group = \"{}\"\n",
+        admins.name
+    ));
+    let carol = TestUser::create(&[&admins]);
+    let dave = TestUser::create(&[&admins]);
+    let bob = TestUser::create(&[]);
+    let (c, b) = (carol.name.as_str(), bob.name.as_str());
+    let carol_secret = d.cli.enroll_totp(c, "phone");
+    d.cli.enroll_totp(b, "phone");
+    let codes = d.cli.bypass_codes(c, 6);
+
+    // Without a code: refused, before anything happens; asked for one.
+    for line in [
+        format!("admin show {b}"),
+        "admin users".into(),
+        format!("admin temp-code {b} --show"),
+        format!("--user {b} device list"),
+        "audit".into(),
+    ] {
+        let ran = d.client(&carol, &line);
+        ran.assert_exit(exit::WRONG_CODE).assert_stderr(STEP_UP);
+        assert!(ran.stdout.is_empty(), "{ran}");
+    }
+    // With one, it works (and the code is spent).
+    let temp = d.client_json(
+        &carol,
+        &format!("--code {} admin temp-code {b} --show", codes[0]),
+    );
+    assert!(
+        temp["code"].as_str().is_some_and(|c| c.len() == 8),
+        "{temp}"
+    );
+    d.client(&carol, &format!("--code {} admin users", codes[0]))
+        .assert_exit(exit::WRONG_CODE);
+
+    // Never for itself, nor a temporary code for root, nor root's devices,
+    // whatever the code: refused before the code is looked at.
+    for line in [
+        format!("admin temp-code {c} --show"),
+        format!("admin unlock {c}"),
+        "admin temp-code root --show".into(),
+        "--user root bypass generate".into(),
+        "--user root device add totp --name x --no-verify".into(),
+    ] {
+        let ran = d.client(&carol, &format!("--code {} {line}", codes[1]));
+        ran.assert_exit(exit::PERMISSION);
+        assert!(ran.stdout.is_empty(), "{line}: {ran}");
+    }
+    // codes[1] was never spent.
+    d.client(&carol, &format!("--code {} admin users", codes[1]))
+        .assert_exit(exit::OK);
+
+    // Locked by wrong codes, carol cannot administer, even with a right code...
+    let wrong = wrong_code(&carol_secret);
+    for n in 1..=6 {
+        let ran = d.client(&carol, &format!("--code {wrong} admin users"));
+        ran.assert_exit(if n < 6 {
+            exit::WRONG_CODE
+        } else {
+            exit::LOCKED
+        });
+    }
+    assert!(d.cli.lock_state(c).1);
+    let ran = d.client(&carol, &format!("--code {} admin unlock {c}", codes[2]));
+    ran.assert_exit(exit::PERMISSION);
+    let ran = d.client(&carol, &format!("--code {} admin show {b}", codes[2]));
+    ran.assert_exit(exit::LOCKED).assert_stderr("locked");
+    assert!(d.cli.lock_state(c).1);
+    // ...another member (with a code of its own) unlocks her.
+    let dave_codes = d.cli.bypass_codes(&dave.name, 1);
+    d.client(&dave, &format!("--code {} admin unlock {c}", dave_codes[0]))
+        .assert_exit(exit::OK);
+    assert_eq!(d.cli.lock_state(c), (0, false));
+
+    // A member without any second factor cannot administer at all.
+    let ran = d.client(&dave, &format!("admin show {b}"));
+    ran.assert_exit(exit::PERMISSION)
+        .assert_stderr("need a second factor on your own account");
+
+    // All of it in syslog and the audit trail, on the member's account.
+    d.logged(&[
+        &format!("user={c}"),
+        "result=refused",
+        "command=\"admin temp-code\"",
+        "kind=permission",
+    ]);
+    let audit = d
+        .cli
+        .mfa_json(None, &["audit", "--user", c, "--limit", "100"]);
+    let events: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "admin-refused command=\"admin temp-code\" target=",
+        "admin-refused command=\"admin unlock\"",
+        "admin-refused command=\"bypass generate\" target=root",
+        "code-accepted method=bypass factor=step-up via=daemon for=\"admin temp-code\"",
+        "failure failures=1 factor=step-up via=daemon for=\"admin users\"",
+        "locked",
+    ] {
+        assert!(
+            events.iter().any(|e| e.starts_with(want)),
+            "no {want:?} in carol's audit trail:\n{}",
+            events.join("\n")
+        );
+    }
+    let root_trail = d.cli.mfa_json(None, &["audit", "--user", "root"]);
+    assert!(
+        !root_trail.to_string().contains("temp-code-issued"),
+        "{root_trail}"
+    );
+}
+
+/// Issue 13, finding 9: an account with bypass codes and nothing else
+/// had no step-up, so a process running as the user removed the codes
+/// and the password alone logged in. Any second factor guards changes.
+#[test]
+fn a_bypass_only_account_needs_a_code_to_change_anything() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let a = alice.name.as_str();
+    let codes = d.cli.bypass_codes(a, 3);
+    for line in [
+        "device remove-all",
+        "bypass generate",
+        "device add totp --name tablet --no-verify",
+    ] {
+        d.client(&alice, line)
+            .assert_exit(exit::WRONG_CODE)
+            .assert_stderr(STEP_UP);
+    }
+    let status = d.cli.mfa_json(Some(a), &["status"]);
+    assert_eq!(status["bypass_codes_left"], 3, "{status}");
+    // The login still asks for a code.
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, a),
+        &["000000"],
+    );
+    assert_eq!(said.asked(), ["Verification code: "], "{said:?}");
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+    );
+    // With one of its codes, the change is made.
+    d.client(&alice, &format!("--code {} device remove-all", codes[0]))
+        .assert_exit(exit::OK);
+    let status = d.cli.mfa_json(Some(a), &["status"]);
+    assert_eq!(status["bypass_codes_left"], 0, "{status}");
+}
+
+/// Issue 13, finding 16 (and issue 14, item 2): the step-up code was
+/// spent before the request was checked, so a typo cost a code. Now a
+/// request that would fail says why and spends nothing.
+#[test]
+fn invalid_requests_do_not_spend_the_step_up_code() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let outbox = d.dir.path().join("outbox");
+    d.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"file\"\npath = \"{}\"\n",
+        outbox.display()
+    ));
+    let alice = TestUser::create(&[]);
+    let a = alice.name.as_str();
+    // A verified phone, set up by root.
+    d.cli.mfa(
+        Some(a),
+        &["device", "add", "sms", "+15551234567", "--no-verify"],
+    );
+    let text = std::fs::read_to_string(&outbox).expect("the PIN was texted");
+    let pin: String = text
+        .lines()
+        .last()
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(4)
+        .collect();
+    let out = d.cli.mfa(Some(a), &["device", "verify", "sms", &pin]);
+    assert!(out.status.success(), "{out:?}");
+    let codes = d.cli.bypass_codes(a, 3);
+    let left = || d.cli.mfa_json(Some(a), &["status"])["bypass_codes_left"].clone();
+    assert_eq!(left(), 3);
+    for (line, code, says) in [
+        ("device add sms 12345", exit::USAGE, "phone"),
+        (
+            "device add totp --name bad/name --no-verify",
+            exit::USAGE,
+            "ickname",
+        ),
+        (
+            "device add sms +15557654321 --no-verify",
+            exit::CONFLICT,
+            "already has an SMS device",
+        ),
+        ("device delete tablet", exit::NOT_FOUND, "no device named"),
+    ] {
+        d.client(&alice, &format!("--code {} {line}", codes[0]))
+            .assert_exit(code)
+            .assert_stderr(says);
+        assert_eq!(left(), 3, "{line} spent a code");
+    }
+    assert_eq!(d.cli.lock_state(a), (0, false));
+    // The same code still does what it is for.
+    d.client(
+        &alice,
+        &format!(
+            "--code {} device add totp --name tablet --no-verify",
+            codes[0]
+        ),
+    )
+    .assert_exit(exit::OK);
+    assert_eq!(left(), 2);
+}
+
+/// Issue 13, finding 16: a wrong one-time code did not use up the code's
+/// tries. A temporary code has three: then it is void.
+#[test]
+fn a_wrong_guess_uses_up_a_temporary_codes_try() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let a = alice.name.as_str();
+    d.cli.enroll_totp(a, "phone");
+    let issue = || {
+        let temp = d.cli.mfa_json(None, &["admin", "temp-code", a, "--show"]);
+        temp["code"].as_str().unwrap().to_owned()
+    };
+    // Untouched, it works.
+    let code = issue();
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, a),
+        &[&code],
+    );
+    assert_eq!(said.verdict, Some(Verdict::Success), "{said:?}");
+    // After three wrong guesses of its shape, it is void.
+    let code = issue();
+    let wrong = if code == "12345678" {
+        "87654321"
+    } else {
+        "12345678"
+    };
+    for _ in 0..3 {
+        let said = converse(
+            d.connect_as_root(),
+            &login_line(Mode::SecondFactor, a),
+            &[wrong],
+        );
+        assert_eq!(
+            said.verdict,
+            Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+        );
+    }
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, a),
+        &[&code],
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode)),
+        "a temporary code took a second guess: {said:?}"
+    );
+    assert_eq!(d.cli.lock_state(a), (4, false));
+}
+
+/// Issue 13, finding 14: refusals by the daemon are logged, and what a
+/// caller controls (names, the service) cannot reorder or hide a log line.
+#[test]
+fn refusals_are_logged_and_odd_characters_are_escaped() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let bob = TestUser::create(&[]);
+    // Another account's devices: refused, logged, audited on alice's.
+    d.client(&alice, &format!("--user {} device list", bob.name))
+        .assert_exit(exit::PERMISSION);
+    d.logged(&[
+        &format!("user={}", alice.name),
+        "result=refused",
+        "command=\"device list\"",
+        &format!("target={}", bob.name),
+    ]);
+    // An admin command: the same.
+    d.client(&alice, "admin users")
+        .assert_exit(exit::PERMISSION);
+    d.logged(&[
+        &format!("user={}", alice.name),
+        "result=refused",
+        "command=\"admin users\"",
+    ]);
+    let trail = d.cli.mfa_json(None, &["audit", "--user", &alice.name]);
+    assert!(trail.to_string().contains("admin-refused"), "{trail}");
+
+    // A login for a name with a right-to-left override (control
+    // characters are refused at the protocol already).
+    let evil = "gpj.\u{202e}exe";
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, evil),
+        &["123456"],
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Denied(pam_mfa::login::Denial::UnknownUser)),
+        "{said:?}"
+    );
+    let logged = d.logged(&["result=denied", "gpj."]);
+    assert!(logged.contains("user=\"gpj.\\u{202e}exe\""), "{logged}");
+    for l in d.log_lines() {
+        assert!(!l.contains('\u{202e}'), "an unescaped U+202E: {l:?}");
+    }
+}
+
+/// Issue 13, finding 5: 16 idle half-requests from one user kept every
+/// other request refused. Now one user holds at most four places, others
+/// (and root's logins) are served at once, and a request must be whole
+/// within 10 s of its connection, however it trickles in.
+#[test]
+fn sixteen_half_requests_from_one_user_do_not_shut_out_others() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start("policy = \"optional\"\n");
+    let mallory = TestUser::create(&[]);
+    let bob = TestUser::create(&[]);
+    d.cli.enroll_totp(&bob.name, "phone");
+    let bob_codes = d.cli.bypass_codes(&bob.name, 1);
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut s = d.connect_as(&mallory);
+        // Half a line, then nothing (a refused one may already be closed).
+        let _ = s.write_all(b"{\"version\":2,\"request\":{\"command\":");
+        held.push(s);
+    }
+    // Bob's command and root's login for bob: served promptly.
+    let asked = Instant::now();
+    let reply = d.raw(&bob, &status_request()).expect("a reply");
+    assert_eq!(reply.exit, exit::OK, "{reply:?}");
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &bob.name),
+        &[&bob_codes[0]],
+    );
+    assert_eq!(said.verdict, Some(Verdict::Success), "{said:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Mallory's own further requests are the ones turned away.
+    assert_busy(&d.raw(&mallory, &status_request()).expect("a reply"));
+    // The deadline counts from the connection: a request trickled in a
+    // byte a second is dropped within the daemon's 10 s, unanswered.
+    let mut drip = d.connect_as(&bob);
+    drip.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let dripped = Instant::now();
+    let mut probe = [0u8; 1];
+    let dropped = loop {
+        if drip.write_all(b" ").is_err() {
+            break dripped.elapsed();
+        }
+        match drip.read(&mut probe) {
+            Ok(0) | Err(_) if dripped.elapsed() > Duration::from_secs(30) => {
+                panic!("never dropped")
+            }
+            Ok(0) => break dripped.elapsed(),
+            Ok(_) => panic!("the daemon answered a request without its end"),
+            Err(_) => {}
+        }
+    };
+    assert!(dropped < Duration::from_secs(15), "{dropped:?}");
+    // Mallory's half-requests are dropped too, and its places come back.
+    for s in held {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = read_reply(s);
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    served_again(&d, &mallory);
+    d.assert_alive();
+    d.assert_no_panic();
+}
+
+/// Issue 13, finding 10: the daemon chmodded its socket by path after
+/// bind, following a symlink another user could put there. Now the mode
+/// comes from the umask at bind, and a directory others can write is
+/// refused before anything is made in it.
+#[test]
+fn the_socket_is_made_right_at_bind_and_never_in_a_directory_others_can_write() {
+    if !can_run() {
+        return;
+    }
+    let world = World::new("policy = \"optional\"\n");
+    let mallory = TestUser::create(&[]);
+    // A directory mallory may write (not sticky), holding mallory's symlink
+    // at the socket's path to a root-owned file.
+    let open_dir = world.public.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let victim = world.dir.path().join("victim");
+    write_file(&victim, "root's\n", 0o600);
+    let socket = open_dir.join("mfa.sock");
+    std::os::unix::fs::symlink(&victim, &socket).unwrap();
+    std::os::unix::fs::lchown(&socket, Some(mallory.uid), None).unwrap();
+    let out = Command::new(mfa_bin())
+        .arg("--config")
+        .arg(&world.cli.config)
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("writable by others"), "{stderr}");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o600,
+        "the daemon changed the mode of a file behind a symlink"
+    );
+    assert!(std::fs::symlink_metadata(&socket)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // In a directory only root writes, the socket is everyone's from the
+    // start, under root's strictest umask, and nothing is chmodded later.
+    let dir = world.public.path().join("run");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("mfa.sock");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .arg(mfa_bin())
+        .arg("--config")
+        .arg(&world.cli.config)
+        .args(["serve", "--socket"])
+        .arg(&socket);
+    let log = world.dir.path().join("serve.log");
+    let d = Daemon::spawn(world, cmd, socket.clone(), log, None);
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o666);
+    let reply = d
+        .raw(&mallory, &status_request())
+        .expect("mallory reaches it");
+    assert_eq!(reply.exit, exit::OK, "{reply:?}");
 }

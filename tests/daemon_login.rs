@@ -246,3 +246,105 @@ fn a_wrong_code_at_a_screen_locker_counts_toward_lockout() {
     d.assert_alive();
     d.assert_no_panic();
 }
+
+/// A second passwd entry for a uid (`useradd -o -u UID NAME`), removed on drop.
+struct Alias {
+    name: String,
+}
+
+impl Alias {
+    fn of(user: &TestUser) -> Alias {
+        let name = format!("{}a", user.name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let out = Command::new("useradd")
+                .args([
+                    "-o",
+                    "-u",
+                    &user.uid.to_string(),
+                    "-g",
+                    &user.gid.to_string(),
+                ])
+                .args([
+                    "-M",
+                    "-d",
+                    "/nonexistent",
+                    "-s",
+                    "/usr/sbin/nologin",
+                    "-c",
+                    GECOS,
+                ])
+                .arg(&name)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return Alias { name };
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("lock") && std::time::Instant::now() < deadline,
+                "useradd -o: {stderr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            let out = Command::new("userdel").arg(&self.name).output();
+            if out.is_ok_and(|o| o.status.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Issue 13, finding 11: an alias of a user with devices (same uid, own
+/// name and password) logged in with the password alone. The second
+/// factor belongs to the uid: the alias gets the factors, the lockout and
+/// the policy of the uid's primary name.
+#[test]
+fn an_alias_of_a_uid_has_the_second_factor_of_its_primary_name() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let secret = d.cli.enroll_totp(&alice.name, "phone");
+    let alias = Alias::of(&alice);
+    let locker = Locker::new(&d);
+
+    // The alias is asked for alice's code, and a wrong one counts on alice.
+    let login = locker.login(&alice, &alias.name, &["000000"]);
+    login.assert_prompts(&[CODE_PROMPT]);
+    assert!(!login.succeeded(), "{}", login.transcript);
+    assert_eq!(d.cli.lock_state(&alice.name), (1, false));
+    // Alice's code lets the alias in.
+    let login = locker.login(&alice, &alias.name, &[&totp(&secret, 1)]);
+    assert!(login.succeeded(), "{}", login.transcript);
+    assert_eq!(d.cli.lock_state(&alice.name), (0, false));
+    d.logged(&[
+        &format!("user={}", alias.name),
+        &format!("account={}", alice.name),
+    ]);
+
+    // Locked as alice, locked as the alias.
+    for _ in 0..6 {
+        locker.login(&alice, &alice.name, &["000000"]);
+    }
+    assert!(d.cli.lock_state(&alice.name).1);
+    let login = locker.login(&alice, &alias.name, &[&totp(&secret, 2)]);
+    assert!(!login.succeeded(), "{}", login.transcript);
+    assert!(login.said_locked(), "{}", login.transcript);
+    // Root's `mfa` means the same account by either name.
+    let shown = d.cli.mfa_json(None, &["admin", "show", &alias.name]);
+    assert_eq!(shown["locked"], Value::Bool(true), "{shown}");
+    let devices = d.cli.mfa_json(Some(&alias.name), &["device", "list"]);
+    assert_eq!(device_tuples(&devices), [totp_device("phone", true)]);
+    // No row was ever written under the alias's name.
+    let trail = d.cli.mfa_json(None, &["audit", "--user", &alias.name]);
+    assert_eq!(trail.as_array().map(Vec::len), Some(0), "{trail}");
+}

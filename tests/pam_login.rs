@@ -158,9 +158,10 @@ fn three_wrong_passwords_and_three_wrong_codes_lock_the_account() {
     let secret = h.enroll_totp("alice", "phone");
     lock_alice(&h, &secret);
 
-    // Even the right password and a valid code: stopped before the password.
+    // Even the right password and a valid code: stopped after the
+    // password (before it, only known names could be told "locked").
     let login = h.login("alice", &totp(&secret, 1));
-    login.assert_prompts(&[]);
+    login.assert_prompts(&[PASSWORD_PROMPT]);
     assert_eq!(login.code, 1, "{login:?}");
     assert!(!login.authenticated(), "{login:?}");
     assert!(login.said_locked(), "{login:?}");
@@ -277,6 +278,63 @@ fn an_unknown_user_sees_the_same_prompts_and_leaves_no_trace() {
     for who in ["dave", "erin"] {
         assert!(!dump.contains(who), "database mentions {who}:\n{dump}");
     }
+}
+
+/// Issue 13, finding 12: before, a locked account was told so before any
+/// password prompt, and only existing names can be locked, so the message
+/// told which names exist. Now a locked name and an unknown one look the
+/// same until the right password has been given.
+#[test]
+fn a_locked_name_and_an_unknown_name_look_the_same_until_the_right_password() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    // Anyone who can reach a login prompt can lock an account: six wrong
+    // passwords. Not one of them says so, the locking one included.
+    for n in 1..=6 {
+        let login = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+        login.assert_prompts(&[PASSWORD_PROMPT]);
+        assert_eq!(login.code, 1, "{login:?}");
+        assert!(!login.said_locked(), "failure {n}: {login:?}");
+    }
+    assert_eq!(h.lock_state("alice"), (6, true));
+    // Locked alice and erin, whom nobody knows: the same prompts and the
+    // same words after a wrong password.
+    let alice = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+    let erin = h.login_with(SERVICE, "erin", vec![text("not-the-password")]);
+    alice.assert_prompts(&[PASSWORD_PROMPT]);
+    erin.assert_prompts(&[PASSWORD_PROMPT]);
+    assert_eq!(alice.code, erin.code);
+    // pam_wrapper's own lines carry a pid.
+    let said = |l: &Login, name: &str| -> Vec<String> {
+        l.transcript
+            .lines()
+            .filter(|line| !line.starts_with("PWRAP_"))
+            .map(|line| line.replace(name, "NAME"))
+            .collect()
+    };
+    assert_eq!(said(&alice, "alice"), said(&erin, "erin"));
+    // The right password: the password prompt first, then the lock.
+    let right = h.login("alice", &totp(&secret, 1));
+    right.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(right.said_locked(), "{right:?}");
+    assert!(!right.authenticated(), "{right:?}");
+    let before_password = right.transcript.find(PASSWORD_PROMPT).unwrap();
+    let locked_at = right.transcript.find("locked").unwrap();
+    assert!(before_password < locked_at, "{right:?}");
+    assert_eq!(h.lock_state("alice"), (6, true));
+
+    // unlock_after bounds what such a lock costs the owner.
+    h.write_config("[lockout]\nunlock_after = 1\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let login = h.login("alice", &totp(&secret, 1));
+        if login.succeeded() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{login:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(h.lock_state("alice"), (0, false));
 }
 
 #[test]
@@ -483,7 +541,7 @@ fn a_locked_exempt_account_is_still_refused() {
     }
     assert_eq!(h.lock_state("carol"), (6, true));
     let login = h.login("carol", "unused");
-    login.assert_prompts(&[]);
+    login.assert_prompts(&[PASSWORD_PROMPT]);
     assert_eq!(login.code, 1, "{login:?}");
     assert!(login.said_locked(), "{login:?}");
     assert_eq!(h.account("carol").code, 1);

@@ -89,7 +89,8 @@ impl Ctx {
     /// The account a command works on: `--user`, else whoever runs us.
     pub fn target(&self, user: Option<String>) -> Result<String> {
         match user {
-            Some(user) => Ok(user),
+            // An alias works on its uid's account, as its logins do.
+            Some(user) => Ok(pam_mfa::users::account_name(&user)),
             None if self.invoker_known => Ok(self.invoker.clone()),
             None => Err(Error::NotFound(format!(
                 "your user id has no name in the user database; pass --user NAME (here: {})",

@@ -185,11 +185,13 @@ struct Verified<'a> {
 }
 
 pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Result<()> {
+    // Wiped however this ends (the daemon got it in a request).
+    let code = code.map(zeroize::Zeroizing::new);
     // Check before asking, and ask before the transaction: BEGIN IMMEDIATE
     // must never wait for a person to type.
     ensure_pending(&find(&*ctx.store.begin()?, user, nick)?)?;
     let typed = match code {
-        Some(code) => zeroize::Zeroizing::new(code),
+        Some(code) => code,
         None => context::read_code(ENROLL_PROMPT)?
             .ok_or_else(|| Error::Usage("no code was entered".into()))?,
     };

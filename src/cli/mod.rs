@@ -108,6 +108,20 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
             ));
         }
     }
+    let command = match command {
+        Command::Admin(mut cmd) => {
+            if let AdminCmd::Show { name }
+            | AdminCmd::Unlock { name }
+            | AdminCmd::TempCode { name, .. }
+            | AdminCmd::ImportGoogleAuthenticator { name, .. } = &mut cmd
+            {
+                // An alias names its uid's account, as at login.
+                *name = pam_mfa::users::account_name(name);
+            }
+            Command::Admin(cmd)
+        }
+        other => other,
+    };
     match command {
         Command::Status => {
             let user = ctx.target(user)?;

@@ -142,8 +142,8 @@ pub fn clap_error(e: &clap::Error, args: impl Iterator<Item = OsString>) -> i32 
 /// Text from the database made safe for a terminal: control characters
 /// (an escape sequence in a name, say) are shown escaped.
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        Cow::Owned(s.escape_debug().to_string())
+    if s.chars().any(pam_mfa::audit::invisible) {
+        Cow::Owned(pam_mfa::audit::defang(s))
     } else {
         Cow::Borrowed(s)
     }

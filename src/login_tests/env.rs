@@ -262,8 +262,14 @@ impl TestEnv {
         self.secrets.push(code.to_owned());
         let hash = codes::hash_with_salt(code, &codes::new_salt().unwrap());
         let tx = self.store.begin().unwrap();
-        tx.put_one_time_code(user, OneTimePurpose::Temporary, &hash, expires, 1)
-            .unwrap();
+        tx.put_one_time_code(
+            user,
+            OneTimePurpose::Temporary,
+            &hash,
+            expires,
+            crate::onetime::TEMP_CODE_TRIES,
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
 

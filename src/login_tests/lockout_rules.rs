@@ -62,14 +62,15 @@ fn three_wrong_passwords_and_three_wrong_codes_lock_the_account() {
 }
 
 #[test]
-fn the_sixth_wrong_password_locks_and_says_so() {
+fn the_sixth_wrong_password_locks_quietly() {
     let (mut env, alice) = alice_with_phone();
     for _ in 0..5 {
         env.authfail(&alice);
     }
     let (outcome, p) = env.authfail(&alice);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
-    assert!(locked_message_only(&p));
+    // Said after a wrong password, it would tell which names exist.
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
     assert_eq!(env.account("alice").failures, 6);
 }
 
@@ -83,10 +84,26 @@ fn lockout_deny_sets_the_number_of_failures() {
 }
 
 #[test]
-fn preauth_refuses_a_locked_account_before_any_prompt() {
+fn a_locked_account_is_not_told_so_before_the_password_nor_after_a_wrong_one() {
     let (mut env, alice) = alice_with_phone();
-    env.lock_out(&alice);
+    for _ in 0..5 {
+        let (outcome, p) = env.authfail(&alice);
+        assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+        assert!(p.shown.is_empty(), "{:?}", p.shown);
+    }
+    // The failure that locks it says nothing either: an unknown name
+    // after a wrong password looks the same.
+    let (outcome, p) = env.authfail(&alice);
+    assert_eq!(outcome, Outcome::Denied(Denial::Locked));
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
     let (outcome, p) = env.preauth(&alice);
+    assert_eq!(outcome, Outcome::Passed("not-locked"));
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
+    let (outcome, p) = env.authfail(&alice);
+    assert_eq!(outcome, Outcome::Denied(Denial::Locked));
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
+    // After the right password it is told, and denied.
+    let (outcome, p) = env.second_factor(&alice, vec![]);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
     assert!(locked_message_only(&p), "{:?}", p.shown);
 }
@@ -136,7 +153,7 @@ fn a_wrong_password_on_a_locked_account_is_not_counted() {
     env.clock.advance(60);
     let (outcome, p) = env.authfail(&alice);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
-    assert!(locked_message_only(&p));
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
     assert_eq!(env.account("alice"), before);
 }
 
@@ -148,13 +165,13 @@ fn unlock_after_reopens_the_account_exactly_at_the_boundary() {
     env.lock_out(&alice);
 
     env.clock.set(T0 + 599);
-    assert_eq!(env.preauth(&alice).0, Outcome::Denied(Denial::Locked));
+    assert_eq!(env.account_phase(&alice).0, Outcome::Denied(Denial::Locked));
     assert_eq!(env.account_phase(&alice).0, Outcome::Denied(Denial::Locked));
     let code = code_at(SECRET, T0 + 599);
     assert_eq!(env.attempt(&alice, code.as_bytes()), AttemptResult::Locked);
 
     env.clock.set(T0 + 600);
-    assert_eq!(env.preauth(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
     assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
     let (outcome, _) = env.second_factor(&alice, vec![typed(code_at(SECRET, T0 + 600))]);
     assert_eq!(outcome, totp_ok());
@@ -186,7 +203,7 @@ fn with_unlock_after_zero_the_lock_outlasts_a_year() {
     let (mut env, alice) = alice_with_phone();
     env.lock_out(&alice);
     env.clock.advance(366 * 86_400);
-    assert_eq!(env.preauth(&alice).0, Outcome::Denied(Denial::Locked));
+    assert_eq!(env.account_phase(&alice).0, Outcome::Denied(Denial::Locked));
     let code = code_at(SECRET, env.now());
     assert_eq!(env.attempt(&alice, code.as_bytes()), AttemptResult::Locked);
 }
@@ -205,7 +222,7 @@ fn root_is_never_locked_by_default() {
     }
     let account = env.account("root");
     assert_eq!((account.failures, account.locked_at), (10, None));
-    assert_eq!(env.preauth(&root).0, Outcome::Passed("not-locked"));
+    assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
     assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
     let (outcome, _) = env.second_factor(&root, vec![typed(code_at(SECRET, T0))]);
     assert_eq!(outcome, totp_ok());
@@ -218,7 +235,7 @@ fn root_is_locked_when_lock_root_is_set() {
     env.add_totp("root", "phone", SECRET);
     let root = root();
     env.lock_out(&root);
-    assert_eq!(env.preauth(&root).0, Outcome::Denied(Denial::Locked));
+    assert_eq!(env.account_phase(&root).0, Outcome::Denied(Denial::Locked));
     let (outcome, _) = env.second_factor(&root, vec![typed(code_at(SECRET, T0))]);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
 }
@@ -228,7 +245,7 @@ fn an_admin_unlock_lets_the_user_in_again() {
     let (mut env, alice) = alice_with_phone();
     env.lock_out(&alice);
     env.admin_unlock("alice");
-    assert_eq!(env.preauth(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
     assert_eq!(
         env.second_factor(&alice, vec![typed(code_at(SECRET, T0))])
             .0,

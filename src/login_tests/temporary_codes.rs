@@ -84,3 +84,41 @@ fn a_wrong_temporary_code_is_counted_and_the_right_one_still_works() {
     assert_eq!(env.second_factor(&alice, vec![typed(TEMP)]).0, temporary());
     assert_eq!(env.account("alice").failures, 0);
 }
+
+/// Issue 13, finding 16: a wrong code of a temporary or text code's shape
+/// cost a PBKDF2 run only when such a code was waiting, so its time told
+/// whether one was. Now the work is the same either way.
+#[test]
+fn a_wrong_code_costs_the_same_work_whether_or_not_a_code_is_waiting() {
+    for wrong in ["11112222", "1111222"] {
+        let work = |waiting: bool| {
+            let mut env = TestEnv::new();
+            env.add_totp("alice", "phone", SECRET);
+            if waiting {
+                env.give_temporary_code("alice", TEMP, T0 + LIFETIME);
+            }
+            let before = crate::codes::derivations();
+            let (outcome, _) = env.second_factor(&user("alice"), vec![typed(wrong)]);
+            assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+            crate::codes::derivations() - before
+        };
+        let (with, without) = (work(true), work(false));
+        assert_eq!(with, without, "{wrong}");
+        assert!(without >= 1, "{wrong}");
+    }
+}
+
+/// Issue 13, finding 16: a wrong guess of a one-time code's shape uses
+/// up one of its tries; with none left the code is void.
+#[test]
+fn wrong_guesses_use_up_a_temporary_codes_tries() {
+    let (mut env, alice) = alice_with_temporary_code();
+    for _ in 0..crate::onetime::TEMP_CODE_TRIES {
+        assert_eq!(env.live_one_time_codes("alice"), 1);
+        let (outcome, _) = env.second_factor(&alice, vec![typed("11112222")]);
+        assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    }
+    assert_eq!(env.live_one_time_codes("alice"), 0);
+    let (outcome, _) = env.second_factor(&alice, vec![typed(TEMP)]);
+    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+}

@@ -25,10 +25,10 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
     // For log lines only, which a login that goes well never writes.
     let where_ = || {
         format!(
-            "mode={} service={:?} rhost={:?}",
+            "mode={} service={} rhost={}",
             args.mode.as_str(),
-            items.service,
-            items.rhost
+            audit::quoted(&items.service),
+            audit::quoted(&items.rhost)
         )
     };
     let Some(user) = items.user.as_deref() else {
@@ -62,7 +62,7 @@ pub fn run(args: &Args, items: &Items, prompter: &mut dyn Prompter) -> Result {
     // admin's sense; one that stalls or misbehaves is never a reason to allow.
     let allow = matches!(error, ClientError::NotRunning(_))
         && config().is_some_and(|c| c.on_unavailable == OnUnavailable::Allow);
-    let who = format!("user={user:?} {}", where_());
+    let who = format!("user={} {}", audit::quoted(user), where_());
     login::report_unavailable(prompter, &error, allow, args.mode == Mode::Authfail, &who);
     Result::Unavailable { allow }
 }

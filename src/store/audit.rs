@@ -13,6 +13,10 @@ impl AuditLog for SqliteTx<'_> {
         Ok(())
     }
 
+    fn syslog_after_commit(&self, level: crate::audit::Level, line: String) {
+        self.after_commit.borrow_mut().push((level, line));
+    }
+
     fn audit_entries(
         &self,
         user: Option<&str>,

@@ -224,6 +224,10 @@ pub trait AuditLog {
         host: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>>;
+    /// Sends `line` to syslog once this transaction has committed, and
+    /// never if it rolls back (dropped, or the commit fails): the log must
+    /// not tell of a failure counted or a code spent that the store lost.
+    fn syslog_after_commit(&self, level: crate::audit::Level, line: String);
 }
 
 /// One exclusive transaction. Dropping it without `commit` rolls back.

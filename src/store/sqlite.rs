@@ -47,6 +47,8 @@ pub(super) struct SqliteTx<'c> {
     wal_path: &'c Path,
     /// `total_changes()` at BEGIN: equal at COMMIT means nothing to sync.
     changes_at_begin: u64,
+    /// Syslog lines of audit events, sent once the commit succeeded.
+    pub(super) after_commit: std::cell::RefCell<Vec<(crate::audit::Level, String)>>,
 }
 
 impl SqliteTx<'_> {
@@ -329,6 +331,7 @@ impl Store for SqliteStore {
             tx,
             seal_key: self.seal_key.as_deref(),
             wal_path: &self.wal_path,
+            after_commit: Default::default(),
         }))
     }
 }
@@ -336,7 +339,11 @@ impl Store for SqliteStore {
 impl Tx for SqliteTx<'_> {
     fn commit(self: Box<Self>) -> StoreResult<()> {
         let wrote = self.tx.total_changes() != self.changes_at_begin;
+        let logged = self.after_commit.take();
         self.tx.commit()?;
+        for (level, line) in logged {
+            crate::audit::syslog(level, &line);
+        }
         if !wrote {
             return Ok(());
         }
@@ -358,7 +365,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn commit_unsynced(self: Box<Self>) -> StoreResult<()> {
-        Ok(self.tx.commit()?)
+        let logged = self.after_commit.take();
+        self.tx.commit()?;
+        for (level, line) in logged {
+            crate::audit::syslog(level, &line);
+        }
+        Ok(())
     }
 }
 

@@ -87,15 +87,19 @@ fn drive_to_end(mut s: Session, who: Who, plan: Kill, wrong_code: &str) -> (Logi
         sigkill(&s);
         return (s.finish(), false);
     }
-    // Bob is refused before any prompt.
-    if who == Who::Bob || s.next_prompt() != Some(PASSWORD_PROMPT) {
+    if s.next_prompt() != Some(PASSWORD_PROMPT) {
         return (s.finish(), false);
     }
     s.answer(match who {
         Who::AliceWrongPassword => "not-the-password",
         Who::Carol => password("carol"),
+        // Locked bob is refused after his password, before any code prompt.
+        Who::Bob => password("bob"),
         _ => password("alice"),
     });
+    if who == Who::Bob {
+        return (s.finish(), false);
+    }
     let mut sent_failure = who == Who::AliceWrongPassword;
     if let Kill::AfterPassword(d) = plan {
         std::thread::sleep(d);
@@ -213,7 +217,7 @@ fn logins_killed_at_random_keep_the_database_and_every_committed_failure() {
             match who {
                 Who::Carol => assert!(login.succeeded(), "{plan:?} {login:?}"),
                 Who::Bob => {
-                    login.assert_prompts(&[]);
+                    login.assert_prompts(&[PASSWORD_PROMPT]);
                     assert!(login.said_locked(), "{login:?}");
                     assert_eq!(login.code, 1, "{login:?}");
                 }

@@ -218,6 +218,19 @@ fn a_full_filesystem_denies_without_corrupting_or_losing_counts() {
     assert_eq!(wrong.code, 1, "{wrong:?}");
     assert!(!wrong.authenticated(), "{wrong:?}");
     l.expect_log(&["MFA unavailable", "denying", "mode=auth"]);
+    // Issue 13, finding 14: the failure was rolled back, so no line may
+    // claim it was counted (syslog is written only after a commit).
+    if let Some(s) = &l.syslog {
+        let claimed: Vec<String> = s
+            .lines()
+            .into_iter()
+            .filter(|line| line.contains("event=failure") || line.contains("event=locked"))
+            .collect();
+        assert!(
+            claimed.is_empty(),
+            "a rolled-back failure was logged: {claimed:?}"
+        );
+    }
     let valid = l.login("alice", &[password("alice"), &totp(&secret, 1)]);
     assert_eq!(
         valid.code, 1,

@@ -9,10 +9,13 @@ use super::state::Shared;
 use super::Peer;
 use pam_mfa::attempt::{self, AttemptResult, Context};
 use pam_mfa::audit;
+use pam_mfa::codes::OneTimePurpose;
 use pam_mfa::config::Config;
+use pam_mfa::enroll;
 use pam_mfa::error::{exit, Error, Result};
 use pam_mfa::protocol::{CommandRequest, Response};
-use pam_mfa::store::{AnyStore, Store};
+use pam_mfa::sms::{self, check_phone};
+use pam_mfa::store::{AnyStore, DeviceKind, Store};
 use pam_mfa::users::{self, UserInfo};
 use pam_mfa::{lockout, Clock};
 
@@ -43,6 +46,9 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     ) {
         Ok(plan) => plan,
         Err(e) => {
+            if administrative(&request, &caller) {
+                record_refusal(&mut store, &e, &caller, &request);
+            }
             shared.put_back(store, &config);
             return refusal(&e, &caller, &request);
         }
@@ -76,12 +82,58 @@ fn refusal(e: &Error, caller: &UserInfo, request: &CommandRequest) -> Response {
     audit::syslog(
         audit::Level::Notice,
         &format!(
-            "{} result=refused kind={kind} target={:?}: {e}",
+            "{} result=refused command=\"{}\" kind={kind} target={}: {}",
             audit::format_line(&caller.name, "command", ""),
-            request.user.as_deref().unwrap_or(&caller.name)
+            command_name(&request.command),
+            audit::quote(request.user.as_deref().unwrap_or(&caller.name)),
+            audit::escape(&e.to_string())
         ),
     );
     Response::refused(e.exit_code(), kind, &e.to_string())
+}
+
+/// An administrative request the daemon refused, in the audit trail of
+/// the caller's own account (a row under whatever name it sent would let
+/// anyone write rows for any name). Wrong step-up codes are there already,
+/// as failures.
+fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &CommandRequest) {
+    if matches!(e, Error::WrongCode(_)) {
+        return;
+    }
+    let detail = format!(
+        "command=\"{}\" target={} kind={} via=daemon",
+        command_name(&request.command),
+        audit::quote(
+            request
+                .user
+                .as_deref()
+                .or(match &request.command {
+                    Command::Admin(
+                        AdminCmd::Show { name }
+                        | AdminCmd::Unlock { name }
+                        | AdminCmd::TempCode { name, .. }
+                        | AdminCmd::ImportGoogleAuthenticator { name, .. },
+                    ) => Some(name.as_str()),
+                    _ => None,
+                })
+                .unwrap_or("-")
+        ),
+        e.kind()
+    );
+    let now = store.clock().now();
+    let recorded = store.begin().and_then(|tx| {
+        audit::record(&*tx, now, &caller.name, "admin-refused", &detail)?;
+        tx.commit()
+    });
+    if let Err(e) = recorded {
+        audit::syslog(
+            audit::Level::Error,
+            &format!(
+                "{} could not record a refusal in the audit trail: {e}",
+                audit::format_line(&caller.name, "admin-refused", "")
+            ),
+        );
+    }
 }
 
 /// What the daemon will run, once the request is allowed.
@@ -107,6 +159,49 @@ fn self_service(command: &Command) -> bool {
     )
 }
 
+/// The command's words, for the log and the audit trail.
+pub fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Status => "status",
+        Command::Device(DeviceCmd::List) => "device list",
+        Command::Device(DeviceCmd::Add(AddCmd::Totp { .. })) => "device add totp",
+        Command::Device(DeviceCmd::Add(AddCmd::Sms { .. })) => "device add sms",
+        Command::Device(DeviceCmd::Verify { .. }) => "device verify",
+        Command::Device(DeviceCmd::Delete { .. }) => "device delete",
+        Command::Device(DeviceCmd::RemoveAll) => "device remove-all",
+        Command::Bypass(BypassCmd::Generate { .. }) => "bypass generate",
+        Command::Admin(AdminCmd::Policy { .. }) => "admin policy",
+        Command::Admin(AdminCmd::Users { .. }) => "admin users",
+        Command::Admin(AdminCmd::Show { .. }) => "admin show",
+        Command::Admin(AdminCmd::Unlock { .. }) => "admin unlock",
+        Command::Admin(AdminCmd::ImportGoogleAuthenticator { .. }) => {
+            "admin import-google-authenticator"
+        }
+        Command::Admin(AdminCmd::TempCode { .. }) => "admin temp-code",
+        Command::Admin(AdminCmd::GenerateKey { .. }) => "admin generate-key",
+        Command::Audit { .. } => "audit",
+        Command::Serve => "serve",
+        Command::Doctor { .. } => "doctor",
+    }
+}
+
+/// Whether a refused request was an administrative one (an admin command,
+/// or one aimed at another account): such refusals go to the audit trail
+/// too, on the caller's own account.
+pub fn administrative(request: &CommandRequest, caller: &UserInfo) -> bool {
+    matches!(request.command, Command::Admin(_) | Command::Audit { .. })
+        || request
+            .user
+            .as_deref()
+            .is_some_and(|u| canonical(u) != caller.name)
+}
+
+/// The account a name stands for: an alias (a second name for a uid) is
+/// its uid's primary name, whose factors it shares.
+fn canonical(name: &str) -> String {
+    users::account_name(name)
+}
+
 fn decide(
     request: &mut CommandRequest,
     caller: &UserInfo,
@@ -115,9 +210,11 @@ fn decide(
     store: &mut AnyStore,
 ) -> Result<Plan> {
     request.command.check_values().map_err(Error::Usage)?;
-    let admin =
-        root || (!config.admin_group.is_empty() && caller.groups.contains(&config.admin_group));
-    let target = request.user.clone().unwrap_or_else(|| caller.name.clone());
+    // root here: uid 0 or the daemon's own user (a private instance).
+    let member =
+        !root && !config.admin_group.is_empty() && caller.groups.contains(&config.admin_group);
+    let admin = root || member;
+    let target = canonical(request.user.as_deref().unwrap_or(&caller.name));
     match &request.command {
         // generate-key writes a file where its caller runs: never here.
         Command::Serve | Command::Doctor { .. } | Command::Admin(AdminCmd::GenerateKey { .. }) => {
@@ -143,11 +240,20 @@ fn decide(
                     .into(),
             ))
         }
-        Command::Admin(_) => return Ok(Plan { user: None }),
+        Command::Admin(command) => {
+            if member {
+                check_member_target(command, caller)?;
+                admin_step_up(request, caller, config, store)?;
+            }
+            return Ok(Plan { user: None });
+        }
         Command::Audit { .. } => {
+            if member {
+                admin_step_up(request, caller, config, store)?;
+            }
             return Ok(Plan {
                 user: request.user.clone(),
-            })
+            });
         }
         command if !self_service(command) => {
             return Err(Error::Permission(
@@ -175,32 +281,165 @@ fn decide(
         }
         _ => {}
     }
-    if !admin || target == caller.name {
+    // A request that would fail anyway must not spend the caller's code.
+    check_arguments(&request.command, &target, config, store)?;
+    if target == caller.name {
         check_own_account(request, &target, config, store)?;
+    } else if member {
+        // Another account's devices and codes are as good as a code for
+        // it: root's are root's alone, and a member proves who it is.
+        if users::lookup(&target).is_some_and(|u| u.is_root()) {
+            return Err(Error::Permission(
+                "only root manages root's devices and codes".into(),
+            ));
+        }
+        admin_step_up(request, caller, config, store)?;
     }
     Ok(Plan { user: Some(target) })
 }
 
-/// A locked account cannot self-serve, and one with a verified device must
-/// prove it holds it before changing what can log in.
+/// What an admin_group member may not do even as an administrator: give
+/// itself a way in (a temporary code, an unlock), or give one for root.
+fn check_member_target(command: &AdminCmd, caller: &UserInfo) -> Result<()> {
+    let (name, what) = match command {
+        AdminCmd::TempCode { name, .. } => (name, "issue temporary codes"),
+        AdminCmd::Unlock { name } => (name, "unlock accounts"),
+        _ => return Ok(()),
+    };
+    let Some(target) = users::lookup(name) else {
+        return Ok(()); // refused by the command itself, as for root
+    };
+    if target.uid == caller.uid {
+        return Err(Error::Permission(format!(
+            "you may not {what} for your own account ({}): ask root or another administrator",
+            caller.name
+        )));
+    }
+    if target.is_root() && matches!(command, AdminCmd::TempCode { .. }) {
+        return Err(Error::Permission(
+            "only root issues temporary codes for root".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks the command itself would make before changing anything,
+/// made before the step-up code is spent: a typo (a bad phone number or
+/// nickname, a second phone, a device that does not exist) costs nothing.
+fn check_arguments(
+    command: &Command,
+    user: &str,
+    config: &Config,
+    store: &mut AnyStore,
+) -> Result<()> {
+    let Command::Device(command) = command else {
+        return Ok(());
+    };
+    let devices = store.begin()?.devices(user)?;
+    match command {
+        DeviceCmd::Add(AddCmd::Totp { name, .. }) => {
+            enroll::check_nickname(name).map_err(Error::Usage)?;
+            if devices.iter().any(|d| &d.name == name) {
+                return Err(Error::Conflict(format!(
+                    "{user} already has a device named \"{name}\"; choose another with --name, \
+                     or delete the old one with `mfa device delete {name}`"
+                )));
+            }
+        }
+        DeviceCmd::Add(AddCmd::Sms { phone, .. }) => {
+            check_phone(phone).map_err(|m| Error::Usage(m.into()))?;
+            if !sms::from_config(&config.sms).available() {
+                return Err(Error::Failed(sms::SmsError::NotConfigured.to_string()));
+            }
+            if devices.iter().any(|d| d.kind() == DeviceKind::Sms) {
+                return Err(Error::Conflict(format!(
+                    "{user} already has an SMS device; delete it first with `mfa device delete sms`"
+                )));
+            }
+        }
+        DeviceCmd::Delete { nick } | DeviceCmd::Verify { nick, .. } => {
+            if !devices.iter().any(|d| &d.name == nick) {
+                return Err(Error::NotFound(format!(
+                    "{user} has no device named \"{}\"; see `mfa device list`",
+                    nick.escape_debug()
+                )));
+            }
+        }
+        DeviceCmd::List | DeviceCmd::RemoveAll => {}
+    }
+    Ok(())
+}
+
+/// What guards an account's logins now, and whether it is locked.
+fn guard_of(store: &mut AnyStore, config: &Config, user: &str) -> Result<(bool, bool)> {
+    let now = store.clock().now();
+    let tx = store.begin()?;
+    let locked = lockout::is_locked(&tx.account(user)?, &config.lockout, now);
+    // Any second factor, bypass codes and a live temporary code included:
+    // whatever can stand in for a device at login must be shown here too.
+    let has_factor = tx.devices(user)?.iter().any(|d| d.verified)
+        || !tx.bypass_codes(user)?.is_empty()
+        || tx
+            .one_time_codes(user, now)?
+            .iter()
+            .any(|c| c.purpose == OneTimePurpose::Temporary);
+    Ok((locked, has_factor))
+}
+
+/// A locked account cannot self-serve, and one with any second factor must
+/// prove it holds one before changing what can log in.
 fn check_own_account(
     request: &CommandRequest,
     user: &str,
     config: &Config,
     store: &mut AnyStore,
 ) -> Result<()> {
-    let now = store.clock().now();
-    let (locked, has_device) = {
-        let tx = store.begin()?;
-        let locked = lockout::is_locked(&tx.account(user)?, &config.lockout, now);
-        (locked, tx.devices(user)?.iter().any(|d| d.verified))
-    };
+    let (locked, has_factor) = guard_of(store, config, user)?;
     if locked && !matches!(request.command, Command::Status) {
         return Err(Error::locked(user));
     }
-    if !needs_step_up(&request.command) || !has_device {
+    if !needs_step_up(&request.command) || !has_factor {
         return Ok(());
     }
+    step_up(request, user, config, store, "factor=step-up via=daemon")
+}
+
+/// An admin_group member's administrative request: from an unlocked
+/// account with a second factor, with a current code from it.
+fn admin_step_up(
+    request: &CommandRequest,
+    caller: &UserInfo,
+    config: &Config,
+    store: &mut AnyStore,
+) -> Result<()> {
+    let (locked, has_factor) = guard_of(store, config, &caller.name)?;
+    if locked {
+        return Err(Error::Locked(format!(
+            "your own account {} is locked: an administrator must unlock it before you administer",
+            caller.name
+        )));
+    }
+    if !has_factor {
+        return Err(Error::Permission(format!(
+            "administrative commands through the daemon need a second factor on your own account ({}): set one up with `mfa device add totp`",
+            caller.name
+        )));
+    }
+    let detail = format!(
+        "factor=step-up via=daemon for=\"{}\"",
+        command_name(&request.command)
+    );
+    step_up(request, &caller.name, config, store, &detail)
+}
+
+/// Spends the request's code on `user`'s account, as a login would.
+fn step_up(
+    request: &CommandRequest,
+    user: &str,
+    config: &Config,
+    store: &mut AnyStore,
+    detail: &str,
+) -> Result<()> {
     let Some(code) = request.code.as_deref() else {
         return Err(Error::WrongCode(format!(
             "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt"
@@ -208,9 +447,8 @@ fn check_own_account(
     };
     let info =
         users::lookup(user).ok_or_else(|| Error::NotFound(format!("there is no user {user}")))?;
-    let ctx = Context {
-        detail: "factor=step-up via=daemon",
-    };
+    let ctx = Context { detail };
+    let now = store.clock().now();
     match attempt::attempt_code(store, config, &info, code.as_bytes(), None, now, &ctx)? {
         AttemptResult::Accepted(_) => Ok(()),
         AttemptResult::Wrong {

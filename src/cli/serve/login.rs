@@ -62,19 +62,24 @@ fn run(
     shared: &Shared,
     marker: &[u8],
 ) -> Verdict {
+    let info = users::lookup(&request.user);
+    // An alias logs in to its uid's account: say which.
+    let account = match &info {
+        Some(u) if u.name != request.user => format!(" account={}", audit::quote(&u.name)),
+        _ => String::new(),
+    };
     let who = audit::format_line(
         &request.user,
         "login",
         &format!(
-            "mode={} service={:?} rhost={:?} uid={} pid={}",
+            "mode={} service={} rhost={} uid={} pid={}{account}",
             request.mode.as_str(),
-            request.service,
-            request.rhost,
+            audit::quoted(&request.service),
+            audit::quoted(&request.rhost),
             peer.uid,
             peer.pid
         ),
     );
-    let info = users::lookup(&request.user);
     // A program running as a user (a screen locker) may check that user only.
     if !peer.privileged() && info.as_ref().map(|u| u.uid) != Some(peer.uid) {
         refuse(prompter, peer, request, &who, shared);
@@ -152,10 +157,10 @@ fn refuse(
     let recorded = shared.config().ok().and_then(|config| {
         let mut store = shared.store(&config).ok()?;
         let detail = format!(
-            "target={:?} mode={} service={:?} uid={} pid={}",
-            request.user,
+            "target={} mode={} service={} uid={} pid={}",
+            audit::quoted(&request.user),
             request.mode.as_str(),
-            request.service,
+            audit::quoted(&request.service),
             peer.uid,
             peer.pid
         );

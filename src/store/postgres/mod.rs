@@ -51,6 +51,8 @@ pub(super) struct PgTx<'c> {
     store: &'c PgStore,
     /// Accounts whose row this transaction holds locked.
     locked: RefCell<HashSet<String>>,
+    /// Syslog lines held back until the commit succeeds.
+    after_commit: RefCell<Vec<(crate::audit::Level, String)>>,
     done: bool,
 }
 
@@ -254,6 +256,7 @@ impl Store for PgStore {
         Ok(Box::new(PgTx {
             store: self,
             locked: RefCell::new(HashSet::new()),
+            after_commit: RefCell::new(Vec::new()),
             done: false,
         }))
     }
@@ -292,7 +295,11 @@ impl PgTx<'_> {
 
     fn finish(&mut self, sql: &str) -> StoreResult<()> {
         self.done = true;
-        self.store.batch(sql)
+        self.store.batch(sql)?;
+        for (level, line) in self.after_commit.take() {
+            crate::audit::syslog(level, &line);
+        }
+        Ok(())
     }
 }
 

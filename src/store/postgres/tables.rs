@@ -405,6 +405,10 @@ impl Settings for PgTx<'_> {
 }
 
 impl AuditLog for PgTx<'_> {
+    fn syslog_after_commit(&self, level: crate::audit::Level, line: String) {
+        self.after_commit.borrow_mut().push((level, line));
+    }
+
     fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
         self.pg().execute(
             "INSERT INTO audit (time, username, host, event, detail) VALUES ($1, $2, $3, $4, $5)",

@@ -178,6 +178,12 @@ pub enum AdminCmd {
     },
     /// Write a new key for sealing secrets at rest to FILE (mode 0600; never overwrites)
     GenerateKey { file: PathBuf },
+    /// Copy every account, code, lock, setting and audit row into another store (re-runnable)
+    Migrate {
+        /// The destination: a postgresql:// URL or an SQLite file's absolute path
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,6 +57,14 @@ mod tests {
             *self.0.borrow_mut() = Some(v.into());
             Ok(())
         }
+        fn all_settings(&self) -> StoreResult<Vec<(String, String)>> {
+            Ok(self
+                .0
+                .borrow()
+                .iter()
+                .map(|v| ("policy".into(), v.clone()))
+                .collect())
+        }
     }
 
     #[test]

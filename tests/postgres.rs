@@ -270,3 +270,72 @@ fn base32_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_populated_sqlite_store_migrates_sealed_and_every_user_logs_in_on_postgresql() {
+    let pg = Postgres::start("migrate");
+    let h = Harness::new();
+    // A host that ran without a key: its secrets are in plaintext.
+    let alice = h.enroll_totp("alice", "phone");
+    let bob = h.bypass_codes("bob", 5);
+    let carol = h.enroll_totp("carol", "tablet");
+    for _ in 0..2 {
+        assert!(!h.login("carol", &wrong_code(&carol)).authenticated());
+    }
+    h.set_policy("required");
+
+    // The admin makes the fleet key and names it and the database password.
+    let key = h.dir.path().join("pam_mfa.key");
+    let made = h.mfa(None, &["admin", "generate-key", key.to_str().unwrap()]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pass = h.dir.path().join("pg.pass");
+    pg.write_password_file(&pass);
+    let keys = format!(
+        "secrets_key_file = \"{}\"\ndatabase_password_file = \"{}\"\n",
+        key.display(),
+        pass.display()
+    );
+    h.write_config(&keys);
+
+    let first = h.mfa_json(None, &["admin", "migrate", "--to", &pg.url()]);
+    assert_eq!(first["accounts"], 3, "{first}");
+    assert_eq!(first["devices"], 2, "{first}");
+    assert_eq!(first["bypass_codes"], 5, "{first}");
+    assert_eq!(first["settings"], 1, "{first}");
+    let audit_rows = first["audit_rows"].as_u64().unwrap();
+    assert!(audit_rows >= 5, "{first}");
+    let again = h.mfa_json(None, &["admin", "migrate", "--to", &pg.url()]);
+    assert_eq!(again["devices"], 2, "re-run: {again}");
+    assert_eq!(
+        again["audit_rows"], 0,
+        "re-run copies no audit row twice: {again}"
+    );
+    assert_eq!(again["audit_rows_already_there"], audit_rows, "{again}");
+    assert_eq!(pg.psql("SELECT count(*) FROM devices"), "2");
+    assert_eq!(pg.psql("SELECT count(*) FROM bypass_codes"), "5");
+
+    // The host switches to the fleet database.
+    h.write_raw_config(&format!("database = \"{}\"\n{keys}", pg.url()));
+    let policy = h.mfa_json(None, &["admin", "policy"]);
+    assert_eq!(policy["policy"], "required", "{policy}");
+    assert_eq!(h.lock_state("carol"), (2, false));
+    let a = h.login("alice", &totp(&alice, 1));
+    assert!(a.succeeded(), "{}", a.transcript);
+    let b = h.login("bob", &bob[0]);
+    assert!(b.succeeded(), "{}", b.transcript);
+    let c = h.login("carol", &totp(&carol, 1));
+    assert!(c.succeeded(), "{}", c.transcript);
+    let dump = pg.dump();
+    assert!(
+        !contains(&dump, alice.as_bytes()),
+        "alice's secret in the dump"
+    );
+    assert!(
+        !contains(&dump, carol.as_bytes()),
+        "carol's secret in the dump"
+    );
+}

@@ -10,6 +10,7 @@ mod bypass;
 mod context;
 mod device;
 mod doctor;
+mod migrate;
 mod output;
 mod remote;
 mod serve;
@@ -165,6 +166,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
                 sms::temp_code(ctx, &name, show)
             }
             AdminCmd::GenerateKey { .. } => unreachable_here(),
+            AdminCmd::Migrate { to } => migrate::migrate(ctx, &to),
         },
         Command::Audit { limit, host } => {
             status::audit(ctx, user.as_deref(), host.as_deref(), limit)

@@ -212,6 +212,8 @@ pub trait Codes {
 pub trait Settings {
     fn setting(&self, key: &str) -> StoreResult<Option<String>>;
     fn put_setting(&self, key: &str, value: &str) -> StoreResult<()>;
+    /// Every setting, sorted by key (for `mfa admin migrate`).
+    fn all_settings(&self) -> StoreResult<Vec<(String, String)>>;
 }
 
 pub trait AuditLog {

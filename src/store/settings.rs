@@ -13,6 +13,14 @@ impl Settings for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn all_settings(&self) -> StoreResult<Vec<(String, String)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT key, value FROM settings ORDER BY key")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         self.run(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)

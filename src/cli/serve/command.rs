@@ -179,6 +179,7 @@ pub fn command_name(command: &Command) -> &'static str {
         }
         Command::Admin(AdminCmd::TempCode { .. }) => "admin temp-code",
         Command::Admin(AdminCmd::GenerateKey { .. }) => "admin generate-key",
+        Command::Admin(AdminCmd::Migrate { .. }) => "admin migrate",
         Command::Audit { .. } => "audit",
         Command::Serve => "serve",
         Command::Doctor { .. } => "doctor",
@@ -217,7 +218,9 @@ fn decide(
     let target = canonical(request.user.as_deref().unwrap_or(&caller.name));
     match &request.command {
         // generate-key writes a file where its caller runs: never here.
-        Command::Serve | Command::Doctor { .. } | Command::Admin(AdminCmd::GenerateKey { .. }) => {
+        Command::Serve
+        | Command::Doctor { .. }
+        | Command::Admin(AdminCmd::GenerateKey { .. } | AdminCmd::Migrate { .. }) => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
             ))

@@ -394,6 +394,13 @@ impl Settings for PgTx<'_> {
             .map(|r| r.get(0)))
     }
 
+    fn all_settings(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = self
+            .pg()
+            .query("SELECT key, value FROM settings ORDER BY key", &[])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     fn put_setting(&self, key: &str, value: &str) -> StoreResult<()> {
         self.pg().execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2)

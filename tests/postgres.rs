@@ -339,3 +339,185 @@ fn a_populated_sqlite_store_migrates_sealed_and_every_user_logs_in_on_postgresql
         "carol's secret in the dump"
     );
 }
+
+/// Starts `h`'s daemon in a UTS namespace of its own named `name`, as if
+/// it ran on another machine.
+fn start_as_host(h: &Harness, name: &str) {
+    let name = name.to_owned();
+    h.start_daemon_under(move |cmd| {
+        let mut wrapper = std::process::Command::new("unshare");
+        wrapper.args([
+            "--uts",
+            "sh",
+            "-c",
+            &format!("hostname {name} && exec \"$0\" \"$@\""),
+        ]);
+        run_under(wrapper, &cmd)
+    });
+}
+
+#[test]
+fn every_audit_row_names_the_host_that_wrote_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a UTS namespace");
+        return;
+    }
+    let f = fleet("hosts");
+    start_as_host(&f.a, "host-a");
+    start_as_host(&f.b, "host-b");
+    let codes = f.a.bypass_codes("alice", 2);
+    assert!(f.a.login("alice", &codes[0]).succeeded());
+    assert!(f.b.login("alice", &codes[1]).succeeded());
+    let on_b = f.a.mfa_json(None, &["audit", "--host", "host-b"]);
+    let rows = on_b.as_array().unwrap_or_else(|| panic!("{on_b}"));
+    assert!(!rows.is_empty(), "{on_b}");
+    assert!(rows.iter().all(|r| r["host"] == "host-b"), "{on_b}");
+    assert!(
+        rows.iter().any(|r| r["event"] == "code-accepted"),
+        "b's login is in b's audit: {on_b}"
+    );
+    let on_a = f.b.mfa_json(None, &["audit", "--host", "host-a"]);
+    assert!(
+        on_a.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["event"] == "code-accepted"),
+        "{on_a}"
+    );
+}
+
+/// A CA and a server certificate for `localhost`, made with openssl, the
+/// key readable by the server's user only.
+fn certificates(dir: &std::path::Path, owner: Option<(u32, u32)>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let key = format!("{ca}.key");
+        let pem = format!("{ca}.pem");
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pam_mfa test CA",
+        ]);
+        run(&args);
+    }
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&args);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if let Some((uid, gid)) = owner {
+        for f in ["server.key", "server.pem"] {
+            std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn tls_verifies_the_server_against_the_configured_ca_and_refuses_another() {
+    let dir = std::env::temp_dir().join(format!("pam_mfa_tls_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let owner = is_root().then(|| {
+        let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+        (pg.uid.as_raw(), pg.gid.as_raw())
+    });
+    certificates(&dir, owner);
+    let pg = Postgres::start_with(
+        "tls",
+        &[
+            "ssl=on",
+            &format!("ssl_cert_file={}", dir.join("server.pem").display()),
+            &format!("ssl_key_file={}", dir.join("server.key").display()),
+        ],
+    );
+    let h = Harness::without_database("");
+    join(&h, &pg, "policy = \"optional\"\n");
+    let config = std::fs::read_to_string(&h.config).unwrap();
+    let with_ca = |ca: &str| {
+        let url = format!(
+            "postgresql://mfa@localhost:{}/mfa?sslmode=verify-full&sslrootcert={}",
+            pg.port,
+            dir.join(ca).display().to_string().replace('/', "%2F")
+        );
+        config.replace(&pg.url(), &url)
+    };
+    h.write_raw_config(&with_ca("ca.pem"));
+    let secret = h.enroll_totp("alice", "phone");
+    let login = h.login("alice", &totp(&secret, 1));
+    assert!(login.succeeded(), "{}", login.transcript);
+    assert_eq!(
+        pg.psql_as_superuser(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.usename = 'mfa'"
+        ),
+        "t",
+        "every connection of the role is encrypted"
+    );
+
+    h.write_raw_config(&with_ca("other-ca.pem"));
+    let refused = h.login("alice", &totp(&secret, 2));
+    assert!(!refused.authenticated(), "{}", refused.transcript);
+    assert!(
+        refused.transcript.contains("unavailable"),
+        "{}",
+        refused.transcript
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -106,7 +106,7 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Sql(e) => Error::Failed(format!("database error: {e}")),
-            StoreError::Postgres(e) => Error::Failed(format!("database error: {e}")),
+            e @ StoreError::Postgres(_) => Error::Failed(e.to_string()),
         }
     }
 }

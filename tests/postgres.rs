@@ -521,3 +521,62 @@ fn tls_verifies_the_server_against_the_configured_ca_and_refuses_another() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn doctor_checks_the_fleet_database_and_its_key() {
+    let f = fleet("doctor");
+    f.a.enroll_totp("alice", "phone");
+    let out = f.a.mfa(
+        None,
+        &[
+            "doctor",
+            "--json",
+            "--pam-dir",
+            f.a.services.to_str().unwrap(),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let text = report.to_string();
+    let check = |name: &str| {
+        report
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == name))
+            .unwrap_or_else(|| panic!("no {name} check in {text}"))
+            .clone()
+    };
+    let database = check("database");
+    assert_eq!(database["status"], "ok", "{text}");
+    assert!(
+        database["message"]
+            .as_str()
+            .unwrap()
+            .contains("PostgreSQL mfa@127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(common::postgres::ROLE_PASSWORD),
+        "doctor shows the password"
+    );
+    assert_eq!(check("key")["status"], "ok", "{text}");
+    assert_eq!(check("secrets")["status"], "ok", "{text}");
+
+    f.pg.psql_as_superuser("ALTER ROLE mfa PASSWORD 'changed'");
+    let out = f.a.mfa(
+        None,
+        &[
+            "doctor",
+            "--json",
+            "--pam-dir",
+            f.a.services.to_str().unwrap(),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = report.to_string();
+    let database = report
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "database"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(database["status"], "fail", "{text}");
+    assert!(text.contains("password authentication failed"), "{text}");
+}

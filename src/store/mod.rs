@@ -42,7 +42,7 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Unavailable(m) | StoreError::Conflict(m) => f.write_str(m),
             StoreError::Sql(e) => write!(f, "database error: {e}"),
-            StoreError::Postgres(e) => write!(f, "database error: {e}"),
+            StoreError::Postgres(e) => write!(f, "database error: {}", postgres::explain(e)),
         }
     }
 }

@@ -60,6 +60,18 @@ fn connection_lost(describe: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL {describe}: {e}"))
 }
 
+/// The driver's error with what the server said: its own `Display` is
+/// only "db error" for everything the server reports.
+pub fn explain(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 /// Maps a driver error to the store's: anything about reaching the server
 /// (network, timeouts, the server shutting down or refusing us) means
 /// "unavailable", so `on_unavailable` applies; a unique violation is a
@@ -67,8 +79,8 @@ fn connection_lost(describe: &str, e: impl std::fmt::Display) -> StoreError {
 fn store_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
     let state = e.code().cloned();
     match state {
-        Some(s) if s == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
-        None => connection_lost(describe, e),
+        Some(s) if s == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(explain(&e)),
+        None => connection_lost(describe, explain(&e)),
         Some(s)
             if s.code().starts_with("08") // connection exception
                 || s.code().starts_with("57") // operator intervention: shutdown, cancel, timeout
@@ -77,7 +89,7 @@ fn store_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
                 || s == SqlState::INVALID_PASSWORD
                 || s == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
         {
-            connection_lost(describe, e)
+            connection_lost(describe, explain(&e))
         }
         Some(_) => StoreError::Postgres(e),
     }

@@ -580,3 +580,29 @@ fn doctor_checks_the_fleet_database_and_its_key() {
     assert_eq!(database["status"], "fail", "{text}");
     assert!(text.contains("password authentication failed"), "{text}");
 }
+
+#[test]
+fn a_hung_server_denies_within_seconds_and_the_daemon_recovers_when_it_answers_again() {
+    use nix::sys::signal::Signal;
+    let f = fleet("hung");
+    let codes = f.a.bypass_codes("alice", 3);
+    assert!(f.a.login("alice", &codes[0]).succeeded());
+
+    f.pg.signal_all(Signal::SIGSTOP);
+    let started = Instant::now();
+    let hung = f.a.login("alice", &codes[1]);
+    let took = started.elapsed();
+    f.pg.signal_all(Signal::SIGCONT);
+    assert!(!hung.authenticated(), "{}", hung.transcript);
+    assert!(
+        hung.transcript.contains("unavailable"),
+        "{}",
+        hung.transcript
+    );
+    assert!(took < Duration::from_secs(9), "denied after {took:?}");
+
+    for code in &codes[1..] {
+        let back = f.a.login("alice", code);
+        assert!(back.succeeded(), "{}", back.transcript);
+    }
+}

@@ -169,6 +169,31 @@ impl Postgres {
         }
     }
 
+    /// SIGSTOP (or SIGCONT) to the server and all its processes: a server
+    /// that still holds its connections open, acks packets, and answers
+    /// nothing, as a hung machine does.
+    pub fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        let main = self.server.as_ref().expect("running").id() as i32;
+        let mut pids = vec![main];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(main) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }

@@ -125,7 +125,7 @@ impl PgStore {
                     }
                 }
             };
-            match tokio::time::timeout(connect::CONNECT_TIMEOUT * 2, connecting).await {
+            match tokio::time::timeout(connect::CONNECT_TIMEOUT, connecting).await {
                 Ok(Ok(client)) => Ok(client),
                 Ok(Err(e)) => Err(store_error(&target.describe, e)),
                 Err(_) => Err(connection_lost(&target.describe, "no answer to connect")),
@@ -256,8 +256,16 @@ impl Store for PgStore {
     fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
         // A kept connection may have died while idle (the server restarted
         // or failed over): nothing has happened in this transaction yet, so
-        // one fresh connection may take its place.
-        if self.broken.get() || self.batch("BEGIN").is_err() {
+        // one fresh connection may take its place. Not when the server is
+        // there but silent: a second wait would only double the login's.
+        let begun = !self.broken.get()
+            && !self.client.is_closed()
+            && match self.batch("BEGIN") {
+                Ok(()) => true,
+                Err(e) if !self.client.is_closed() => return Err(e),
+                Err(_) => false,
+            };
+        if !begun {
             *self = PgStore::open(
                 Arc::clone(&self.target),
                 self.mode,

@@ -151,6 +151,8 @@ pub enum BypassCmd {
 #[derive(Subcommand, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum AdminCmd {
+    /// Create the store (directory 0700, database 0600, schema): the only command that does
+    Init,
     /// Show the account policy, or set it
     Policy { policy: Option<PolicyArg> },
     /// Accounts with devices, codes or failures

@@ -103,7 +103,9 @@ impl From<ConfigError> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => Error::Unavailable(m),
+            StoreError::Missing(m) | StoreError::Unavailable(m) | StoreError::Faulty(m) => {
+                Error::Unavailable(m)
+            }
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Sql(e) => Error::Failed(format!("database error: {e}")),
         }

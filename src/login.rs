@@ -578,6 +578,10 @@ pub fn report_unavailable(
 pub fn is_unavailable(e: &StoreError) -> bool {
     matches!(
         e,
-        StoreError::Unavailable(_) | StoreError::Sql(_) | StoreError::Conflict(_)
+        StoreError::Missing(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Faulty(_)
+            | StoreError::Sql(_)
+            | StoreError::Conflict(_)
     )
 }

@@ -914,9 +914,81 @@ fn the_daemon_never_creates_the_database() {
     assert!(!db_dir.exists(), "the daemon created {}", db_dir.display());
 
     // An administrator makes it; the daemon uses it without a restart.
-    d.cli.mfa_json(None, &["admin", "policy"]);
+    d.cli.mfa_json(None, &["admin", "init"]);
     let status = d.client_json(&alice, "status");
     assert_eq!(status["user"], alice.name.as_str(), "{status}");
+    d.assert_alive();
+}
+
+/// Issue 13 #4: with the database moved aside, nothing but `mfa admin init`
+/// makes a new one — not a user's command through the daemon, not root's
+/// own `mfa status` — so a user whose devices are in the moved-away file is
+/// never let in by the password alone (on_unavailable = "deny").
+#[test]
+fn a_database_moved_aside_is_recreated_by_nothing_but_admin_init() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let (secret, _) = d.enroll(&alice, "phone");
+    let db = d.dir.path().join("db").join("mfa.sqlite3");
+    let aside = d.dir.path().join("db").join("moved-aside");
+    std::fs::create_dir(&aside).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", db.display());
+        if Path::new(&from).exists() {
+            std::fs::rename(&from, aside.join(format!("mfa.sqlite3{suffix}"))).unwrap();
+        }
+    }
+
+    let ran = d.client(&alice, "--json status");
+    ran.assert_exit(exit::UNAVAILABLE);
+    assert!(
+        !db.exists(),
+        "a user's status through the daemon created it"
+    );
+    let root = d.cli.mfa(Some(&alice.name), &["status"]);
+    assert_eq!(root.status.code(), Some(exit::UNAVAILABLE), "{root:?}");
+    let said = String::from_utf8_lossy(&root.stderr);
+    assert!(said.contains("mfa admin init"), "{said}");
+    assert!(!db.exists(), "root's `mfa status` created it");
+    let policy = d.cli.mfa(None, &["admin", "policy", "optional"]);
+    assert_eq!(policy.status.code(), Some(exit::UNAVAILABLE), "{policy:?}");
+    assert!(!db.exists(), "root's `mfa admin policy` created it");
+
+    // A login of the user with a device: refused, never passed for having
+    // no device in an empty new store.
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &alice.name),
+        &[],
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Unavailable { allow: false }),
+        "{said:?}"
+    );
+    assert!(!db.exists());
+
+    // Put back, the device works again.
+    for suffix in ["", "-wal", "-shm"] {
+        let from = aside.join(format!("mfa.sqlite3{suffix}"));
+        if from.exists() {
+            std::fs::rename(&from, format!("{}{suffix}", db.display())).unwrap();
+        }
+    }
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &alice.name),
+        &[&totp(&secret, 1)],
+    );
+    assert_eq!(said.verdict, Some(Verdict::Success), "{said:?}");
+
+    // `admin init` on an existing store leaves it as it is.
+    let init = d.cli.mfa_json(None, &["admin", "init"]);
+    assert_eq!(init["created"], false, "{init}");
+    assert_eq!(d.devices(&alice.name), [totp_device("phone", true)]);
     d.assert_alive();
 }
 

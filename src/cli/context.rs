@@ -26,13 +26,16 @@ pub struct Ctx {
     pub invoker: String,
     /// Set when the daemon runs a command for a caller.
     daemon_caller: Option<String>,
+    /// `open` made the database (`mfa admin init` on a new host).
+    pub created: bool,
     invoker_known: bool,
 }
 
 impl Ctx {
     /// Loads the config and opens the database, if this process may use
-    /// them directly.
-    pub fn open(config_path: &Path, json: bool) -> Result<Ctx> {
+    /// them directly. Only with `create` (`mfa admin init`) is a missing
+    /// database made.
+    pub fn open(config_path: &Path, json: bool, create: bool) -> Result<Ctx> {
         let euid = nix::unistd::geteuid().as_raw();
         if euid != 0 {
             // Decide before reading: a root-owned config is usually 0600.
@@ -50,7 +53,13 @@ impl Ctx {
         if euid != 0 && !private_database(&config.database, euid) {
             return Err(Error::Permission(NEEDS_ROOT.into()));
         }
-        let store = SqliteStore::open(&config.database, OpenMode::Create)?;
+        let mode = if create {
+            OpenMode::Create
+        } else {
+            OpenMode::Existing
+        };
+        let created = create && std::fs::symlink_metadata(&config.database).is_err();
+        let store = SqliteStore::open(&config.database, mode)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
             .flatten()
@@ -60,6 +69,7 @@ impl Ctx {
             store,
             json,
             daemon_caller: None,
+            created,
             invoker_known: name.is_some(),
             invoker: name.unwrap_or_else(|| format!("uid-{euid}")),
         })
@@ -73,6 +83,7 @@ impl Ctx {
             store,
             json,
             daemon_caller: Some(caller.to_owned()),
+            created: false,
             invoker_known: true,
             invoker: caller.to_owned(),
         }
@@ -198,7 +209,7 @@ pub fn test_ctx(tag: &str) -> (Ctx, std::path::PathBuf) {
     let db = dir.join("db/mfa.sqlite3");
     std::fs::write(&config, format!("database = \"{}\"\n", db.display())).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (Ctx::open(&config, true).unwrap(), dir)
+    (Ctx::open(&config, true, true).unwrap(), dir)
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ mod tests {
             ),
         )
         .unwrap();
-        (Ctx::open(&config, true).unwrap(), dir, outbox)
+        (Ctx::open(&config, true, true).unwrap(), dir, outbox)
     }
 
     /// The lines of the outbox: (phone, message).

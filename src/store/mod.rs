@@ -17,21 +17,47 @@ use crate::secret::SecretBytes;
 use crate::totp::TotpParams;
 use std::fmt;
 
+/// What went wrong with the store. The split matters for
+/// `on_unavailable = "allow"`: only a store that is not there
+/// ([`StoreError::Missing`]) or that pam_mfa refuses to use
+/// ([`StoreError::Unavailable`]) may let the password decide. A store that
+/// is there but fails ([`StoreError::Faulty`], [`StoreError::Sql`]) always
+/// denies: busy, timeouts, I/O errors, a full or read-only disk and resource
+/// limits (EFBIG, EMFILE, ENOMEM) can be provoked by a caller, and a
+/// failure that cannot be recorded must not become a way in.
 #[derive(Debug)]
 pub enum StoreError {
-    /// The database cannot be used at all (missing, unreadable, wrong owner,
-    /// corrupt, newer schema). The text says what and how to fix it.
+    /// No database at the configured place: not created yet (`mfa admin
+    /// init` creates it) or moved away.
+    Missing(String),
+    /// The database is refused as it stands (wrong owner or mode, not a
+    /// regular file, corrupt, newer schema). The text says what and how to
+    /// fix it.
     Unavailable(String),
+    /// The database is there and acceptable but an operation on it failed
+    /// (busy, I/O error, full or read-only filesystem, a resource limit).
+    Faulty(String),
     /// A row that must be unique already exists.
     Conflict(String),
-    /// Anything else SQLite reported mid-transaction.
+    /// Anything else SQLite reported mid-transaction (treated as faulty).
     Sql(rusqlite::Error),
+}
+
+impl StoreError {
+    /// Whether `on_unavailable = "allow"` may apply: the store is missing
+    /// or refused, not merely failing.
+    pub fn permits_allow(&self) -> bool {
+        matches!(self, StoreError::Missing(_) | StoreError::Unavailable(_))
+    }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Unavailable(m) | StoreError::Conflict(m) => f.write_str(m),
+            StoreError::Missing(m)
+            | StoreError::Unavailable(m)
+            | StoreError::Faulty(m)
+            | StoreError::Conflict(m) => f.write_str(m),
             StoreError::Sql(e) => write!(f, "database error: {e}"),
         }
     }
@@ -49,7 +75,10 @@ impl From<rusqlite::Error> for StoreError {
                 ))
             }
             Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => {
-                StoreError::Unavailable(format!("the database cannot be written: {e}"))
+                StoreError::Faulty(format!("the database cannot be written: {e}"))
+            }
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                StoreError::Faulty(format!("the database is busy: {e}"))
             }
             _ => StoreError::Sql(e),
         }

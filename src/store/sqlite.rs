@@ -60,12 +60,36 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Refused as it stands (owner, mode, type): the admin must fix it.
 fn unavailable(path: &Path, what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("database {}: {what}", path.display()))
 }
 
+/// There but failing (I/O, limits, read-only): never a reason to allow.
+fn faulty(path: &Path, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Faulty(format!("database {}: {what}", path.display()))
+}
+
+/// Not there at all: only `mfa admin init` creates it.
+fn missing(path: &Path) -> StoreError {
+    StoreError::Missing(format!(
+        "database {}: it does not exist; create it with `mfa admin init` (as root)",
+        path.display()
+    ))
+}
+
+/// A failed stat: "not there" is missing, anything else (EACCES, ENOMEM,
+/// EIO) is a fault.
+fn stat_error(path: &Path, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        missing(path)
+    } else {
+        faulty(path, e)
+    }
+}
+
 fn check_dir(dir: &Path) -> StoreResult<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| unavailable(dir, e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| stat_error(dir, e))?;
     if !trusted_owner(meta.uid()) {
         return Err(unavailable(
             dir,
@@ -134,10 +158,7 @@ impl SqliteStore {
             Ok(meta) => check_file(path, &meta)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if mode == OpenMode::Existing {
-                    return Err(unavailable(
-                        path,
-                        "it does not exist; create it with `mfa admin policy` or any mfa command run as root",
-                    ));
+                    return Err(missing(path));
                 }
                 // Create it 0600 ourselves: SQLite would honour the umask.
                 std::fs::OpenOptions::new()
@@ -145,17 +166,19 @@ impl SqliteStore {
                     .create_new(true)
                     .mode(0o600)
                     .open(path)
-                    .map_err(|e| unavailable(path, format_args!("cannot create it: {e}")))?;
+                    .map_err(|e| faulty(path, format_args!("cannot create it: {e}")))?;
             }
-            Err(e) => return Err(unavailable(path, e)),
+            Err(e) => return Err(faulty(path, e)),
         }
+        // From here on the file is there and acceptable: whatever fails
+        // (EMFILE, ENOMEM, I/O, a read-only mount) is a fault, not a refusal.
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| unavailable(path, e))?;
+        .map_err(|e| faulty(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| unavailable(path, e))?;
+            .map_err(|e| faulty(path, e))?;
         // Every statement the store runs stays prepared (see `SqliteTx::run`).
         conn.set_prepared_statement_cache_capacity(64);
         // SQLite quietly opens read-only what it cannot open for writing (a
@@ -163,9 +186,9 @@ impl SqliteStore {
         // the user has typed a code.
         if conn
             .is_readonly(rusqlite::DatabaseName::Main)
-            .map_err(|e| unavailable(path, e))?
+            .map_err(|e| faulty(path, e))?
         {
-            return Err(unavailable(
+            return Err(faulty(
                 path,
                 "it cannot be opened for writing (read-only filesystem?)",
             ));
@@ -175,8 +198,8 @@ impl SqliteStore {
         // database and deletes it: four fsyncs per login. `Drop` does that
         // only once the WAL has grown, and the next opener scans the rest.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(|e| unavailable(path, e))?;
-        let meta = std::fs::metadata(path).map_err(|e| unavailable(path, e))?;
+            .map_err(|e| faulty(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| stat_error(path, e))?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let mut store = SqliteStore {
@@ -186,8 +209,9 @@ impl SqliteStore {
             identity: (meta.dev(), meta.ino()),
         };
         store.prepare().map_err(|e| match e {
-            StoreError::Sql(e) => unavailable(path, e),
+            StoreError::Sql(e) => faulty(path, e),
             StoreError::Unavailable(m) => unavailable(path, m),
+            StoreError::Faulty(m) => faulty(path, m),
             other => other,
         })?;
         Ok(store)
@@ -201,9 +225,9 @@ impl SqliteStore {
     /// file at the path, with owner and mode as `open` requires. A store
     /// that fails this is dropped and the path opened afresh.
     pub fn still_usable(&self) -> StoreResult<()> {
-        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| unavailable(&self.path, e))?;
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| stat_error(&self.path, e))?;
         if (meta.dev(), meta.ino()) != self.identity {
-            return Err(unavailable(&self.path, "it was replaced or removed"));
+            return Err(faulty(&self.path, "it was replaced or removed"));
         }
         check_file(&self.path, &meta)?;
         match self.path.parent() {
@@ -219,7 +243,7 @@ impl SqliteStore {
             .conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Faulty(format!(
                 "cannot switch to WAL journal (got {mode})"
             )));
         }
@@ -297,7 +321,7 @@ impl Store for SqliteStore {
         // write lock; dropping `tx` rolls back.
         let same = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if !same {
-            return Err(unavailable(
+            return Err(faulty(
                 &self.path,
                 "the file was removed or replaced while in use; try again",
             ));
@@ -327,7 +351,7 @@ impl Tx for SqliteTx<'_> {
             Err(e) => Err(e),
         };
         synced.map_err(|e| {
-            unavailable(
+            faulty(
                 self.wal_path,
                 format_args!("committed but not synced to disk: {e}"),
             )
@@ -410,7 +434,7 @@ mod tests {
         std::fs::rename(&restored, &path).unwrap();
         let e = store.begin().err().expect("a replaced file is refused");
         assert!(
-            matches!(&e, StoreError::Unavailable(m) if m.contains("replaced")),
+            matches!(&e, StoreError::Faulty(m) if m.contains("replaced")),
             "{e}"
         );
 

@@ -119,7 +119,7 @@ fn decide(
         root || (!config.admin_group.is_empty() && caller.groups.contains(&config.admin_group));
     let target = request.user.clone().unwrap_or_else(|| caller.name.clone());
     match &request.command {
-        Command::Serve | Command::Doctor { .. } => {
+        Command::Serve | Command::Doctor { .. } | Command::Admin(AdminCmd::Init) => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
             ))

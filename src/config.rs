@@ -75,6 +75,8 @@ pub struct LockoutConfig {
     pub deny: u32,
     pub unlock_after: u64,
     pub lock_root: bool,
+    /// Seconds root stays locked after `deny` failures (lock_root = false).
+    pub root_unlock_time: u64,
 }
 
 impl Default for LockoutConfig {
@@ -83,6 +85,7 @@ impl Default for LockoutConfig {
             deny: 6,
             unlock_after: 0,
             lock_root: false,
+            root_unlock_time: 600,
         }
     }
 }

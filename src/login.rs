@@ -155,6 +155,7 @@ impl Login<'_> {
             now,
             &Context { detail: &ctx },
         )?;
+        self.pause_after(user, &result);
         if matches!(
             result,
             AttemptResult::Locked
@@ -322,6 +323,7 @@ impl Login<'_> {
             now,
             &Context { detail: &detail },
         )?;
+        self.pause_after(user, &result);
         Ok(match result {
             AttemptResult::Accepted(accepted) => {
                 if let Accepted::Bypass { left } = accepted {
@@ -345,6 +347,18 @@ impl Login<'_> {
                 Outcome::Denied(Denial::Locked)
             }
         })
+    }
+
+    /// Root's growing pause after a failure (see `lockout::failure_delay`),
+    /// before the verdict. The failure is committed by now: nothing is
+    /// held but this login's own connection.
+    fn pause_after(&self, user: &UserInfo, result: &AttemptResult) {
+        if let AttemptResult::Wrong { failures, .. } = result {
+            let delay = lockout::failure_delay(*failures, &self.config.lockout, user.is_root());
+            if !delay.is_zero() {
+                self.clock.sleep(delay);
+            }
+        }
     }
 
     /// Setup at next login: show the new secret, and keep the device only once

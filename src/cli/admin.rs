@@ -327,6 +327,7 @@ mod tests {
             failures: 6,
             locked_at: Some(ctx.now()),
             last_failure: Some(ctx.now()),
+            locked_until: None,
         };
         let tx = ctx.store.begin().unwrap();
         assert_eq!(

@@ -384,6 +384,7 @@ mod tests {
             failures: 6,
             locked_at: Some(now),
             last_failure: Some(now),
+            locked_until: None,
         };
         tx.put_account(&user, &locked).unwrap();
         tx.commit().unwrap();

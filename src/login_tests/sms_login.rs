@@ -199,7 +199,8 @@ fn six_wrong_sms_codes_lock_the_account_and_stop_the_texts() {
         Account {
             failures: 6,
             locked_at: Some(T0),
-            last_failure: Some(T0)
+            last_failure: Some(T0),
+            locked_until: None
         }
     );
     assert_eq!(env.sms.count(), 6);

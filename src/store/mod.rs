@@ -93,6 +93,9 @@ pub struct Account {
     pub failures: u32,
     pub locked_at: Option<i64>,
     pub last_failure: Option<i64>,
+    /// A lock that ends by itself at this time, whatever `unlock_after`
+    /// says: root's, under `lock_root = false` (`root_unlock_time`).
+    pub locked_until: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

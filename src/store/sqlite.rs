@@ -10,7 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a login waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -271,6 +271,11 @@ impl SqliteStore {
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
         }
+        // Version 2 is the sealing of secrets (another branch); 3 needs
+        // nothing of it, so it applies to 1 and 2 alike.
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
+        }
         if version < SCHEMA_VERSION {
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         }
@@ -416,6 +421,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_user ON audit (user, id);
 ";
 
+/// Version 3: root's lock that ends by itself (`root_unlock_time`).
+const SCHEMA_V3: &str = "
+ALTER TABLE accounts ADD COLUMN locked_until INTEGER;
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +450,38 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(store.begin().is_err(), "a removed file is refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_migrates_to_3_keeping_its_rows() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let path = dir.join("mfa.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts (user, failures, locked_at, last_failure) VALUES ('bob', 6, 5, 5);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let mut store = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let tx = store.begin().unwrap();
+        let bob = tx.account("bob").unwrap();
+        assert_eq!(
+            (bob.failures, bob.locked_at, bob.locked_until),
+            (6, Some(5), None)
+        );
+        drop(tx);
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -681,3 +681,44 @@ fn a_gateway_slower_than_the_reply_timeout_still_logs_in() {
     );
     assert!(!login.transcript.contains("unavailable"), "{login:?}");
 }
+
+/// Issue 13 #15: a FIFO at the file backend's path (no reader) must not
+/// hang a login: the text fails at once, the user is told, and a bypass
+/// code still lets in.
+#[test]
+fn a_fifo_at_the_sms_file_path_does_not_hang_a_login() {
+    let h = Harness::new();
+    let outbox = h.dir.path().join("sms-outbox");
+    h.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"file\"\npath = \"{}\"\n",
+        outbox.display()
+    ));
+    let added = h.mfa(
+        Some("alice"),
+        &["device", "add", "sms", "+15551234567", "--no-verify"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let text = std::fs::read_to_string(&outbox).unwrap();
+    let pin = text
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|w| w.len() == 4)
+        .expect("a PIN")
+        .to_owned();
+    let verified = h.mfa(Some("alice"), &["device", "verify", "sms", &pin]);
+    assert!(verified.status.success(), "{verified:?}");
+    let bypass = h.bypass_codes("alice", 1);
+
+    std::fs::remove_file(&outbox).unwrap();
+    nix::unistd::mkfifo(&outbox, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let started = std::time::Instant::now();
+    let login = h.login("alice", &bypass[0]);
+    let took = started.elapsed();
+    assert!(login.succeeded(), "{login:?}");
+    assert!(
+        login
+            .transcript
+            .contains("The text message could not be sent"),
+        "the user is told: {login:?}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}

@@ -73,7 +73,7 @@ pub fn record(
     detail: &str,
 ) -> StoreResult<()> {
     let level = match event {
-        "locked" | "failure" => Level::Notice,
+        "locked" | "failure" | "sms-limited" => Level::Notice,
         _ => Level::Info,
     };
     syslog(level, &format_line(user, event, detail));

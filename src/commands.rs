@@ -25,6 +25,7 @@ Exit codes:
   6  not found: no such user, device or file
   7  conflict: it exists already
   8  unavailable: the config file or the database cannot be used
+  9  limited: too many text messages for now; try later or use another method
 
 With --json every command prints one JSON value on stdout; errors also print
 {\"error\": KIND, \"message\": TEXT} there.";

@@ -125,6 +125,10 @@ pub struct SmsConfig {
     pub command: Vec<String>,
     pub path: String,
     pub timeout: u64,
+    /// Texts to one user's phone in any hour (0: no limit).
+    pub max_per_user_hour: u32,
+    /// Texts from this host in any hour (0: no limit).
+    pub max_per_host_hour: u32,
 }
 
 impl Default for SmsConfig {
@@ -134,6 +138,8 @@ impl Default for SmsConfig {
             command: Vec::new(),
             path: String::new(),
             timeout: 10,
+            max_per_user_hour: 5,
+            max_per_host_hour: 100,
         }
     }
 }

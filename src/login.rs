@@ -248,9 +248,14 @@ impl Login<'_> {
     /// at the plain prompt (not one claiming a code was sent).
     fn text_login_code(&mut self, user: &str, phone: &str) -> String {
         let now = self.clock.now();
-        if let Err(e) =
-            onetime::send_login_code(self.store, self.config, self.sms, user, phone, now)
-        {
+        let sent = onetime::send_login_code(self.store, self.config, self.sms, user, phone, now);
+        if let Err(Error::Limited(m)) = sent {
+            // Audited as sms-limited; a code from an app or a bypass code
+            // still works at the plain prompt.
+            self.prompter.error(&format!("{m}."));
+            return CODE_PROMPT.to_owned();
+        }
+        if let Err(e) = sent {
             audit::syslog(
                 audit::Level::Error,
                 &format!("user={user} could not text a login code: {e}"),
@@ -395,6 +400,7 @@ impl Login<'_> {
             self.void_pending_sms(&user.name)?;
             match onetime::start_sms_enrollment(
                 self.store,
+                self.config,
                 self.sms,
                 &user.name,
                 &phone,
@@ -403,6 +409,10 @@ impl Login<'_> {
                 Ok(()) => {
                     started = true;
                     break;
+                }
+                Err(Error::Limited(m)) => {
+                    self.prompter.error(&format!("{m}."));
+                    return Ok(Outcome::Denied(Denial::Internal));
                 }
                 Err(e) => {
                     audit::syslog(

@@ -1575,3 +1575,95 @@ fn the_request_parser_survives_random_input() {
         "the cases reach every outcome: {logins} logins, {commands} commands, {refused} refused"
     );
 }
+
+/// Issue 13 #6: an ordinary user's `device add sms` / `device delete sms`
+/// loop through the daemon stops at the hourly limit, and a login asking
+/// for a text over the limit is told so and can still use its app.
+#[test]
+fn text_messages_stop_at_the_hourly_limit() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let outbox = d.dir.path().join("sms-outbox");
+    d.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"file\"\npath = \"{}\"\nmax_per_user_hour = 3\n",
+        outbox.display()
+    ));
+    let texts = || {
+        std::fs::read_to_string(&outbox)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let alice = TestUser::create(&[]);
+    let mut added = 0;
+    let mut refused = None;
+    for _ in 0..10 {
+        let ran = d.client(&alice, "device add sms +15551234567 --no-verify");
+        if ran.code != exit::OK {
+            refused = Some(ran);
+            break;
+        }
+        added += 1;
+        d.client(&alice, "device delete sms").assert_exit(exit::OK);
+    }
+    assert_eq!(added, 3, "texts before the limit");
+    let refused = refused.expect("the loop was stopped");
+    refused
+        .assert_exit(exit::LIMITED)
+        .assert_stderr("Too many text messages; try again in 60 minutes or use another method");
+    assert_eq!(texts(), 3);
+    assert!(d.devices(&alice.name).is_empty(), "no pending phone left");
+    let audit = d.cli.mfa_json(None, &["--user", &alice.name, "audit"]);
+    assert!(
+        audit.to_string().contains("sms-limited"),
+        "the limit hit is audited: {audit}"
+    );
+
+    // A login: bob has an app and a phone; his texts run out.
+    let bob = TestUser::create(&[]);
+    let (secret, _) = d.enroll(&bob, "phone");
+    let add = d.cli.mfa(
+        Some(&bob.name),
+        &["device", "add", "sms", "+15557654321", "--no-verify"],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let last = std::fs::read_to_string(&outbox).unwrap();
+    let pin = last
+        .lines()
+        .last()
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|w| w.len() == 4)
+        .unwrap()
+        .to_owned();
+    let verify = d
+        .cli
+        .mfa(Some(&bob.name), &["device", "verify", "sms", &pin]);
+    assert!(verify.status.success(), "{verify:?}");
+    for _ in 0..2 {
+        let said = converse(
+            d.connect_as_root(),
+            &login_line(Mode::SecondFactor, &bob.name),
+            &["sms", "0000000"],
+        );
+        assert!(said.said("Wrong verification code"), "{said:?}");
+    }
+    assert_eq!(texts(), 6);
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &bob.name),
+        &["sms", &totp(&secret, 1)],
+    );
+    assert!(
+        said.said("Too many text messages; try again in"),
+        "the user is told: {said:?}"
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Success),
+        "the app still works: {said:?}"
+    );
+    assert_eq!(texts(), 6, "no text over the limit");
+}

@@ -9,6 +9,7 @@ mod codes;
 mod devices;
 mod settings;
 mod sqlite;
+mod texts;
 
 pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};
 
@@ -227,8 +228,21 @@ pub trait AuditLog {
     fn audit_entries(&self, user: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
 
+/// Text messages sent, counted for the per-user and per-host limits
+/// (`[sms] max_per_user_hour`, `max_per_host_hour`).
+pub trait Texts {
+    /// Records one text about to go to `user`'s phone from `host`.
+    fn record_text(&self, user: &str, host: &str, purpose: &str, now: i64) -> StoreResult<()>;
+    /// How many texts went to `user` at or after `since`, and the oldest's time.
+    fn user_texts_since(&self, user: &str, since: i64) -> StoreResult<(u32, Option<i64>)>;
+    /// How many texts `host` sent at or after `since`, and the oldest's time.
+    fn host_texts_since(&self, host: &str, since: i64) -> StoreResult<(u32, Option<i64>)>;
+    /// Forgets texts sent before `before` (they no longer count).
+    fn purge_texts(&self, before: i64) -> StoreResult<u32>;
+}
+
 /// One exclusive transaction. Dropping it without `commit` rolls back.
-pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog {
+pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog + Texts {
     /// Commits and waits until the change is on disk: it survives a power
     /// loss, not only a crash. Failures, locks, spent codes and every admin
     /// change go through here.

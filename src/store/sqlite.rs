@@ -421,9 +421,19 @@ CREATE TABLE audit (
 CREATE INDEX audit_user ON audit (user, id);
 ";
 
-/// Version 3: root's lock that ends by itself (`root_unlock_time`).
+/// Version 3: root's lock that ends by itself (`root_unlock_time`), and the
+/// texts sent, counted for the per-user and per-host limits.
 const SCHEMA_V3: &str = "
 ALTER TABLE accounts ADD COLUMN locked_until INTEGER;
+CREATE TABLE texts (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    purpose TEXT NOT NULL
+);
+CREATE INDEX texts_user ON texts (user, time);
+CREATE INDEX texts_host ON texts (host, time);
 ";
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ Exit codes:
   6  not found: no such user, device or file
   7  conflict: it exists already
   8  unavailable: the config file or the database cannot be used
+  9  limited: too many text messages for now; try later or use another method
 
 With --json every command prints one JSON value on stdout; errors also print
 {\"error\": KIND, \"message\": TEXT} there.";
@@ -155,6 +156,8 @@ pub enum BypassCmd {
 #[derive(Subcommand, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum AdminCmd {
+    /// Create the store (directory 0700, database 0600, schema): the only command that does
+    Init,
     /// Show the account policy, or set it
     Policy { policy: Option<PolicyArg> },
     /// Accounts with devices, codes or failures

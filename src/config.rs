@@ -75,6 +75,8 @@ pub struct LockoutConfig {
     pub deny: u32,
     pub unlock_after: u64,
     pub lock_root: bool,
+    /// Seconds root stays locked after `deny` failures (lock_root = false).
+    pub root_unlock_time: u64,
 }
 
 impl Default for LockoutConfig {
@@ -83,6 +85,7 @@ impl Default for LockoutConfig {
             deny: 6,
             unlock_after: 0,
             lock_root: false,
+            root_unlock_time: 600,
         }
     }
 }
@@ -122,6 +125,10 @@ pub struct SmsConfig {
     pub command: Vec<String>,
     pub path: String,
     pub timeout: u64,
+    /// Texts to one user's phone in any hour (0: no limit).
+    pub max_per_user_hour: u32,
+    /// Texts from this host in any hour (0: no limit).
+    pub max_per_host_hour: u32,
 }
 
 impl Default for SmsConfig {
@@ -131,6 +138,8 @@ impl Default for SmsConfig {
             command: Vec::new(),
             path: String::new(),
             timeout: 10,
+            max_per_user_hour: 5,
+            max_per_host_hour: 100,
         }
     }
 }

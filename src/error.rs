@@ -24,6 +24,8 @@ pub enum Error {
     Config(ConfigError),
     /// The database or daemon cannot be used (exit 8).
     Unavailable(String),
+    /// A rate limit was hit, e.g. too many text messages (exit 9).
+    Limited(String),
     /// Anything else that failed (exit 1).
     Failed(String),
 }
@@ -38,6 +40,7 @@ pub mod exit {
     pub const NOT_FOUND: i32 = 6;
     pub const CONFLICT: i32 = 7;
     pub const UNAVAILABLE: i32 = 8;
+    pub const LIMITED: i32 = 9;
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
             Error::NotFound(_) => exit::NOT_FOUND,
             Error::Conflict(_) => exit::CONFLICT,
             Error::Config(_) | Error::Unavailable(_) => exit::UNAVAILABLE,
+            Error::Limited(_) => exit::LIMITED,
             Error::Failed(_) => exit::FAILED,
         }
     }
@@ -65,6 +69,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Config(_) => "config",
             Error::Unavailable(_) => "unavailable",
+            Error::Limited(_) => "limited",
             Error::Failed(_) => "failed",
         }
     }
@@ -87,6 +92,7 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::Unavailable(m)
+            | Error::Limited(m)
             | Error::Failed(m) => f.write_str(m),
         }
     }
@@ -103,7 +109,9 @@ impl From<ConfigError> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => Error::Unavailable(m),
+            StoreError::Missing(m) | StoreError::Unavailable(m) | StoreError::Faulty(m) => {
+                Error::Unavailable(m)
+            }
             StoreError::Conflict(m) => Error::Conflict(m),
             StoreError::Sql(e) => Error::Failed(format!("database error: {e}")),
             e @ StoreError::Postgres(_) => Error::Failed(e.to_string()),

@@ -32,6 +32,10 @@ pub mod pam;
 /// Seconds since the Unix epoch; injected so every time rule is testable.
 pub trait Clock {
     fn now(&self) -> i64;
+    /// Waits (root's pause after a failure); a test clock only notes it.
+    fn sleep(&self, duration: std::time::Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// The real wall clock.

@@ -4,14 +4,41 @@
 
 use crate::config::LockoutConfig;
 use crate::store::Account;
+use std::time::Duration;
 
-/// Whether the account is locked now. A lock with `unlock_after` > 0 expires.
+/// The longest pause after one failure: below the module's 10 s wait for
+/// the daemon's next message, so a paused login is still answered.
+pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
+
+/// Whether the account is locked now. A lock with its own end (root's) or
+/// with `unlock_after` > 0 expires.
 pub fn is_locked(account: &Account, rules: &LockoutConfig, now: i64) -> bool {
-    match account.locked_at {
-        None => false,
-        Some(_) if rules.unlock_after == 0 => true,
-        Some(at) => now < at.saturating_add(rules.unlock_after as i64),
+    match (account.locked_at, account.locked_until) {
+        (None, _) => false,
+        (Some(_), Some(until)) => now < until,
+        (Some(_), None) if rules.unlock_after == 0 => true,
+        (Some(at), None) => now < at.saturating_add(rules.unlock_after as i64),
     }
+}
+
+/// Whether root's failures lock it for `root_unlock_time` only (in the
+/// manner of pam_faillock): root is never locked for good unless
+/// `lock_root` says so.
+fn root_locks_for_a_while(rules: &LockoutConfig, is_root: bool) -> bool {
+    is_root && !rules.lock_root && rules.root_unlock_time > 0
+}
+
+/// How long to pause after a failure that made `failures` in a row,
+/// before the verdict: root (under `lock_root = false`, whose lock ends by
+/// itself) waits 1 s after its first failure in a row, doubling up to
+/// [`MAX_FAILURE_DELAY`]. Others are locked for good after `deny`, which
+/// limits guessing enough.
+pub fn failure_delay(failures: u32, rules: &LockoutConfig, is_root: bool) -> Duration {
+    if !root_locks_for_a_while(rules, is_root) || failures == 0 {
+        return Duration::ZERO;
+    }
+    let doublings = (failures - 1).min(16);
+    Duration::from_secs(1u64 << doublings).min(MAX_FAILURE_DELAY)
 }
 
 /// The account as it stands now: an expired lock is gone, with its count.
@@ -24,7 +51,8 @@ pub fn current(account: Account, rules: &LockoutConfig, now: i64) -> Account {
 }
 
 /// Counts one failure. Returns the new state and whether this failure locked
-/// the account. Root is never locked unless `lock_root` says so.
+/// the account. Root is locked for good only if `lock_root` says so;
+/// otherwise for `root_unlock_time` seconds (never, when that is 0).
 pub fn record_failure(
     account: &Account,
     rules: &LockoutConfig,
@@ -32,8 +60,9 @@ pub fn record_failure(
     is_root: bool,
 ) -> (Account, bool) {
     let failures = account.failures.saturating_add(1);
-    let lock_now =
-        account.locked_at.is_none() && failures >= rules.deny && (!is_root || rules.lock_root);
+    let root_for_a_while = root_locks_for_a_while(rules, is_root);
+    let may_lock = !is_root || rules.lock_root || root_for_a_while;
+    let lock_now = account.locked_at.is_none() && failures >= rules.deny && may_lock;
     let next = Account {
         failures,
         locked_at: if lock_now {
@@ -42,6 +71,11 @@ pub fn record_failure(
             account.locked_at
         },
         last_failure: Some(now),
+        locked_until: if lock_now && root_for_a_while {
+            Some(now.saturating_add(rules.root_unlock_time as i64))
+        } else {
+            account.locked_until
+        },
     };
     (next, lock_now)
 }
@@ -55,7 +89,61 @@ mod tests {
             deny,
             unlock_after,
             lock_root,
+            root_unlock_time: 0,
         }
+    }
+
+    fn root_rules(deny: u32, root_unlock_time: u64) -> LockoutConfig {
+        LockoutConfig {
+            root_unlock_time,
+            ..rules(deny, 0, false)
+        }
+    }
+
+    #[test]
+    fn root_is_locked_for_root_unlock_time_after_deny_failures() {
+        let r = root_rules(6, 600);
+        let mut a = Account::default();
+        for t in 0..5 {
+            let (next, locked) = record_failure(&a, &r, 1000 + t, true);
+            assert!(!locked && !is_locked(&next, &r, 1000 + t));
+            a = next;
+        }
+        let (a, locked) = record_failure(&a, &r, 1010, true);
+        assert!(locked);
+        assert_eq!(a.locked_until, Some(1610));
+        assert!(is_locked(&a, &r, 1010));
+        assert!(is_locked(&a, &r, 1609));
+        assert!(!is_locked(&a, &r, 1610), "root is never locked for good");
+        // Expired, the lock and its count are gone: `deny` more tries.
+        assert_eq!(current(a.clone(), &r, 1610), Account::default());
+        // A failure while locked keeps the end where it was.
+        let (b, again) = record_failure(&a, &r, 1100, true);
+        assert!(!again);
+        assert_eq!(b.locked_until, Some(1610));
+        // An ordinary user under the same rules is locked for good.
+        let mut u = Account::default();
+        for t in 0..6 {
+            u = record_failure(&u, &r, 1000 + t, false).0;
+        }
+        assert_eq!(u.locked_until, None);
+        assert!(is_locked(&u, &r, 1000 + 365 * 86400));
+    }
+
+    #[test]
+    fn root_failures_pause_one_second_doubling_up_to_the_cap() {
+        let r = root_rules(6, 600);
+        let delays: Vec<u64> = (0..8)
+            .map(|failures| failure_delay(failures, &r, true).as_secs())
+            .collect();
+        assert_eq!(delays, [0, 1, 2, 4, 8, 8, 8, 8]);
+        assert_eq!(failure_delay(u32::MAX, &r, true), MAX_FAILURE_DELAY);
+        assert_eq!(failure_delay(1, &r, false), Duration::ZERO, "not root");
+        assert_eq!(
+            failure_delay(1, &rules(6, 0, true), true),
+            Duration::ZERO,
+            "lock_root: root is locked like anyone"
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ impl Login<'_> {
             now,
             &Context { detail: &ctx },
         )?;
+        self.pause_after(user, &result);
         if matches!(
             result,
             AttemptResult::Locked
@@ -248,9 +249,14 @@ impl Login<'_> {
     /// at the plain prompt (not one claiming a code was sent).
     fn text_login_code(&mut self, user: &str, phone: &str) -> String {
         let now = self.clock.now();
-        if let Err(e) =
-            onetime::send_login_code(self.store, self.config, self.sms, user, phone, now)
-        {
+        let sent = onetime::send_login_code(self.store, self.config, self.sms, user, phone, now);
+        if let Err(Error::Limited(m)) = sent {
+            // Audited as sms-limited; a code from an app or a bypass code
+            // still works at the plain prompt.
+            self.prompter.error(&format!("{m}."));
+            return CODE_PROMPT.to_owned();
+        }
+        if let Err(e) = sent {
             audit::syslog(
                 audit::Level::Error,
                 &format!(
@@ -327,6 +333,7 @@ impl Login<'_> {
             now,
             &Context { detail: &detail },
         )?;
+        self.pause_after(user, &result);
         Ok(match result {
             AttemptResult::Accepted(accepted) => {
                 if let Accepted::Bypass { left } = accepted {
@@ -350,6 +357,18 @@ impl Login<'_> {
                 Outcome::Denied(Denial::Locked)
             }
         })
+    }
+
+    /// Root's growing pause after a failure (see `lockout::failure_delay`),
+    /// before the verdict. The failure is committed by now: nothing is
+    /// held but this login's own connection.
+    fn pause_after(&self, user: &UserInfo, result: &AttemptResult) {
+        if let AttemptResult::Wrong { failures, .. } = result {
+            let delay = lockout::failure_delay(*failures, &self.config.lockout, user.is_root());
+            if !delay.is_zero() {
+                self.clock.sleep(delay);
+            }
+        }
     }
 
     /// Setup at next login: show the new secret, and keep the device only once
@@ -386,6 +405,7 @@ impl Login<'_> {
             self.void_pending_sms(&user.name)?;
             match onetime::start_sms_enrollment(
                 self.store,
+                self.config,
                 self.sms,
                 &user.name,
                 &phone,
@@ -394,6 +414,10 @@ impl Login<'_> {
                 Ok(()) => {
                     started = true;
                     break;
+                }
+                Err(Error::Limited(m)) => {
+                    self.prompter.error(&format!("{m}."));
+                    return Ok(Outcome::Denied(Denial::Internal));
                 }
                 Err(e) => {
                     audit::syslog(
@@ -587,6 +611,10 @@ pub fn report_unavailable(
 pub fn is_unavailable(e: &StoreError) -> bool {
     matches!(
         e,
-        StoreError::Unavailable(_) | StoreError::Sql(_) | StoreError::Conflict(_)
+        StoreError::Missing(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Faulty(_)
+            | StoreError::Sql(_)
+            | StoreError::Conflict(_)
     )
 }

@@ -23,6 +23,75 @@ pub const TEMP_CODE_TRIES: u32 = 3;
 
 pub const INVALID_PIN: &str = "invalid PIN: enter the 4-digit PIN from the text message";
 
+/// How long a text counts against `[sms] max_per_user_hour` and
+/// `max_per_host_hour`.
+pub const TEXT_WINDOW: i64 = 3600;
+
+/// What the user reads when a text would pass a limit.
+pub fn too_many_texts(minutes: i64) -> String {
+    format!(
+        "Too many text messages; try again in {minutes} minute{} or use another method",
+        if minutes == 1 { "" } else { "s" }
+    )
+}
+
+/// This host's name, which the per-host limit counts by (a fleet's hosts
+/// share one store).
+pub fn this_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// In `tx`, the transaction that stores the code to be texted: refuses the
+/// text when the user's phone or this host had their hour's worth (audited
+/// as `sms-limited`: the caller commits and returns the error), else counts
+/// it. So a loop of `device add sms` / `device delete sms`, or of "type
+/// sms" at login, cannot text a number without end.
+fn count_text(
+    tx: &dyn Tx,
+    config: &Config,
+    user: &str,
+    purpose: OneTimePurpose,
+    now: i64,
+) -> StoreResult<std::result::Result<(), Error>> {
+    tx.purge_texts(now - TEXT_WINDOW)?;
+    let host = this_host();
+    let since = now - TEXT_WINDOW + 1;
+    let limits = [
+        (
+            "user",
+            config.sms.max_per_user_hour,
+            tx.user_texts_since(user, since)?,
+        ),
+        (
+            "host",
+            config.sms.max_per_host_hour,
+            tx.host_texts_since(&host, since)?,
+        ),
+    ];
+    for (scope, max, (count, oldest)) in limits {
+        if max == 0 || count < max {
+            continue;
+        }
+        let wait = oldest.map_or(TEXT_WINDOW, |t| t + TEXT_WINDOW - now).max(1);
+        audit::record(
+            tx,
+            now,
+            user,
+            "sms-limited",
+            &format!(
+                "purpose={} scope={scope} sent={count} max={max}",
+                purpose.as_str()
+            ),
+        )?;
+        return Ok(Err(Error::Limited(too_many_texts((wait + 59) / 60))));
+    }
+    tx.record_text(user, &host, purpose.as_str(), now)?;
+    Ok(Ok(()))
+}
+
 /// The user's SMS device, verified or pending.
 pub fn sms_device(tx: &dyn Tx, user: &str) -> StoreResult<Option<(Device, String)>> {
     Ok(tx.devices(user)?.into_iter().find_map(|d| match &d.factor {
@@ -34,8 +103,12 @@ pub fn sms_device(tx: &dyn Tx, user: &str) -> StoreResult<Option<(Device, String
     }))
 }
 
+/// Stores a new code; with `texted`, first counts the text against the
+/// limits (see `count_text`) in the same transaction.
+#[allow(clippy::too_many_arguments)]
 fn store_code(
     store: &mut dyn Store,
+    texted: Option<&Config>,
     user: &str,
     purpose: OneTimePurpose,
     attempts: u32,
@@ -46,6 +119,12 @@ fn store_code(
     let code = codes::new_numeric_code(purpose)?;
     let hash = codes::hash_with_salt(&code, &codes::new_salt()?);
     let tx = store.begin()?;
+    if let Some(config) = texted {
+        if let Err(limited) = count_text(&*tx, config, user, purpose, now)? {
+            tx.commit()?;
+            return Err(limited);
+        }
+    }
     tx.put_one_time_code(user, purpose, &hash, now + purpose.shape().1, attempts)?;
     audit::record(&*tx, now, user, event, detail)?;
     tx.commit()?;
@@ -80,6 +159,7 @@ pub fn send_login_code(
     let attempts = config.lockout.deny;
     let code = store_code(
         store,
+        Some(config),
         user,
         OneTimePurpose::SmsLogin,
         attempts,
@@ -101,6 +181,7 @@ pub fn send_login_code(
 /// three tries). One SMS device per user.
 pub fn start_sms_enrollment(
     store: &mut dyn Store,
+    config: &Config,
     sender: &dyn SmsSender,
     user: &str,
     phone: &str,
@@ -118,6 +199,12 @@ pub fn start_sms_enrollment(
             return Err(Error::Conflict(format!(
                 "{user} already has an SMS device; delete it first with `mfa device delete sms`"
             )));
+        }
+        // Counted with the pending device: over the limit, no device is
+        // left behind to delete.
+        if let Err(limited) = count_text(&*tx, config, user, OneTimePurpose::SmsEnroll, now)? {
+            tx.commit()?;
+            return Err(limited);
         }
         tx.insert_device(&Device {
             id: 0,
@@ -140,6 +227,7 @@ pub fn start_sms_enrollment(
     }
     let pin = store_code(
         store,
+        None,
         user,
         OneTimePurpose::SmsEnroll,
         PIN_TRIES,
@@ -296,6 +384,7 @@ pub fn issue_temp_code(
     let how = if show { "shown" } else { "texted" };
     let code = store_code(
         store,
+        phone.is_some().then_some(config),
         user,
         OneTimePurpose::Temporary,
         TEMP_CODE_TRIES,

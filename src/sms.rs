@@ -72,15 +72,50 @@ pub struct FileSms {
     pub path: std::path::PathBuf,
 }
 
-impl SmsSender for FileSms {
-    fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
-        let mut file = std::fs::OpenOptions::new()
+impl FileSms {
+    /// Opens the file for one line: never through a symbolic link, never
+    /// waiting (a FIFO without a reader fails at once with ENXIO instead of
+    /// hanging the login), and only a regular file that root (or the
+    /// daemon's user) owns and nobody else may write.
+    fn open(&self) -> Result<std::fs::File, SmsError> {
+        use std::os::unix::fs::MetadataExt;
+        let refuse = |why: String| SmsError::Gateway(format!("{}: {why}", self.path.display()));
+        let file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&self.path)
-            .map_err(|e| SmsError::Gateway(format!("cannot open {}: {e}", self.path.display())))?;
+            .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
+        if !meta.is_file() {
+            return Err(refuse(
+                "it is not a regular file (a FIFO or device?); refusing it".into(),
+            ));
+        }
+        if !crate::config::trusted_owner(meta.uid()) {
+            return Err(refuse(format!(
+                "it is owned by uid {}, not root; fix with: chown root:root {}",
+                meta.uid(),
+                self.path.display()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "it is writable by group or others (mode {:04o}); fix with: chmod 0600 {}",
+                meta.mode() & 0o7777,
+                self.path.display()
+            )));
+        }
+        Ok(file)
+    }
+}
+
+impl SmsSender for FileSms {
+    fn send(&self, phone: &str, message: &str) -> Result<(), SmsError> {
+        let mut file = self.open()?;
         // The message holds the code: build the line in a buffer that is wiped.
         let mut line = Zeroizing::new(String::with_capacity(phone.len() + message.len() + 2));
         line.push_str(phone);
@@ -455,6 +490,47 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_backend_refuses_a_fifo_a_foreign_or_loose_file_at_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("file-refuse");
+        let path = dir.join("sms.log");
+        let sender = FileSms { path: path.clone() };
+
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = Instant::now();
+        let e = sender.send("5551234567", "x").unwrap_err().to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.contains("cannot open"), "no reader: ENXIO at once: {e}");
+        // With a reader the open succeeds; the file type refuses it.
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let e = sender.send("5551234567", "x").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        drop(reader);
+        std::fs::remove_file(&path).unwrap();
+
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let e = sender.send("5551234567", "x").unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        if nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let e = sender.send("5551234567", "x").unwrap_err().to_string();
+            assert!(e.contains("owned by uid 65534"), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -923,9 +923,80 @@ fn the_daemon_never_creates_the_database() {
     assert!(!db_dir.exists(), "the daemon created {}", db_dir.display());
 
     // An administrator makes it; the daemon uses it without a restart.
-    d.cli.mfa_json(None, &["admin", "policy"]);
+    d.cli.mfa_json(None, &["admin", "init"]);
     let status = d.client_json(&alice, "status");
     assert_eq!(status["user"], alice.name.as_str(), "{status}");
+    d.assert_alive();
+}
+/// Issue 13 #4: with the database moved aside, nothing but `mfa admin init`
+/// makes a new one — not a user's command through the daemon, not root's
+/// own `mfa status` — so a user whose devices are in the moved-away file is
+/// never let in by the password alone (on_unavailable = "deny").
+#[test]
+fn a_database_moved_aside_is_recreated_by_nothing_but_admin_init() {
+    if !can_run() {
+        return;
+    }
+    let mut d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let (secret, _) = d.enroll(&alice, "phone");
+    let db = d.dir.path().join("db").join("mfa.sqlite3");
+    let aside = d.dir.path().join("db").join("moved-aside");
+    std::fs::create_dir(&aside).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", db.display());
+        if Path::new(&from).exists() {
+            std::fs::rename(&from, aside.join(format!("mfa.sqlite3{suffix}"))).unwrap();
+        }
+    }
+
+    let ran = d.client(&alice, "--json status");
+    ran.assert_exit(exit::UNAVAILABLE);
+    assert!(
+        !db.exists(),
+        "a user's status through the daemon created it"
+    );
+    let root = d.cli.mfa(Some(&alice.name), &["status"]);
+    assert_eq!(root.status.code(), Some(exit::UNAVAILABLE), "{root:?}");
+    let said = String::from_utf8_lossy(&root.stderr);
+    assert!(said.contains("mfa admin init"), "{said}");
+    assert!(!db.exists(), "root's `mfa status` created it");
+    let policy = d.cli.mfa(None, &["admin", "policy", "optional"]);
+    assert_eq!(policy.status.code(), Some(exit::UNAVAILABLE), "{policy:?}");
+    assert!(!db.exists(), "root's `mfa admin policy` created it");
+
+    // A login of the user with a device: refused, never passed for having
+    // no device in an empty new store.
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &alice.name),
+        &[],
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Unavailable { allow: false }),
+        "{said:?}"
+    );
+    assert!(!db.exists());
+
+    // Put back, the device works again.
+    for suffix in ["", "-wal", "-shm"] {
+        let from = aside.join(format!("mfa.sqlite3{suffix}"));
+        if from.exists() {
+            std::fs::rename(&from, format!("{}{suffix}", db.display())).unwrap();
+        }
+    }
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &alice.name),
+        &[&totp(&secret, 1)],
+    );
+    assert_eq!(said.verdict, Some(Verdict::Success), "{said:?}");
+
+    // `admin init` on an existing store leaves it as it is.
+    let init = d.cli.mfa_json(None, &["admin", "init"]);
+    assert_eq!(init["created"], false, "{init}");
+    assert_eq!(d.devices(&alice.name), [totp_device("phone", true)]);
     d.assert_alive();
 }
 
@@ -2007,4 +2078,96 @@ fn the_socket_is_made_right_at_bind_and_never_in_a_directory_others_can_write() 
         .raw(&mallory, &status_request())
         .expect("mallory reaches it");
     assert_eq!(reply.exit, exit::OK, "{reply:?}");
+}
+
+/// Issue 13 #6: an ordinary user's `device add sms` / `device delete sms`
+/// loop through the daemon stops at the hourly limit, and a login asking
+/// for a text over the limit is told so and can still use its app.
+#[test]
+fn text_messages_stop_at_the_hourly_limit() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let outbox = d.dir.path().join("sms-outbox");
+    d.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"file\"\npath = \"{}\"\nmax_per_user_hour = 3\n",
+        outbox.display()
+    ));
+    let texts = || {
+        std::fs::read_to_string(&outbox)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let alice = TestUser::create(&[]);
+    let mut added = 0;
+    let mut refused = None;
+    for _ in 0..10 {
+        let ran = d.client(&alice, "device add sms +15551234567 --no-verify");
+        if ran.code != exit::OK {
+            refused = Some(ran);
+            break;
+        }
+        added += 1;
+        d.client(&alice, "device delete sms").assert_exit(exit::OK);
+    }
+    assert_eq!(added, 3, "texts before the limit");
+    let refused = refused.expect("the loop was stopped");
+    refused
+        .assert_exit(exit::LIMITED)
+        .assert_stderr("Too many text messages; try again in 60 minutes or use another method");
+    assert_eq!(texts(), 3);
+    assert!(d.devices(&alice.name).is_empty(), "no pending phone left");
+    let audit = d.cli.mfa_json(None, &["--user", &alice.name, "audit"]);
+    assert!(
+        audit.to_string().contains("sms-limited"),
+        "the limit hit is audited: {audit}"
+    );
+
+    // A login: bob has an app and a phone; his texts run out.
+    let bob = TestUser::create(&[]);
+    let (secret, _) = d.enroll(&bob, "phone");
+    let add = d.cli.mfa(
+        Some(&bob.name),
+        &["device", "add", "sms", "+15557654321", "--no-verify"],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let last = std::fs::read_to_string(&outbox).unwrap();
+    let pin = last
+        .lines()
+        .last()
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|w| w.len() == 4)
+        .unwrap()
+        .to_owned();
+    let verify = d
+        .cli
+        .mfa(Some(&bob.name), &["device", "verify", "sms", &pin]);
+    assert!(verify.status.success(), "{verify:?}");
+    for _ in 0..2 {
+        let said = converse(
+            d.connect_as_root(),
+            &login_line(Mode::SecondFactor, &bob.name),
+            &["sms", "0000000"],
+        );
+        assert!(said.said("Wrong verification code"), "{said:?}");
+    }
+    assert_eq!(texts(), 6);
+    let said = converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, &bob.name),
+        &["sms", &totp(&secret, 1)],
+    );
+    assert!(
+        said.said("Too many text messages; try again in"),
+        "the user is told: {said:?}"
+    );
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Success),
+        "the app still works: {said:?}"
+    );
+    assert_eq!(texts(), 6, "no text over the limit");
 }

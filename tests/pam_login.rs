@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -491,20 +493,85 @@ fn a_code_equal_to_the_password_is_refused() {
     assert!(login.succeeded(), "{login:?}");
 }
 
+/// Issue 13 #7: root (lock_root = false) is locked for `root_unlock_time`
+/// after `deny` failures, never for good; each failure pauses, growing, in
+/// the daemon before the verdict, holding nothing others need (alice logs
+/// in meanwhile). 40 wrong codes: locked after `deny`, the right code
+/// refused while locked, and let in once the time is over.
 #[test]
-fn root_is_not_locked_unless_configured() {
+fn root_is_locked_for_root_unlock_time_after_deny_failures() {
+    const UNLOCK: u64 = 20;
     let h = Harness::new();
+    h.write_config(&format!(
+        "policy = \"optional\"\n[lockout]\ndeny = 3\nroot_unlock_time = {UNLOCK}\n"
+    ));
     let secret = h.enroll_totp("root", "phone");
-    for _ in 0..7 {
+    let alice = h.enroll_totp("alice", "phone");
+
+    let started = std::time::Instant::now();
+    for n in 1..=2 {
         let login = h.login("root", &wrong_code(&secret));
         assert_eq!(login.code, 1, "{login:?}");
+        assert_eq!(h.lock_state("root"), (n, false));
     }
+    // 1 s, then 2 s of pauses so far.
     assert!(
-        !h.lock_state("root").1,
-        "root must not be locked by default"
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
+
+    // The third failure (4 s pause, and the lock) while alice logs in.
+    let mut third = h.start_pamtester(SERVICE, "root", &["authenticate", "acct_mgmt"]);
+    assert_eq!(third.next_prompt(), Some(PASSWORD_PROMPT));
+    third.answer(password("root"));
+    assert_eq!(third.next_prompt(), Some(CODE_PROMPT));
+    third.answer(&wrong_code(&secret));
+    let paused_from = std::time::Instant::now();
+    let beside = h.login("alice", &totp(&alice, 1));
+    let alice_took = paused_from.elapsed();
+    assert!(beside.succeeded(), "alice beside root's pause: {beside:?}");
+    let third = third.finish();
+    let root_took = paused_from.elapsed();
+    assert!(third.said_locked(), "{third:?}");
+    assert!(
+        alice_took < root_took && root_took >= Duration::from_secs(4),
+        "alice {alice_took:?}, root's paused login {root_took:?}"
+    );
+    // The daemon locked root when it recorded the failure, before pausing.
+    let locked_at = paused_from;
+    assert_eq!(h.lock_state("root"), (3, true));
+
+    // 37 more wrong codes: all refused as locked, none counted or paused.
+    for _ in 0..37 {
+        let login = h.login("root", &wrong_code(&secret));
+        assert_eq!(login.code, 1, "{login:?}");
+        assert!(login.said_locked(), "{login:?}");
+    }
+    assert_eq!(h.lock_state("root"), (3, true));
+    let code = totp(&secret, 0);
+    let refused = h.login("root", &code);
+    assert!(
+        !refused.authenticated(),
+        "the right code while locked: {refused:?}"
+    );
+    assert!(refused.said_locked(), "{refused:?}");
+    assert!(
+        locked_at.elapsed() < Duration::from_secs(UNLOCK),
+        "the test was too slow to see the lock: {:?}",
+        locked_at.elapsed()
+    );
+
+    // Once root_unlock_time is over, the right code lets in.
+    let deadline = locked_at + Duration::from_secs(UNLOCK + 30);
+    while h.lock_state("root").1 {
+        assert!(std::time::Instant::now() < deadline, "root stayed locked");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(locked_at.elapsed() >= Duration::from_secs(UNLOCK - 2));
     let login = h.login("root", &totp(&secret, 1));
     assert!(login.succeeded(), "{login:?}");
+    assert_eq!(h.lock_state("root"), (0, false));
 }
 
 #[test]
@@ -888,4 +955,45 @@ fn audit_rows_carry_the_host_and_audit_host_filters_by_it() {
     let out = h.mfa(Some("alice"), &["audit", "--limit", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!(" {host} ")), "{text}");
+}
+
+/// Issue 13 #15: a FIFO at the file backend's path (no reader) must not
+/// hang a login: the text fails at once, the user is told, and a bypass
+/// code still lets in.
+#[test]
+fn a_fifo_at_the_sms_file_path_does_not_hang_a_login() {
+    let h = Harness::new();
+    let outbox = h.dir.path().join("sms-outbox");
+    h.write_config(&format!(
+        "policy = \"optional\"\n[sms]\nbackend = \"file\"\npath = \"{}\"\n",
+        outbox.display()
+    ));
+    let added = h.mfa(
+        Some("alice"),
+        &["device", "add", "sms", "+15551234567", "--no-verify"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let text = std::fs::read_to_string(&outbox).unwrap();
+    let pin = text
+        .split(|c: char| !c.is_ascii_digit())
+        .rfind(|w| w.len() == 4)
+        .expect("a PIN")
+        .to_owned();
+    let verified = h.mfa(Some("alice"), &["device", "verify", "sms", &pin]);
+    assert!(verified.status.success(), "{verified:?}");
+    let bypass = h.bypass_codes("alice", 1);
+
+    std::fs::remove_file(&outbox).unwrap();
+    nix::unistd::mkfifo(&outbox, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let started = std::time::Instant::now();
+    let login = h.login("alice", &bypass[0]);
+    let took = started.elapsed();
+    assert!(login.succeeded(), "{login:?}");
+    assert!(
+        login
+            .transcript
+            .contains("The text message could not be sent"),
+        "the user is told: {login:?}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 }

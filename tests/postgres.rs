@@ -56,9 +56,9 @@ fn fleet_with(tag: &str, body: &str) -> Fleet {
     let b = Harness::without_database(body);
     join(&a, &pg, body);
     join(&b, &pg, body);
-    // Root's mfa creates the schema, as `mfa admin init` on one host does;
-    // the daemons pick the new config up at their next request.
-    a.set_policy("optional");
+    // `mfa admin init` on one host creates the schema; the daemons pick the
+    // new config up at their next request.
+    a.mfa_json(None, &["admin", "init"]);
     Fleet { pg, a, b }
 }
 
@@ -198,7 +198,12 @@ fn a_wrong_database_password_is_unavailable_not_a_wrong_code() {
 
 #[test]
 fn a_dump_of_the_fleet_database_holds_no_secret_and_no_phone_number() {
-    let sms = "[sms]\nbackend = \"file\"\npath = \"/dev/null\"\n";
+    let outbox = std::env::temp_dir().join(format!("pam_mfa_dump_sms_{}", std::process::id()));
+    std::fs::write(&outbox, "").unwrap();
+    let sms = format!(
+        "[sms]\nbackend = \"file\"\npath = \"{}\"\n",
+        outbox.display()
+    );
     let f = fleet_with("dump", &format!("policy = \"optional\"\n{sms}"));
     let secret = f.a.enroll_totp("alice", "phone");
     let added = f.b.mfa(
@@ -499,6 +504,7 @@ fn tls_verifies_the_server_against_the_configured_ca_and_refuses_another() {
         config.replace(&pg.url(), &url)
     };
     h.write_raw_config(&with_ca("ca.pem"));
+    h.mfa_json(None, &["admin", "init"]);
     let secret = h.enroll_totp("alice", "phone");
     let login = h.login("alice", &totp(&secret, 1));
     assert!(login.succeeded(), "{}", login.transcript);

@@ -323,7 +323,7 @@ fn config(dir: &Path, body: &str) -> Mfa {
         config,
         nss_wrapper: None,
     };
-    cli.mfa_json(None, &["admin", "policy"]);
+    cli.mfa_json(None, &["admin", "init"]);
     let socket = dir.join("mfa.sock");
     let daemon = cli.serve(&socket, &dir.join("daemon.log"));
     Mfa {

@@ -136,6 +136,7 @@ fn accounts_round_trip_and_a_clean_account_reads_as_default() {
             failures: 6,
             locked_at: Some(1_700_000_500),
             last_failure: Some(1_700_000_499),
+            locked_until: Some(1_700_001_100),
         };
         tx.put_account("alice", &locked).unwrap();
         tx.put_account("bob", &Account::default()).unwrap();

@@ -29,6 +29,41 @@ struct PolicyView {
     changed: bool,
 }
 
+#[derive(Serialize)]
+struct InitView {
+    database: String,
+    created: bool,
+    schema_version: i64,
+}
+
+/// `mfa admin init`: the store exists once `Ctx::open` returns; say
+/// whether this run made it (the packages run it at every upgrade).
+pub fn init(ctx: &mut Ctx) -> Result<()> {
+    let view = InitView {
+        database: ctx.store.describe(),
+        created: ctx.created,
+        schema_version: ctx.store.schema_version()?,
+    };
+    if ctx.created {
+        let detail = format!("database={:?} {}", view.database, ctx.by());
+        let now = ctx.now();
+        let tx = ctx.store.begin()?;
+        audit::record(&*tx, now, &ctx.invoker, "store-created", &detail)?;
+        tx.commit()?;
+    }
+    if ctx.json {
+        return output::json(&view);
+    }
+    output::text(&if view.created {
+        format!("Created the database {}.", view.database)
+    } else {
+        format!(
+            "The database {} exists already (schema version {}).",
+            view.database, view.schema_version
+        )
+    })
+}
+
 pub fn policy(ctx: &mut Ctx, new: Option<Policy>) -> Result<()> {
     let now = ctx.now();
     let by = ctx.by();
@@ -329,6 +364,7 @@ mod tests {
             failures: 6,
             locked_at: Some(ctx.now()),
             last_failure: Some(ctx.now()),
+            locked_until: None,
         };
         let tx = ctx.store.begin().unwrap();
         assert_eq!(

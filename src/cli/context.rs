@@ -27,13 +27,16 @@ pub struct Ctx {
     pub invoker: String,
     /// Set when the daemon runs a command for a caller.
     daemon_caller: Option<String>,
+    /// `open` made the database (`mfa admin init` on a new host).
+    pub created: bool,
     invoker_known: bool,
 }
 
 impl Ctx {
     /// Loads the config and opens the database, if this process may use
-    /// them directly.
-    pub fn open(config_path: &Path, json: bool) -> Result<Ctx> {
+    /// them directly. Only with `create` (`mfa admin init`) is a missing
+    /// database made.
+    pub fn open(config_path: &Path, json: bool, create: bool) -> Result<Ctx> {
         let euid = nix::unistd::geteuid().as_raw();
         if euid != 0 {
             // Decide before reading: a root-owned config is usually 0600.
@@ -55,10 +58,17 @@ impl Ctx {
         {
             return Err(Error::Permission(NEEDS_ROOT.into()));
         }
+        let mode = if create {
+            OpenMode::Create
+        } else {
+            OpenMode::Existing
+        };
+        let created = create
+            && matches!(config.store_location(), StoreLocation::Sqlite(db) if std::fs::symlink_metadata(db).is_err());
         let key = config
             .load_seal_key()
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let store = AnyStore::open(&config, OpenMode::Create, key)?;
+        let store = AnyStore::open(&config, mode, key)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
             .flatten()
@@ -68,6 +78,7 @@ impl Ctx {
             store,
             json,
             daemon_caller: None,
+            created,
             invoker_known: name.is_some(),
             invoker: name.unwrap_or_else(|| format!("uid-{euid}")),
         })
@@ -81,6 +92,7 @@ impl Ctx {
             store,
             json,
             daemon_caller: Some(caller.to_owned()),
+            created: false,
             invoker_known: true,
             invoker: caller.to_owned(),
         }
@@ -208,7 +220,7 @@ pub fn test_ctx(tag: &str) -> (Ctx, std::path::PathBuf) {
     let db = dir.join("db/mfa.sqlite3");
     std::fs::write(&config, format!("database = \"{}\"\n", db.display())).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-    (Ctx::open(&config, true).unwrap(), dir)
+    (Ctx::open(&config, true, true).unwrap(), dir)
 }
 
 #[cfg(test)]

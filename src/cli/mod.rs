@@ -90,7 +90,11 @@ fn socket_path(args: &Args) -> std::path::PathBuf {
 }
 
 fn run(args: Args) -> Result<()> {
-    let mut ctx = Ctx::open(&args.config, args.json)?;
+    // Only `admin init` creates a store: any other command on a missing
+    // one says so instead of making an empty one (which would let users
+    // with devices in the real, moved-away store in by password).
+    let create = matches!(args.command, Command::Admin(AdminCmd::Init));
+    let mut ctx = Ctx::open(&args.config, args.json, create)?;
     dispatch(&mut ctx, args.command, args.user)
 }
 
@@ -151,6 +155,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
             bypass::generate(ctx, &user, count)
         }
         Command::Admin(cmd) => match cmd {
+            AdminCmd::Init => admin::init(ctx),
             AdminCmd::Policy { policy } => admin::policy(ctx, policy.map(Policy::from)),
             AdminCmd::Users { locked } => admin::users(ctx, locked),
             AdminCmd::Show { name } => {

@@ -23,7 +23,14 @@ pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()
     context::require_system_user(user)?;
     let sender = sms::from_config(&ctx.config.sms);
     let now = ctx.now();
-    onetime::start_sms_enrollment(&mut ctx.store, sender.as_ref(), user, phone, now)?;
+    onetime::start_sms_enrollment(
+        &mut ctx.store,
+        &ctx.config,
+        sender.as_ref(),
+        user,
+        phone,
+        now,
+    )?;
     let masked = mask_phone(phone);
     if no_verify {
         if ctx.json {
@@ -171,7 +178,7 @@ mod tests {
             ),
         )
         .unwrap();
-        (Ctx::open(&config, true).unwrap(), dir, outbox)
+        (Ctx::open(&config, true, true).unwrap(), dir, outbox)
     }
 
     /// The lines of the outbox: (phone, message).
@@ -384,6 +391,7 @@ mod tests {
             failures: 6,
             locked_at: Some(now),
             last_failure: Some(now),
+            locked_until: None,
         };
         tx.put_account(&user, &locked).unwrap();
         tx.commit().unwrap();

@@ -176,11 +176,17 @@ impl Prompter for FakePrompter {
     }
 }
 
-pub struct FixedClock(Cell<i64>);
+/// The time, and the seconds the flow asked to sleep (not slept).
+pub struct FixedClock(Cell<i64>, Cell<u64>);
 
 impl FixedClock {
     pub fn at(t: i64) -> Self {
-        FixedClock(Cell::new(t))
+        FixedClock(Cell::new(t), Cell::new(0))
+    }
+
+    /// Seconds of pauses asked for so far.
+    pub fn slept(&self) -> u64 {
+        self.1.get()
     }
 
     pub fn set(&self, t: i64) {
@@ -195,6 +201,10 @@ impl FixedClock {
 impl Clock for FixedClock {
     fn now(&self) -> i64 {
         self.0.get()
+    }
+
+    fn sleep(&self, duration: std::time::Duration) {
+        self.1.set(self.1.get() + duration.as_secs());
     }
 }
 

@@ -55,7 +55,8 @@ fn three_wrong_passwords_and_three_wrong_codes_lock_the_account() {
         Account {
             failures: 6,
             locked_at: Some(T0 + 7),
-            last_failure: Some(T0 + 7)
+            last_failure: Some(T0 + 7),
+            locked_until: None
         }
     );
     assert_eq!(env.audit_events("alice").last().unwrap(), "locked");
@@ -193,7 +194,8 @@ fn after_an_expired_lock_the_count_starts_again_from_one() {
         Account {
             failures: 1,
             locked_at: None,
-            last_failure: Some(T0 + 600)
+            last_failure: Some(T0 + 600),
+            locked_until: None
         }
     );
 }
@@ -208,9 +210,10 @@ fn with_unlock_after_zero_the_lock_outlasts_a_year() {
     assert_eq!(env.attempt(&alice, code.as_bytes()), AttemptResult::Locked);
 }
 
+/// `root_unlock_time = 0`: root is never locked (0.2's rule).
 #[test]
-fn root_is_never_locked_by_default() {
-    let mut env = TestEnv::new();
+fn root_is_never_locked_with_root_unlock_time_zero() {
+    let mut env = TestEnv::with(|c| c.lockout.root_unlock_time = 0);
     env.add_totp("root", "phone", SECRET);
     let root = root();
     for _ in 0..5 {
@@ -222,9 +225,48 @@ fn root_is_never_locked_by_default() {
     }
     let account = env.account("root");
     assert_eq!((account.failures, account.locked_at), (10, None));
+    assert_eq!(env.clock.slept(), 0, "no pause without a lock that ends");
     assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
     assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
     let (outcome, _) = env.second_factor(&root, vec![typed(code_at(SECRET, T0))]);
+    assert_eq!(outcome, totp_ok());
+    assert_eq!(env.account("root"), Account::default());
+}
+
+/// Issue 13 #7, by default: root is locked for `root_unlock_time` after
+/// `deny` failures (never for good), its right code is refused meanwhile,
+/// and each failure pauses 1 s, doubling up to the cap, before the verdict.
+#[test]
+fn root_is_locked_for_root_unlock_time_and_failures_pause() {
+    let mut env = TestEnv::new();
+    env.add_totp("root", "phone", SECRET);
+    let root = root();
+    env.authfail(&root);
+    assert_eq!(env.clock.slept(), 1);
+    for _ in 0..4 {
+        let (outcome, _) = env.second_factor(&root, vec![typed(wrong_code(SECRET, T0))]);
+        assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    }
+    assert_eq!(env.clock.slept(), 1 + 2 + 4 + 8 + 8);
+    let (outcome, _) = env.second_factor(&root, vec![typed(wrong_code(SECRET, T0))]);
+    assert_eq!(outcome, Outcome::Denied(Denial::Locked), "the sixth locks");
+    assert_eq!(env.clock.slept(), 1 + 2 + 4 + 8 + 8 + 8);
+    let account = env.account("root");
+    assert_eq!(account.locked_until, Some(T0 + 600), "{account:?}");
+
+    // Locked: the right code is refused, nothing more counted or paused.
+    let (outcome, _) = env.second_factor(&root, vec![typed(code_at(SECRET, T0))]);
+    assert_eq!(outcome, Outcome::Denied(Denial::Locked));
+    assert_eq!(env.account_phase(&root).0, Outcome::Denied(Denial::Locked));
+    env.clock.advance(599);
+    assert_eq!(env.account_phase(&root).0, Outcome::Denied(Denial::Locked));
+    assert_eq!(env.clock.slept(), 31);
+
+    // After root_unlock_time the code lets in and the run of failures ends.
+    env.clock.advance(1);
+    assert_eq!(env.preauth(&root).0, Outcome::Passed("not-locked"));
+    let code = code_at(SECRET, env.now());
+    let (outcome, _) = env.second_factor(&root, vec![typed(code)]);
     assert_eq!(outcome, totp_ok());
     assert_eq!(env.account("root"), Account::default());
 }

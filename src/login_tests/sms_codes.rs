@@ -32,7 +32,7 @@ fn with_gateway() -> TestEnv {
 
 fn start(env: &mut TestEnv, user: &str, phone: &str) -> Result<(), Error> {
     let now = env.now();
-    onetime::start_sms_enrollment(&mut env.store, &env.sms, user, phone, now)
+    onetime::start_sms_enrollment(&mut env.store, &env.config, &env.sms, user, phone, now)
 }
 
 fn verify(env: &mut TestEnv, user: &str, pin: &str) -> Result<(), Error> {
@@ -76,6 +76,7 @@ fn message_of(e: &Error) -> &str {
         | Error::NotFound(m)
         | Error::Conflict(m)
         | Error::Unavailable(m)
+        | Error::Limited(m)
         | Error::Failed(m) => m,
         Error::Config(_) => panic!("not a config error: {e}"),
     }

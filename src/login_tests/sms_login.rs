@@ -183,6 +183,8 @@ fn a_wrong_sms_code_counts_as_a_failure_like_any_code() {
 #[test]
 fn six_wrong_sms_codes_lock_the_account_and_stop_the_texts() {
     let (mut env, alice) = sms_only();
+    // Six texts in a minute: above the default hourly limit of five.
+    env.config.sms.max_per_user_hour = 10;
     for n in 1..=5 {
         let wrong = not_the_code(&env);
         let (outcome, p) = env.second_factor(&alice, vec![wrong]);
@@ -199,7 +201,8 @@ fn six_wrong_sms_codes_lock_the_account_and_stop_the_texts() {
         Account {
             failures: 6,
             locked_at: Some(T0),
-            last_failure: Some(T0)
+            last_failure: Some(T0),
+            locked_until: None
         }
     );
     assert_eq!(env.sms.count(), 6);
@@ -401,4 +404,61 @@ fn when_the_gateway_fails_after_sms_was_typed_the_app_still_works() {
         ]
     );
     assert_eq!(env.live_one_time_codes("alice"), 0);
+}
+
+/// Issue 13 #6: "type sms" over the user's hourly limit texts nothing, says
+/// why and when to try again, is audited, and an app code still lets in.
+#[test]
+fn texts_over_the_hourly_limit_are_refused_and_other_methods_still_work() {
+    let (mut env, alice) = app_and_phone();
+    env.config.sms.max_per_user_hour = 2;
+    for _ in 0..2 {
+        let (outcome, _) = env.second_factor(&alice, vec![typed("sms"), typed("0000000")]);
+        assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    }
+    assert_eq!(env.sms.count(), 2);
+    env.admin_unlock("alice");
+    env.clock.advance(600);
+    let code = code_at(SECRET, env.now());
+    let (outcome, p) = env.second_factor(&alice, vec![typed("sms"), typed(&code)]);
+    assert!(
+        matches!(outcome, Outcome::Verified(Accepted::Totp { .. })),
+        "{outcome:?} {:?}",
+        p.shown
+    );
+    assert_eq!(env.sms.count(), 2, "no third text");
+    assert_eq!(
+        p.errors(),
+        ["Too many text messages; try again in 50 minutes or use another method."]
+    );
+    let limited: Vec<_> = env
+        .audit(Some("alice"))
+        .into_iter()
+        .filter(|e| e.event == "sms-limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert!(limited[0].detail.contains("scope=user"), "{limited:?}");
+
+    // An hour after the first text, texts go out again.
+    env.clock.advance(3000);
+    let (_, p) = env.second_factor(&alice, vec![typed("sms"), typed("0000000")]);
+    assert_eq!(env.sms.count(), 3, "{:?}", p.shown);
+}
+
+/// The per-host limit counts every user's texts from this host.
+#[test]
+fn the_host_limit_counts_texts_to_everyone() {
+    let (mut env, alice) = sms_only();
+    env.add_sms("bob", "+15557654321");
+    env.config.sms.max_per_host_hour = 1;
+    let (_, _) = env.second_factor(&alice, vec![typed("0000000")]);
+    assert_eq!(env.sms.count(), 1);
+    let (outcome, p) = env.second_factor(&user("bob"), vec![typed("0000000")]);
+    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    assert_eq!(env.sms.count(), 1, "bob's text is over the host's limit");
+    assert!(
+        p.errors()[0].starts_with("Too many text messages; try again in 60 minutes"),
+        "{:?}",
+        p.shown
+    );
 }

@@ -48,7 +48,8 @@ fn a_wrong_code_is_refused_and_counted() {
         Account {
             failures: 1,
             locked_at: None,
-            last_failure: Some(T0)
+            last_failure: Some(T0),
+            locked_until: None
         }
     );
     assert_eq!(env.last_step("alice", "phone"), None);

@@ -8,13 +8,14 @@ impl Accounts for SqliteTx<'_> {
     fn account(&self, user: &str) -> StoreResult<Account> {
         Ok(self
             .row(
-                "SELECT failures, locked_at, last_failure FROM accounts WHERE user = ?1",
+                "SELECT failures, locked_at, last_failure, locked_until FROM accounts WHERE user = ?1",
                 [user],
                 |r| {
                     Ok(Account {
                         failures: r.get(0)?,
                         locked_at: r.get(1)?,
                         last_failure: r.get(2)?,
+                        locked_until: r.get(3)?,
                     })
                 },
             )
@@ -27,9 +28,17 @@ impl Accounts for SqliteTx<'_> {
             self.run("DELETE FROM accounts WHERE user = ?1", [user])?;
         } else {
             self.run(
-                "INSERT INTO accounts (user, failures, locked_at, last_failure) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (user) DO UPDATE SET failures = ?2, locked_at = ?3, last_failure = ?4",
-                params![user, a.failures, a.locked_at, a.last_failure],
+                "INSERT INTO accounts (user, failures, locked_at, last_failure, locked_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user) DO UPDATE SET failures = ?2, locked_at = ?3,
+                     last_failure = ?4, locked_until = ?5",
+                params![
+                    user,
+                    a.failures,
+                    a.locked_at,
+                    a.last_failure,
+                    a.locked_until
+                ],
             )?;
         }
         Ok(())

@@ -69,6 +69,14 @@ impl AnyStore {
         }
     }
 
+    /// The schema version the store is at.
+    pub fn schema_version(&self) -> StoreResult<i64> {
+        match self {
+            AnyStore::Sqlite(s) => s.schema_version(),
+            AnyStore::Postgres(s) => s.schema_version().map(i64::from),
+        }
+    }
+
     /// Where the accounts are, for messages: a path or `role@host:port/db`.
     pub fn describe(&self) -> String {
         match self {

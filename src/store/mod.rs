@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod sealing;
 mod settings;
 mod sqlite;
+mod texts;
 
 pub use any::{AnyStore, StoreClock};
 pub use postgres::url_check as postgres_url_check;
@@ -23,24 +24,50 @@ use crate::secret::SecretBytes;
 use crate::totp::TotpParams;
 use std::fmt;
 
+/// What went wrong with the store. The split matters for
+/// `on_unavailable = "allow"`: only a store that is not there
+/// ([`StoreError::Missing`]) or that pam_mfa refuses to use
+/// ([`StoreError::Unavailable`]) may let the password decide. A store that
+/// is there but fails ([`StoreError::Faulty`], [`StoreError::Sql`]) always
+/// denies: busy, timeouts, I/O errors, a full or read-only disk and resource
+/// limits (EFBIG, EMFILE, ENOMEM) can be provoked by a caller, and a
+/// failure that cannot be recorded must not become a way in.
 #[derive(Debug)]
 pub enum StoreError {
-    /// The database cannot be used at all (missing, unreadable, wrong owner,
-    /// corrupt, newer schema). The text says what and how to fix it.
+    /// No database at the configured place: not created yet (`mfa admin
+    /// init` creates it) or moved away.
+    Missing(String),
+    /// The database is refused as it stands (wrong owner or mode, not a
+    /// regular file, corrupt, newer schema). The text says what and how to
+    /// fix it.
     Unavailable(String),
+    /// The database is there and acceptable but an operation on it failed
+    /// (busy, I/O error, full or read-only filesystem, a resource limit).
+    Faulty(String),
     /// A row that must be unique already exists.
     Conflict(String),
-    /// Anything else SQLite reported mid-transaction.
+    /// Anything else SQLite reported mid-transaction (treated as faulty).
     Sql(rusqlite::Error),
     /// Anything else PostgreSQL reported about a statement (not about
     /// reaching it: that is `Unavailable`).
     Postgres(tokio_postgres::Error),
 }
 
+impl StoreError {
+    /// Whether `on_unavailable = "allow"` may apply: the store is missing
+    /// or refused, not merely failing.
+    pub fn permits_allow(&self) -> bool {
+        matches!(self, StoreError::Missing(_) | StoreError::Unavailable(_))
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Unavailable(m) | StoreError::Conflict(m) => f.write_str(m),
+            StoreError::Missing(m)
+            | StoreError::Unavailable(m)
+            | StoreError::Faulty(m)
+            | StoreError::Conflict(m) => f.write_str(m),
             StoreError::Sql(e) => write!(f, "database error: {e}"),
             StoreError::Postgres(e) => write!(f, "database error: {}", postgres::explain(e)),
         }
@@ -67,7 +94,10 @@ impl From<rusqlite::Error> for StoreError {
                 ))
             }
             Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => {
-                StoreError::Unavailable(format!("the database cannot be written: {e}"))
+                StoreError::Faulty(format!("the database cannot be written: {e}"))
+            }
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                StoreError::Faulty(format!("the database is busy: {e}"))
             }
             _ => StoreError::Sql(e),
         }
@@ -82,6 +112,9 @@ pub struct Account {
     pub failures: u32,
     pub locked_at: Option<i64>,
     pub last_failure: Option<i64>,
+    /// A lock that ends by itself at this time, whatever `unlock_after`
+    /// says: root's, under `lock_root = false` (`root_unlock_time`).
+    pub locked_until: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -232,8 +265,21 @@ pub trait AuditLog {
     fn syslog_after_commit(&self, level: crate::audit::Level, line: String);
 }
 
+/// Text messages sent, counted for the per-user and per-host limits
+/// (`[sms] max_per_user_hour`, `max_per_host_hour`).
+pub trait Texts {
+    /// Records one text about to go to `user`'s phone from `host`.
+    fn record_text(&self, user: &str, host: &str, purpose: &str, now: i64) -> StoreResult<()>;
+    /// How many texts went to `user` at or after `since`, and the oldest's time.
+    fn user_texts_since(&self, user: &str, since: i64) -> StoreResult<(u32, Option<i64>)>;
+    /// How many texts `host` sent at or after `since`, and the oldest's time.
+    fn host_texts_since(&self, host: &str, since: i64) -> StoreResult<(u32, Option<i64>)>;
+    /// Forgets texts sent before `before` (they no longer count).
+    fn purge_texts(&self, before: i64) -> StoreResult<u32>;
+}
+
 /// One exclusive transaction. Dropping it without `commit` rolls back.
-pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog {
+pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog + Texts {
     /// Commits and waits until the change is on disk: it survives a power
     /// loss, not only a crash. Failures, locks, spent codes and every admin
     /// change go through here.

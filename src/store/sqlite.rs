@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a login waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,12 +68,36 @@ impl SqliteTx<'_> {
     }
 }
 
+/// Refused as it stands (owner, mode, type): the admin must fix it.
 fn unavailable(path: &Path, what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("database {}: {what}", path.display()))
 }
 
+/// There but failing (I/O, limits, read-only): never a reason to allow.
+fn faulty(path: &Path, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Faulty(format!("database {}: {what}", path.display()))
+}
+
+/// Not there at all: only `mfa admin init` creates it.
+fn missing(path: &Path) -> StoreError {
+    StoreError::Missing(format!(
+        "database {}: it does not exist; create it with `mfa admin init` (as root)",
+        path.display()
+    ))
+}
+
+/// A failed stat: "not there" is missing, anything else (EACCES, ENOMEM,
+/// EIO) is a fault.
+fn stat_error(path: &Path, e: std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        missing(path)
+    } else {
+        faulty(path, e)
+    }
+}
+
 fn check_dir(dir: &Path) -> StoreResult<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| unavailable(dir, e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| stat_error(dir, e))?;
     if !trusted_owner(meta.uid()) {
         return Err(unavailable(
             dir,
@@ -149,10 +173,7 @@ impl SqliteStore {
             Ok(meta) => check_file(path, &meta)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if mode == OpenMode::Existing {
-                    return Err(unavailable(
-                        path,
-                        "it does not exist; create it with `mfa admin policy` or any mfa command run as root",
-                    ));
+                    return Err(missing(path));
                 }
                 // Create it 0600 ourselves: SQLite would honour the umask.
                 std::fs::OpenOptions::new()
@@ -160,17 +181,19 @@ impl SqliteStore {
                     .create_new(true)
                     .mode(0o600)
                     .open(path)
-                    .map_err(|e| unavailable(path, format_args!("cannot create it: {e}")))?;
+                    .map_err(|e| faulty(path, format_args!("cannot create it: {e}")))?;
             }
-            Err(e) => return Err(unavailable(path, e)),
+            Err(e) => return Err(faulty(path, e)),
         }
+        // From here on the file is there and acceptable: whatever fails
+        // (EMFILE, ENOMEM, I/O, a read-only mount) is a fault, not a refusal.
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| unavailable(path, e))?;
+        .map_err(|e| faulty(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| unavailable(path, e))?;
+            .map_err(|e| faulty(path, e))?;
         // Every statement the store runs stays prepared (see `SqliteTx::run`).
         conn.set_prepared_statement_cache_capacity(64);
         // SQLite quietly opens read-only what it cannot open for writing (a
@@ -178,9 +201,9 @@ impl SqliteStore {
         // the user has typed a code.
         if conn
             .is_readonly(rusqlite::DatabaseName::Main)
-            .map_err(|e| unavailable(path, e))?
+            .map_err(|e| faulty(path, e))?
         {
-            return Err(unavailable(
+            return Err(faulty(
                 path,
                 "it cannot be opened for writing (read-only filesystem?)",
             ));
@@ -190,8 +213,8 @@ impl SqliteStore {
         // database and deletes it: four fsyncs per login. `Drop` does that
         // only once the WAL has grown, and the next opener scans the rest.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(|e| unavailable(path, e))?;
-        let meta = std::fs::metadata(path).map_err(|e| unavailable(path, e))?;
+            .map_err(|e| faulty(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| stat_error(path, e))?;
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let mut store = SqliteStore {
@@ -202,8 +225,9 @@ impl SqliteStore {
             seal_key,
         };
         store.prepare().map_err(|e| match e {
-            StoreError::Sql(e) => unavailable(path, e),
+            StoreError::Sql(e) => faulty(path, e),
             StoreError::Unavailable(m) => unavailable(path, m),
+            StoreError::Faulty(m) => faulty(path, m),
             other => other,
         })?;
         Ok(store)
@@ -217,9 +241,9 @@ impl SqliteStore {
     /// file at the path, with owner and mode as `open` requires. A store
     /// that fails this is dropped and the path opened afresh.
     pub fn still_usable(&self) -> StoreResult<()> {
-        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| unavailable(&self.path, e))?;
+        let meta = std::fs::symlink_metadata(&self.path).map_err(|e| stat_error(&self.path, e))?;
         if (meta.dev(), meta.ino()) != self.identity {
-            return Err(unavailable(&self.path, "it was replaced or removed"));
+            return Err(faulty(&self.path, "it was replaced or removed"));
         }
         check_file(&self.path, &meta)?;
         match self.path.parent() {
@@ -235,7 +259,7 @@ impl SqliteStore {
             .conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Faulty(format!(
                 "cannot switch to WAL journal (got {mode})"
             )));
         }
@@ -265,6 +289,10 @@ impl SqliteStore {
         }
         if version < 2 {
             tx.execute_batch(SCHEMA_V2)?;
+        }
+        // Version 3 (root's timed lock, texts counted) needs nothing of 2.
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
         }
         if version < SCHEMA_VERSION {
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -321,7 +349,7 @@ impl Store for SqliteStore {
         // write lock; dropping `tx` rolls back.
         let same = std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
         if !same {
-            return Err(unavailable(
+            return Err(faulty(
                 &self.path,
                 "the file was removed or replaced while in use; try again",
             ));
@@ -357,7 +385,7 @@ impl Tx for SqliteTx<'_> {
             Err(e) => Err(e),
         };
         synced.map_err(|e| {
-            unavailable(
+            faulty(
                 self.wal_path,
                 format_args!("committed but not synced to disk: {e}"),
             )
@@ -437,6 +465,21 @@ ALTER TABLE audit ADD COLUMN host TEXT NOT NULL DEFAULT '';
 CREATE INDEX audit_host ON audit (host, id);
 ";
 
+/// Version 3: root's lock that ends by itself (`root_unlock_time`), and the
+/// texts sent, counted for the per-user and per-host limits.
+const SCHEMA_V3: &str = "
+ALTER TABLE accounts ADD COLUMN locked_until INTEGER;
+CREATE TABLE texts (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    purpose TEXT NOT NULL
+);
+CREATE INDEX texts_user ON texts (user, time);
+CREATE INDEX texts_host ON texts (host, time);
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,7 +498,7 @@ mod tests {
         std::fs::rename(&restored, &path).unwrap();
         let e = store.begin().err().expect("a replaced file is refused");
         assert!(
-            matches!(&e, StoreError::Unavailable(m) if m.contains("replaced")),
+            matches!(&e, StoreError::Faulty(m) if m.contains("replaced")),
             "{e}"
         );
 
@@ -465,7 +508,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_is_migrated_and_its_rows_still_read() {
+    fn a_version_1_database_migrates_to_3_and_its_rows_still_read() {
         use crate::store::Factor;
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
@@ -483,7 +526,8 @@ mod tests {
                  VALUES ('alice', 'phone', 'totp', x'3132333435', 'SHA1', 6, 30, 1, 1);
                  INSERT INTO devices (user, name, kind, phone, verified, created)
                  VALUES ('bob', 'sms', 'sms', '+15551234567', 1, 1);
-                 INSERT INTO audit (time, user, event) VALUES (1, 'alice', 'device-enrolled');",
+                 INSERT INTO audit (time, user, event) VALUES (1, 'alice', 'device-enrolled');
+                 INSERT INTO accounts (user, failures, locked_at, last_failure) VALUES ('bob', 6, 5, 5);",
             )
             .unwrap();
         }
@@ -512,6 +556,11 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(tx.secrets_at_rest().unwrap().plaintext, 2);
+        let bob = tx.account("bob").unwrap();
+        assert_eq!(
+            (bob.failures, bob.locked_at, bob.locked_until),
+            (6, Some(5), None)
+        );
         drop(tx);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();

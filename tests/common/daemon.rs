@@ -221,8 +221,8 @@ impl World {
             dir,
         };
         world.write_config(body);
-        // An administrator's first command creates the database.
-        world.cli.mfa_json(None, &["admin", "policy"]);
+        // Only `mfa admin init` creates the database.
+        world.cli.mfa_json(None, &["admin", "init"]);
         world
     }
 

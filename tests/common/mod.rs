@@ -638,15 +638,15 @@ impl Harness {
         write_file(&self.passdb, &passdb, 0o600);
     }
 
-    /// The database exists once an administrator touched the policy.
+    /// The database exists once an administrator ran `mfa admin init`.
     pub fn create_database(&self) {
-        let policy = self.mfa_json(None, &["admin", "policy"]);
+        let init = self.mfa_json(None, &["admin", "init"]);
         assert!(
             self.db.is_file(),
-            "mfa did not create {}",
+            "mfa admin init did not create {}",
             self.db.display()
         );
-        assert!(policy.is_object(), "{policy}");
+        assert!(init.is_object(), "{init}");
     }
 
     fn nss_env(&self, cmd: &mut Command) {

@@ -289,7 +289,21 @@ int pam_start(const char *service, const char *user, const void *conv, void **pa
 /// counted and its valid code spent. Other logins meanwhile are unaffected.
 #[test]
 fn a_client_under_a_file_size_limit_records_what_it_must() {
+    a_client_under_a_file_size_limit_records_what_it_must_with("deny");
+}
+
+/// The same with `on_unavailable = "allow"` (issue 13 #2/#3): a limit the
+/// caller set is never "MFA unavailable".
+#[test]
+fn a_client_under_a_file_size_limit_records_what_it_must_in_allow_mode() {
+    a_client_under_a_file_size_limit_records_what_it_must_with("allow");
+}
+
+fn a_client_under_a_file_size_limit_records_what_it_must_with(on_unavailable: &str) {
     let h = Harness::new();
+    h.write_config(&format!(
+        "policy = \"optional\"\non_unavailable = \"{on_unavailable}\"\n"
+    ));
     let alice = h.enroll_totp("alice", "phone");
     let bob = h.enroll_totp("bob", "phone");
     let bob_bypass = h.bypass_codes("bob", 1);
@@ -336,5 +350,101 @@ fn a_client_under_a_file_size_limit_records_what_it_must() {
         login.succeeded(),
         "bob after the limited clients: {login:?}"
     );
+    assert_eq!(integrity_check(&h.db), "ok");
+}
+
+/// `sh -c 'ulimit LIMIT; trap "" XFSZ; exec DAEMON'`: what an
+/// administrator's shell with a file size limit hands to a daemon started by
+/// hand (issue 13 #2/#3: 0.1's `su` under such a limit logged in with the
+/// password alone).
+fn file_size_limited_shell(limit: &str) -> std::process::Command {
+    let mut sh = std::process::Command::new("sh");
+    sh.args([
+        "-c",
+        &format!("ulimit {limit} && trap '' XFSZ && exec \"$0\" \"$@\""),
+    ]);
+    sh
+}
+
+/// The soft and hard "Max file size" of /proc/PID/limits.
+fn max_file_size(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max file size"))
+        .unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[3].to_owned(), words[4].to_owned())
+}
+
+/// Wrong codes, one per mode: each counted and refused; then `valid`
+/// lets in and ends the run of failures.
+fn wrong_codes_are_counted(h: &Harness, secret: &str, valid: &str) {
+    for mode in ["deny", "allow"] {
+        h.write_config(&format!(
+            "policy = \"optional\"\non_unavailable = \"{mode}\"\n"
+        ));
+        let before = h.lock_state("alice").0;
+        let wrong = h.login("alice", &wrong_code(secret));
+        assert_no_signal(&wrong, "wrong code, daemon under RLIMIT_FSIZE");
+        assert_eq!(wrong.code, 1, "{mode}: {wrong:?}");
+        assert!(!wrong.authenticated(), "{mode}: {wrong:?}");
+        assert_eq!(
+            h.lock_state("alice"),
+            (before + 1, false),
+            "{mode}: the failure was recorded"
+        );
+    }
+    let ok = h.login("alice", valid);
+    assert!(ok.succeeded(), "{ok:?}");
+    assert_eq!(h.lock_state("alice"), (0, false));
+}
+
+/// A daemon started under a file size limit of one block lifts it: wrong
+/// codes are counted and refused, valid ones let in, in both
+/// `on_unavailable` modes. A hard limit it cannot lift (no
+/// CAP_SYS_RESOURCE, as in some containers) leaves every write failing
+/// with EFBIG: then every login is denied, "allow" or not, since a failure
+/// that cannot be recorded must not become a way to guess.
+#[test]
+fn a_daemon_started_under_a_file_size_limit_counts_and_never_allows() {
+    if !root_or_skip("a_daemon_started_under_a_file_size_limit_counts_and_never_allows") {
+        return;
+    }
+    let h = Harness::new();
+    let alice = h.enroll_totp("alice", "phone");
+    let bypass = h.bypass_codes("alice", 2);
+
+    // A soft limit: any process may raise it to the hard one.
+    h.start_daemon_under(|cmd| run_under(file_size_limited_shell("-S -f 1"), &cmd));
+    let (soft, _) = max_file_size(h.daemon_pid());
+    assert_eq!(soft, "unlimited", "the daemon lifted its soft limit");
+    wrong_codes_are_counted(&h, &alice, &bypass[0]);
+
+    // A hard limit: root lifts it where it holds CAP_SYS_RESOURCE.
+    h.start_daemon_under(|cmd| run_under(file_size_limited_shell("-f 1"), &cmd));
+    let (soft, hard) = max_file_size(h.daemon_pid());
+    if soft == "unlimited" {
+        wrong_codes_are_counted(&h, &alice, &bypass[1]);
+    } else {
+        eprintln!("the daemon could not lift a hard limit ({soft}/{hard}): checking it denies");
+        let before = h.database_dump();
+        for mode in ["deny", "allow"] {
+            h.write_config(&format!(
+                "policy = \"optional\"\non_unavailable = \"{mode}\"\n"
+            ));
+            for code in [wrong_code(&alice), totp(&alice, 1)] {
+                let login = h
+                    .start_pamtester(SERVICE, "alice", &["authenticate", "acct_mgmt"])
+                    .answer_in_order(&[password("alice"), &code]);
+                assert_no_signal(&login, "daemon under a hard RLIMIT_FSIZE");
+                assert_eq!(login.code, 1, "{mode}: {login:?}");
+                assert!(!login.authenticated(), "{mode}: never allowed: {login:?}");
+            }
+        }
+        assert_eq!(h.database_dump(), before, "nothing was half-written");
+        h.start_daemon();
+        wrong_codes_are_counted(&h, &alice, &bypass[1]);
+    }
     assert_eq!(integrity_check(&h.db), "ok");
 }

@@ -65,10 +65,29 @@ enum Stage {
     Code,
 }
 
+/// Whether `on_unavailable = "allow"` covers the failure: only a store
+/// that is missing or refused; one that is there but failing denies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allow {
+    Applies,
+    DeniesAnyway,
+}
+
 /// The database cannot be used for `why` (words of the log line):
-/// `on_unavailable = "deny"` refuses even a valid code, "allow" lets the
-/// password decide. Leaves the config at "deny".
+/// `on_unavailable = "deny"` refuses even a valid code; "allow" lets the
+/// password decide where it applies, and denies as well where it does not.
+/// Leaves the config at "deny".
 fn assert_unavailable_behaviour(h: &Harness, secret: &str, stage: Stage, why: &[&str]) {
+    assert_unavailable_behaviour_with(h, secret, stage, why, Allow::Applies)
+}
+
+fn assert_unavailable_behaviour_with(
+    h: &Harness,
+    secret: &str,
+    stage: Stage,
+    why: &[&str],
+    allow: Allow,
+) {
     let l = Logged::new(h);
     let code = totp(secret, 1);
     let (prompts, mode): (&[&str], _) = match stage {
@@ -99,6 +118,17 @@ fn assert_unavailable_behaviour(h: &Harness, secret: &str, stage: Stage, why: &[
 
     l.clear_log();
     h.write_config("on_unavailable = \"allow\"\n");
+    if allow == Allow::DeniesAnyway {
+        let denied = l.login("alice", &[password("alice"), &code]);
+        denied.assert_prompts(prompts);
+        assert_eq!(denied.code, 1, "denied in allow mode too: {denied:?}");
+        assert!(!denied.authenticated(), "{denied:?}");
+        let mut words = vec!["MFA unavailable", "denying", "user=alice", mode];
+        words.extend_from_slice(why);
+        l.expect_log(&words);
+        h.write_config("");
+        return;
+    }
     let allowed = l.login("alice", &[password("alice"), &code]);
     allowed.assert_prompts(match stage {
         Stage::Preauth => &[PASSWORD_PROMPT],
@@ -157,7 +187,14 @@ fn a_read_only_filesystem_gives_the_configured_behaviour() {
     // read-only with the daemon stopped, which then starts on it.
     h.stop_daemon();
     fs.remount("ro");
-    assert_unavailable_behaviour(&h, &secret, Stage::Preauth, &["read-only filesystem"]);
+    // Present but unwritable: a fault, never a reason to allow.
+    assert_unavailable_behaviour_with(
+        &h,
+        &secret,
+        Stage::Preauth,
+        &["read-only filesystem"],
+        Allow::DeniesAnyway,
+    );
     assert_eq!(database_bytes(&h.db), before);
 
     fs.remount("rw");
@@ -198,7 +235,14 @@ fn a_full_filesystem_denies_without_corrupting_or_losing_counts() {
     let filler = fill(dir);
     // Reads still work; the first write fails inside SQLite, whose message
     // does not name the file.
-    assert_unavailable_behaviour(&h, &secret, Stage::Code, &["disk is full"]);
+    // A caller may fill a shared filesystem: that must never open logins.
+    assert_unavailable_behaviour_with(
+        &h,
+        &secret,
+        Stage::Code,
+        &["disk is full"],
+        Allow::DeniesAnyway,
+    );
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(integrity_check(&h.db), "ok");
     assert_eq!(h.database_dump(), before, "nothing was written");

@@ -180,6 +180,7 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::Admin(AdminCmd::TempCode { .. }) => "admin temp-code",
         Command::Admin(AdminCmd::GenerateKey { .. }) => "admin generate-key",
         Command::Admin(AdminCmd::Migrate { .. }) => "admin migrate",
+        Command::Admin(AdminCmd::Init) => "admin init",
         Command::Audit { .. } => "audit",
         Command::Serve => "serve",
         Command::Doctor { .. } => "doctor",
@@ -220,7 +221,9 @@ fn decide(
         // generate-key writes a file where its caller runs: never here.
         Command::Serve
         | Command::Doctor { .. }
-        | Command::Admin(AdminCmd::GenerateKey { .. } | AdminCmd::Migrate { .. }) => {
+        | Command::Admin(
+            AdminCmd::GenerateKey { .. } | AdminCmd::Migrate { .. } | AdminCmd::Init,
+        ) => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
             ))

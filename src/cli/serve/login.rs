@@ -12,7 +12,7 @@ use pam_mfa::protocol::{
 };
 use pam_mfa::secret::SecretBytes;
 use pam_mfa::sms::{self, SmsError, SmsSender};
-use pam_mfa::store::Store;
+use pam_mfa::store::{Store, StoreError};
 use pam_mfa::{users, Clock};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ fn run(
     };
     let mut store = match shared.store(&config) {
         Ok(s) => s,
-        Err(e) => return unavailable(prompter, request.mode, &who, &e, Some(&config)),
+        Err(e) => return store_unavailable(prompter, request.mode, &who, &e, &config),
     };
     let clock = store.clock();
     let flow_request = login::Request {
@@ -129,7 +129,7 @@ fn run(
                 Outcome::ConversationFailed => Verdict::ConversationFailed,
             }
         }
-        Err(e) => unavailable(prompter, request.mode, &who, &e, Some(&config)),
+        Err(e) => store_unavailable(prompter, request.mode, &who, &e, &config),
     }
 }
 
@@ -181,8 +181,23 @@ fn refuse(
     }
 }
 
+/// The store failed: `on_unavailable` may apply only when it is missing or
+/// refused; one that is there but failing (busy, I/O, limits, read-only)
+/// denies, so no caller can provoke a way in.
+fn store_unavailable(
+    prompter: &mut dyn Prompter,
+    mode: Mode,
+    who: &str,
+    error: &StoreError,
+    config: &Config,
+) -> Verdict {
+    let applies = error.permits_allow();
+    unavailable(prompter, mode, who, error, applies.then_some(config))
+}
+
 /// The config or the store cannot be used: the admin's `on_unavailable`
-/// decides (deny when even the config is unreadable).
+/// decides when `config` is given (deny when even the config is unreadable,
+/// or the store's failure is not one that "allow" covers).
 fn unavailable(
     prompter: &mut dyn Prompter,
     mode: Mode,

@@ -26,6 +26,44 @@ use std::time::{Duration, Instant};
 /// A client has this long, from its connection, to send its whole request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Open files the daemon wants at least: a connection, a store and an SMS
+/// gateway's pipes per client, with room to spare.
+const MIN_OPEN_FILES: u64 = 65_536;
+
+/// Lifts the file-size and open-file limits inherited from whoever started
+/// the daemon (an admin's shell with `ulimit -f`, say): a write refused with
+/// EFBIG or an open refused with EMFILE would fail logins for everyone, and
+/// such a failure always denies. Root may raise the hard limits; a private
+/// instance gets as far as its hard limits allow. What remains is logged.
+fn raise_limits() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    let want = [
+        (Resource::RLIMIT_FSIZE, RLIM_INFINITY),
+        (Resource::RLIMIT_NOFILE, MIN_OPEN_FILES),
+    ];
+    for (resource, wanted) in want {
+        let Ok((soft, hard)) = getrlimit(resource) else {
+            continue;
+        };
+        if soft >= wanted {
+            continue;
+        }
+        if setrlimit(resource, wanted, hard.max(wanted)).is_ok() {
+            continue;
+        }
+        // Not root (or above the kernel's nr_open): as far as the hard limit.
+        let reached = if setrlimit(resource, hard.min(wanted), hard).is_ok() {
+            hard.min(wanted)
+        } else {
+            soft
+        };
+        audit::syslog(
+            audit::Level::Warning,
+            &format!("could not raise {resource:?} to {wanted}; it stays at {reached}"),
+        );
+    }
+}
+
 /// Who is at the other end of a connection, from SO_PEERCRED.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
@@ -42,6 +80,7 @@ impl Peer {
 }
 
 pub fn serve(config_path: &Path, socket: &Path) -> Result<()> {
+    raise_limits();
     // A broken config fails the start, not each request.
     Config::load(config_path)?;
     let listener = match listenfd::ListenFd::from_env().take_unix_listener(0) {

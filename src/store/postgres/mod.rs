@@ -56,8 +56,26 @@ pub(super) struct PgTx<'c> {
     done: bool,
 }
 
+/// The server failed us once connected (timeouts, a connection closed
+/// mid-way, resource limits): always a denial, never `on_unavailable`.
 fn connection_lost(describe: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL {describe}: {e}"))
+    StoreError::Faulty(format!("PostgreSQL {describe}: {e}"))
+}
+
+/// Why a connection could not be made: a server that cannot be reached at
+/// all is "missing" (like an SQLite file that is not there, so
+/// `on_unavailable` applies); one that refuses our role or password is
+/// "unavailable" (refused as configured); a server that accepted us and
+/// then failed is faulty.
+fn connect_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
+    let text = format!("PostgreSQL {describe}: {}", explain(&e));
+    match e.code() {
+        None => StoreError::Missing(text),
+        Some(s) if s.code().starts_with("28") || s.code().starts_with("3D") => {
+            StoreError::Unavailable(text)
+        }
+        Some(_) => StoreError::Faulty(text),
+    }
 }
 
 /// The driver's error with what the server said: its own `Display` is
@@ -72,10 +90,10 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Maps a driver error to the store's: anything about reaching the server
-/// (network, timeouts, the server shutting down or refusing us) means
-/// "unavailable", so `on_unavailable` applies; a unique violation is a
-/// conflict; the rest is an error of the statement.
+/// Maps a driver error on an open connection to the store's: a unique
+/// violation is a conflict; the connection failing, timeouts and resource
+/// limits are faults (which deny, whatever `on_unavailable` says); the rest
+/// is an error of the statement.
 fn store_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
     let state = e.code().cloned();
     match state {
@@ -127,8 +145,11 @@ impl PgStore {
             };
             match tokio::time::timeout(connect::CONNECT_TIMEOUT, connecting).await {
                 Ok(Ok(client)) => Ok(client),
-                Ok(Err(e)) => Err(store_error(&target.describe, e)),
-                Err(_) => Err(connection_lost(&target.describe, "no answer to connect")),
+                Ok(Err(e)) => Err(connect_error(&target.describe, e)),
+                Err(_) => Err(StoreError::Missing(format!(
+                    "PostgreSQL {}: no answer to connect",
+                    target.describe
+                ))),
             }
         })?;
         let mut store = PgStore {
@@ -156,6 +177,13 @@ impl PgStore {
 
     pub fn target(&self) -> &Arc<PgTarget> {
         &self.target
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> StoreResult<i32> {
+        Ok(self
+            .query_opt("SELECT version FROM pam_mfa_schema", &[])?
+            .map_or(0, |r| r.get(0)))
     }
 
     /// Seconds to add to this host's clock to get the database's.
@@ -195,7 +223,7 @@ impl PgStore {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let e = store_error(&self.target.describe, e);
-                if matches!(e, StoreError::Unavailable(_)) {
+                if matches!(e, StoreError::Faulty(_)) {
                     self.broken.set(true);
                 }
                 Err(e)
@@ -295,8 +323,8 @@ impl PgTx<'_> {
         if self.locked.borrow().contains(user) {
             return Ok(None);
         }
-        const LOCK: &str = "SELECT failures, locked_at, last_failure FROM accounts
-                            WHERE username = $1 FOR UPDATE";
+        const LOCK: &str = "SELECT failures, locked_at, last_failure, locked_until
+                            FROM accounts WHERE username = $1 FOR UPDATE";
         let row = match self.store.query_opt(LOCK, &[&user])? {
             Some(row) => row,
             None => {

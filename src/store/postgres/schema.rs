@@ -101,7 +101,9 @@ CREATE TABLE accounts (
     username TEXT PRIMARY KEY,
     failures INTEGER NOT NULL DEFAULT 0,
     locked_at BIGINT,
-    last_failure BIGINT
+    last_failure BIGINT,
+    -- root's lock that ends by itself (lockout.root_unlock_time)
+    locked_until BIGINT
 );
 CREATE TABLE devices (
     id BIGSERIAL PRIMARY KEY,
@@ -148,5 +150,15 @@ CREATE TABLE audit (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX audit_username ON audit (username, id);
+-- texts sent, counted for the per-user and per-host limits
+CREATE TABLE texts (
+    id BIGSERIAL PRIMARY KEY,
+    time BIGINT NOT NULL,
+    username TEXT NOT NULL,
+    host TEXT NOT NULL,
+    purpose TEXT NOT NULL
+);
+CREATE INDEX texts_username ON texts (username, time);
+CREATE INDEX texts_host ON texts (host, time);
 CREATE INDEX audit_host ON audit (host, id);
 ";

@@ -9,11 +9,11 @@ use crate::codes::{CodeHash, OneTimePurpose};
 use crate::config::Algorithm;
 use crate::secret::SecretBytes;
 use crate::store::sealing::{open_factor_field, seal_factor_field, FactorField};
-use crate::store::SecretsAtRest;
 use crate::store::{
     Account, Accounts, AuditEntry, AuditLog, Codes, Device, Devices, Factor, OneTimeCode, Settings,
     StoreError, StoreResult, StoredCode, UserSummary,
 };
+use crate::store::{SecretsAtRest, Texts};
 use crate::totp::TotpParams;
 use tokio_postgres::Row;
 
@@ -30,6 +30,7 @@ fn account_from_row(r: &Row) -> Account {
         failures: count(r.get(0)),
         locked_at: r.get(1),
         last_failure: r.get(2),
+        locked_until: r.get(3),
     }
 }
 
@@ -43,7 +44,8 @@ impl Accounts for PgTx<'_> {
             return Ok(account_from_row(&row));
         }
         let row = self.pg().query_opt(
-            "SELECT failures, locked_at, last_failure FROM accounts WHERE username = $1",
+            "SELECT failures, locked_at, last_failure, locked_until FROM accounts
+             WHERE username = $1",
             &[&user],
         )?;
         Ok(row.map(|r| account_from_row(&r)).unwrap_or_default())
@@ -54,9 +56,16 @@ impl Accounts for PgTx<'_> {
         self.lock_account(user)?;
         let failures = i32::try_from(a.failures).unwrap_or(i32::MAX);
         self.pg().execute(
-            "UPDATE accounts SET failures = $2, locked_at = $3, last_failure = $4
+            "UPDATE accounts SET failures = $2, locked_at = $3, last_failure = $4,
+                                 locked_until = $5
              WHERE username = $1",
-            &[&user, &failures, &a.locked_at, &a.last_failure],
+            &[
+                &user,
+                &failures,
+                &a.locked_at,
+                &a.last_failure,
+                &a.locked_until,
+            ],
         )?;
         Ok(())
     }
@@ -449,5 +458,38 @@ impl AuditLog for PgTx<'_> {
                 detail: r.get(4),
             })
             .collect())
+    }
+}
+
+impl Texts for PgTx<'_> {
+    fn record_text(&self, user: &str, host: &str, purpose: &str, now: i64) -> StoreResult<()> {
+        self.pg().execute(
+            "INSERT INTO texts (time, username, host, purpose) VALUES ($1, $2, $3, $4)",
+            &[&now, &user, &host, &purpose],
+        )?;
+        Ok(())
+    }
+
+    fn user_texts_since(&self, user: &str, since: i64) -> StoreResult<(u32, Option<i64>)> {
+        let row = self.pg().query_opt(
+            "SELECT COUNT(*)::int4, MIN(time) FROM texts WHERE username = $1 AND time >= $2",
+            &[&user, &since],
+        )?;
+        Ok(row.map_or((0, None), |r| (count(r.get(0)), r.get(1))))
+    }
+
+    fn host_texts_since(&self, host: &str, since: i64) -> StoreResult<(u32, Option<i64>)> {
+        let row = self.pg().query_opt(
+            "SELECT COUNT(*)::int4, MIN(time) FROM texts WHERE host = $1 AND time >= $2",
+            &[&host, &since],
+        )?;
+        Ok(row.map_or((0, None), |r| (count(r.get(0)), r.get(1))))
+    }
+
+    fn purge_texts(&self, before: i64) -> StoreResult<u32> {
+        let n = self
+            .pg()
+            .execute("DELETE FROM texts WHERE time < $1", &[&before])?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }

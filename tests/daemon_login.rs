@@ -348,3 +348,206 @@ fn an_alias_of_a_uid_has_the_second_factor_of_its_primary_name() {
     let trail = d.cli.mfa_json(None, &["audit", "--user", &alias.name]);
     assert_eq!(trail.as_array().map(Vec::len), Some(0), "{trail}");
 }
+
+/// A stand-in for `su`: setuid root, calls `pam_start_confdir` and
+/// `pam_authenticate`, prints every PAM message on a line of its own and
+/// answers prompts from stdin.
+const SETUID_PAM: &str = r#"
+#include <security/pam_appl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data) {
+    struct pam_response *r = calloc(n, sizeof *r);
+    (void)data;
+    for (int i = 0; i < n; i++) {
+        printf("%s\n", msg[i]->msg);
+        fflush(stdout);
+        if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON) {
+            char line[256];
+            if (!fgets(line, sizeof line, stdin)) { free(r); return PAM_CONV_ERR; }
+            line[strcspn(line, "\n")] = 0;
+            r[i].resp = strdup(line);
+        }
+    }
+    *resp = r;
+    return PAM_SUCCESS;
+}
+
+int main(int argc, char **argv) {
+    struct pam_conv c = { conv, NULL };
+    pam_handle_t *h;
+    if (argc != 4) return 2;
+    int rc = pam_start_confdir(argv[2], argv[3], &c, argv[1], &h);
+    if (rc != PAM_SUCCESS) { printf("pam_start_confdir: %d\n", rc); return 2; }
+    rc = pam_authenticate(h, 0);
+    printf("result: %s\n", pam_strerror(h, rc));
+    fflush(stdout);
+    pam_end(h, rc);
+    return rc == PAM_SUCCESS ? 0 : 1;
+}
+"#;
+
+/// Builds [`SETUID_PAM`] into `dir`, owned by root with mode 4755.
+fn build_setuid_pam(dir: &std::path::Path) -> PathBuf {
+    let src = dir.join("setuid_pam.c");
+    let bin = dir.join("setuid_pam");
+    std::fs::write(&src, SETUID_PAM).unwrap();
+    let out = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .arg("-lpam")
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::os::unix::fs::chown(&bin, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    bin
+}
+
+/// Reads `reader`'s lines until one equals `wanted` (or the stream ends).
+fn read_until(reader: &mut impl std::io::BufRead, wanted: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return seen;
+        }
+        let line = line.trim_end_matches('\n').to_owned();
+        let done = line == wanted;
+        seen.push(line);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Issue 13 #1: in 0.1 a user who SIGSTOPped `su` while it held the
+/// store's write lock (PBKDF2 on a bypass-shaped code inside `BEGIN
+/// IMMEDIATE`) froze every login and root's `mfa`. Now no process a user can
+/// signal holds the store: a setuid PAM program run by an ordinary user and
+/// stopped at the code prompt, or right after sending a bypass-shaped code,
+/// delays nobody: another user's login and root's `mfa status` go through
+/// at once meanwhile.
+#[test]
+fn a_stopped_setuid_pam_program_blocks_no_other_login_nor_roots_mfa() {
+    if !can_run() {
+        return;
+    }
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let bob = TestUser::create(&[]);
+    let alice_secret = d.cli.enroll_totp(&alice.name, "phone");
+    d.cli.enroll_totp(&bob.name, "phone");
+    let bob_bypass = d.cli.bypass_codes(&bob.name, 2);
+    let services = d.public.path().join("setuid-services");
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&services)
+        .unwrap();
+    std::fs::set_permissions(&services, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let line = format!(
+        "{} socket={}",
+        d.public_module().display(),
+        d.socket.display()
+    );
+    write_file(
+        &services.join("su-test"),
+        &format!("auth required {line}\n"),
+        0o644,
+    );
+    let program = build_setuid_pam(d.public.path());
+
+    // Twice: stopped at the prompt, and stopped just after answering it
+    // with a bypass-shaped code (the daemon runs PBKDF2 on it).
+    for (round, answer_first) in [false, true].into_iter().enumerate() {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid", &alice.uid.to_string()])
+            .args(["--regid", &alice.gid.to_string()])
+            .args(["--init-groups", "--"])
+            .arg(&program)
+            .arg(&services)
+            .arg("su-test")
+            .arg(&alice.name)
+            .current_dir("/")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the setuid program");
+        // A failed assertion must not leave a stopped root process behind.
+        struct KillOnDrop(Pid);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = kill(self.0, Signal::SIGKILL);
+            }
+        }
+        let pid = Pid::from_raw(child.id() as i32);
+        let _guard = KillOnDrop(pid);
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let seen = read_until(&mut stdout, CODE_PROMPT);
+        assert_eq!(
+            seen.last().map(String::as_str),
+            Some(CODE_PROMPT),
+            "{seen:?}"
+        );
+        if answer_first {
+            stdin.write_all(b"abcd-efgh-jkmn\n").unwrap();
+        }
+        kill(pid, Signal::SIGSTOP).unwrap();
+
+        let started = Instant::now();
+        let said = converse(
+            d.connect_as_root(),
+            &login_line(Mode::SecondFactor, &bob.name),
+            &[&bob_bypass[round]],
+        );
+        assert_eq!(
+            said.verdict,
+            Some(Verdict::Success),
+            "bob meanwhile: {said:?}"
+        );
+        let status = d.cli.mfa(Some(&alice.name), &["status"]);
+        assert!(status.status.success(), "root's mfa meanwhile: {status:?}");
+        let admin = d.cli.mfa(None, &["admin", "unlock", &bob.name]);
+        assert!(
+            admin.status.success(),
+            "root's mfa writes meanwhile: {admin:?}"
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "others waited {took:?}");
+
+        kill(pid, Signal::SIGCONT).unwrap();
+        if !answer_first {
+            stdin
+                .write_all(format!("{}\n", totp(&alice_secret, 1)).as_bytes())
+                .unwrap();
+        }
+        let rest = read_until(&mut stdout, "");
+        let status = child.wait().unwrap();
+        let result = rest.iter().find(|l| l.starts_with("result: ")).cloned();
+        if answer_first {
+            assert_eq!(status.code(), Some(1), "{rest:?}");
+            assert_eq!(
+                result.as_deref(),
+                Some("result: Authentication failure"),
+                "{rest:?}"
+            );
+        } else {
+            assert!(status.success(), "{rest:?}");
+            assert_eq!(result.as_deref(), Some("result: Success"), "{rest:?}");
+        }
+    }
+}

@@ -43,6 +43,8 @@ pub struct PgStore {
     /// Set when a round trip failed in a way that leaves the connection in
     /// doubt; such a connection is never used again.
     broken: Cell<bool>,
+    /// Statements run that may change rows (see `PgTx::commit`).
+    writes: Cell<u64>,
     mode: OpenMode,
     seal_key: Arc<SealKey>,
 }
@@ -51,6 +53,8 @@ pub(super) struct PgTx<'c> {
     store: &'c PgStore,
     /// Accounts whose row this transaction holds locked.
     locked: RefCell<HashSet<String>>,
+    /// `PgStore::writes` when the transaction began.
+    writes_at_begin: u64,
     /// Syslog lines held back until the commit succeeds.
     after_commit: RefCell<Vec<(crate::audit::Level, String)>>,
     done: bool,
@@ -159,6 +163,7 @@ impl PgStore {
             statements: RefCell::new(HashMap::new()),
             clock_offset: 0,
             broken: Cell::new(false),
+            writes: Cell::new(0),
             mode,
             seal_key,
         };
@@ -254,6 +259,7 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<u64> {
         let s = self.statement(sql)?;
+        self.writes.set(self.writes.get() + 1);
         self.wait(self.client.execute(&s, params))
     }
 
@@ -302,6 +308,7 @@ impl Store for PgStore {
             self.batch("BEGIN")?;
         }
         Ok(Box::new(PgTx {
+            writes_at_begin: self.writes.get(),
             store: self,
             locked: RefCell::new(HashSet::new()),
             after_commit: RefCell::new(Vec::new()),
@@ -364,6 +371,12 @@ impl Tx for PgTx<'_> {
     /// once the WAL is flushed (and, with synchronous replication, on the
     /// standby as its admin configured).
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        // A transaction that only read and locked rows (a row lock writes
+        // WAL too) has nothing worth a flush: without this, every login's
+        // read-only phase waited for one.
+        if self.store.writes.get() == self.writes_at_begin {
+            return self.finish("SET LOCAL synchronous_commit = off; COMMIT");
+        }
         self.finish("COMMIT")
     }
 

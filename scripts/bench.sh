@@ -238,6 +238,9 @@ pg_cpu() {
       for p in $pids; do awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || true; done
     } | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.2f", s / hz}'
 }
+# WAL syncs (the server's, all databases) and commits in database $1 so
+# far: per login, the PostgreSQL counterpart of the fsyncs counted above.
+pg_syncs() { pg_sql postgres "SELECT (SELECT wal_sync FROM pg_stat_wal) || ' ' || xact_commit FROM pg_stat_database WHERE datname = '$1'"; }
 pg_url() { echo "postgresql://mfa@127.0.0.1:$PG_PORT/$1?sslmode=disable"; }
 # Tree $1's users in PostgreSQL database mfa_n$2, copied from a copy of its
 # SQLite store by `mfa admin migrate` (the SQLite column's own file is left
@@ -436,7 +439,7 @@ for n in $NS; do
         sleep $(( 31 - $(date +%s) % 30 ))
         echo "== N=$n, $mode: timed logins, users $first..$((n - 1)) (every k-th: permit ${sel[permit]}, ga ${sel[ga]}, oath ${sel[oath]}, mfa ${sel[mfa]}${sel[mfapg]:+, mfapg ${sel[mfapg]}})"
         rm -f "$d"/times.* "$d"/chunks.*
-        cpu=0 cpu_pg=0 cpu_pgserver=0
+        cpu=0 cpu_pg=0 cpu_pgserver=0 pg_wal=0 pg_commits=0
         # Chunk c holds users first+c*size .. first+(c+1)*size-1; the modules take
         # turns chunk by chunk. After the first chunk, a module whose projected
         # time exceeds BENCH_BUDGET seconds is thinned to fit (see "logins" below).
@@ -451,7 +454,7 @@ for n in $NS; do
                 count=$(( (end - from + s - 1) / s ))
                 case $m in
                     mfa) cpu0=$(daemon_cpu) ;;
-                    mfapg) cpu0=$(daemon_cpu mfa-pg) pgcpu0=$(pg_cpu) ;;
+                    mfapg) cpu0=$(daemon_cpu mfa-pg) pgcpu0=$(pg_cpu) syncs0=$(pg_syncs "mfa_n$n") ;;
                 esac
                 login "$d" "$n" --service "bench-$m" --from "$from" --count "$count" --stride "$s" \
                     "${driver[@]}" --times "$d/times.$m" > "$d/last.$m" || die "bench-login failed for $m"
@@ -459,7 +462,9 @@ for n in $NS; do
                     mfa) cpu=$(awk -v a="$cpu" -v b="$cpu0" -v c="$(daemon_cpu)" 'BEGIN {print a + c - b}') ;;
                     mfapg)
                         cpu_pg=$(awk -v a="$cpu_pg" -v b="$cpu0" -v c="$(daemon_cpu mfa-pg)" 'BEGIN {print a + c - b}')
-                        cpu_pgserver=$(awk -v a="$cpu_pgserver" -v b="$pgcpu0" -v c="$(pg_cpu)" 'BEGIN {print a + c - b}') ;;
+                        cpu_pgserver=$(awk -v a="$cpu_pgserver" -v b="$pgcpu0" -v c="$(pg_cpu)" 'BEGIN {print a + c - b}')
+                        read -r w c < <(pg_syncs "mfa_n$n")
+                        pg_wal=$((pg_wal + w - ${syncs0% *})) pg_commits=$((pg_commits + c - ${syncs0#* })) ;;
                 esac
                 grep -q 'errors=0' "$d/last.$m" || { cat "$d/last.$m"; tail -n 20 "$d"/daemon.*.log; die "$m ($mode): logins failed at N=$n"; }
                 sed -n "s/.* us_mean=\([0-9.]*\).*/$c \1/p" "$d/last.$m" >> "$d/chunks.$m"
@@ -474,7 +479,7 @@ for n in $NS; do
             echo "RESULT N=$n mode=$mode module=$m logins=$cnt us_mean=$mean us_median=$median" | tee -a "$OUT"
         done
         echo "DAEMON N=$n mode=$mode cpu_us_per_login=$(awk -v c="$cpu" -v n="$(wc -l < "$d/times.mfa")" 'BEGIN {printf "%.0f", c * 1e6 / n}')" | tee -a "$OUT"
-        [ "$PG" = 0 ] || echo "DAEMON N=$n mode=$mode store=pg cpu_us_per_login=$(awk -v c="$cpu_pg" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.0f", c * 1e6 / n}') postgres_cpu_us_per_login=$(awk -v c="$cpu_pgserver" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.0f", c * 1e6 / n}')" | tee -a "$OUT"
+        [ "$PG" = 0 ] || echo "DAEMON N=$n mode=$mode store=pg cpu_us_per_login=$(awk -v c="$cpu_pg" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.0f", c * 1e6 / n}') postgres_cpu_us_per_login=$(awk -v c="$cpu_pgserver" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.0f", c * 1e6 / n}') wal_syncs_per_login=$(awk -v c="$pg_wal" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.2f", c / n}') commits_per_login=$(awk -v c="$pg_commits" -v n="$(wc -l < "$d/times.mfapg")" 'BEGIN {printf "%.2f", c / n}')" | tee -a "$OUT"
         # pam_mfa / google_authenticator chunk by chunk (the two ran minutes
         # apart at most), median over the chunks: steadier than the ratio of means.
         echo "RATIO N=$n mode=$mode mfa_over_ga_chunk_median=$(join "$d/chunks.mfa" "$d/chunks.ga" |

@@ -219,12 +219,16 @@ struct Opts {
     /// pam_once: each login in a fresh C process (as sshd runs), timed
     /// from inside it.
     driver: Option<String>,
+    /// With --procs: logins per second over all processes, evenly spaced
+    /// (an open load below what the daemon can serve), instead of each
+    /// process starting its next login as soon as the last one ends.
+    rate: Option<f64>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: bench-login --service NAME --users FILE [--from I] [--count C] [--stride S] \
-         [--procs P] [--rss MODULE.so] [--times FILE] [--driver PATH/pam_once]"
+         [--procs P [--rate PER_S]] [--rss MODULE.so] [--times FILE] [--driver PATH/pam_once]"
     );
     std::process::exit(2)
 }
@@ -240,6 +244,7 @@ fn parse_opts() -> Opts {
         rss: None,
         times: None,
         driver: None,
+        rate: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -255,6 +260,15 @@ fn parse_opts() -> Opts {
             "--rss" => o.rss = Some(value),
             "--times" => o.times = Some(value),
             "--driver" => o.driver = Some(value),
+            "--rate" => {
+                o.rate = Some(
+                    value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| *r > 0.0)
+                        .unwrap_or_else(|| usage()),
+                )
+            }
             _ => usage(),
         }
     }
@@ -374,7 +388,13 @@ fn private_tmp() {
 }
 
 /// P processes log in disjoint slices of the users at the same moment.
-fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result<(), String> {
+fn parallel(
+    service: &CStr,
+    users: &[User],
+    procs: usize,
+    rate: Option<f64>,
+    label: &str,
+) -> Result<(), String> {
     warm_up();
     let mut go = [0 as c_int; 2];
     // SAFETY: plain pipe(2) into a two-int array.
@@ -406,7 +426,16 @@ fn parallel(service: &CStr, users: &[User], procs: usize, label: &str) -> Result
                 libc::read(go[0], &mut byte as *mut u8 as *mut c_void, 1);
             }
             let (mut ok, mut refused, mut not_started) = (0u64, 0u64, 0u64);
-            for user in users.iter().skip(p).step_by(procs) {
+            let started = Instant::now();
+            for (k, user) in users.iter().skip(p).step_by(procs).enumerate() {
+                // Login k of process p is due at (k * procs + p) / rate: the
+                // processes take turns, so the whole runs at `rate`.
+                if let Some(rate) = rate {
+                    let due = std::time::Duration::from_secs_f64((k * procs + p) as f64 / rate);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
                 let (ended, _) = login(service, user);
                 match ended {
                     Ended::Ok => ok += 1,
@@ -537,7 +566,7 @@ fn run() -> Result<(), String> {
         return rss(module, &service, &users, &label, o.driver.as_deref());
     }
     if o.procs > 1 {
-        return parallel(&service, &users, o.procs, &label);
+        return parallel(&service, &users, o.procs, o.rate, &label);
     }
     sequential(
         &service,

@@ -261,7 +261,7 @@ fn run() -> Result<(), String> {
     // The rest through the library, as the import writes them.
     let started = Instant::now();
     let mut store =
-        SqliteStore::open(&database, OpenMode::Create).map_err(|e| err("database", &e))?;
+        SqliteStore::open(&database, OpenMode::Create, None).map_err(|e| err("database", &e))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|t| t.as_secs() as i64)
@@ -343,7 +343,7 @@ fn check_equivalent(store: &mut SqliteStore, sample: usize, n: usize) -> Result<
             return Err(format!("{}: secret differs from its file", user_name(i)));
         }
         let audit = tx
-            .audit_entries(Some(&user_name(i)), 10)
+            .audit_entries(Some(&user_name(i)), None, 10)
             .map_err(|e| e.to_string())?;
         let events: Vec<_> = audit.iter().map(|a| (&a.event, &a.detail)).collect();
         Ok(format!(

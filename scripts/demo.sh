@@ -119,6 +119,7 @@ issuer = "pam_mfa demo"
 EOF
 chmod 0600 "$config"
 mfa=("$build_dir/mfa" --config "$config")
+"${mfa[@]}" admin init >/dev/null
 "${mfa[@]}" admin policy required >/dev/null
 
 # Every login goes through the daemon; root's own `mfa` (the admin commands

@@ -103,6 +103,26 @@ pub fn record(
     Ok(())
 }
 
+/// Deletes audit rows older than `audit_days` (none when 0) and records
+/// the purge itself, so a trail that shrank says why. Returns the count.
+pub fn purge_old(log: &dyn AuditLog, audit_days: u32, now: i64, by: &str) -> StoreResult<u32> {
+    if audit_days == 0 {
+        return Ok(0);
+    }
+    let before = now - i64::from(audit_days) * 86_400;
+    let purged = log.purge_audit(before)?;
+    if purged > 0 {
+        record(
+            log,
+            now,
+            by,
+            "audit-purged",
+            &format!("rows={purged} before={before} audit_days={audit_days}"),
+        )?;
+    }
+    Ok(purged)
+}
+
 /// `user=alice event=wrong-code service=sshd ...`; user names are quoted
 /// when they hold anything unusual so a log line cannot be forged, nor
 /// shown in another order (bidi controls such as U+202E).

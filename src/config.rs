@@ -161,6 +161,9 @@ pub struct Config {
     pub on_unavailable: OnUnavailable,
     pub enroll_at_login: bool,
     pub issuer: String,
+    /// Audit rows older than this many days are purged by the daemon (the
+    /// purge itself is audited); 0 keeps them forever.
+    pub audit_days: u32,
     pub admin_group: String,
     pub exempt_groups: Vec<String>,
     pub lockout: LockoutConfig,
@@ -179,6 +182,7 @@ impl Default for Config {
             on_unavailable: OnUnavailable::Deny,
             enroll_at_login: true,
             issuer: String::new(),
+            audit_days: 365,
             admin_group: String::new(),
             exempt_groups: Vec::new(),
             lockout: LockoutConfig::default(),

@@ -94,6 +94,34 @@ pub fn free_nickname(tx: &dyn Tx, user: &str, base: &str) -> StoreResult<String>
     Ok(name)
 }
 
+/// Most devices one account may have waiting for verification: each is a
+/// row anyone can make for their own account, so the count is bounded.
+pub const MAX_PENDING: usize = 10;
+
+/// A pending device not verified within this long is removed.
+pub const PENDING_LIFETIME: i64 = 86_400;
+
+/// Removes `user`'s pending devices older than [`PENDING_LIFETIME`] (each
+/// removal audited as `device-expired`); returns how many are left pending.
+pub fn purge_stale_pending(tx: &dyn Tx, user: &str, now: i64) -> StoreResult<usize> {
+    let mut left = 0;
+    for device in tx.devices(user)?.into_iter().filter(|d| !d.verified) {
+        if device.created <= now - PENDING_LIFETIME {
+            tx.delete_device(user, &device.name)?;
+            audit::record(
+                tx,
+                now,
+                user,
+                "device-expired",
+                &format!("device={} kind={}", device.name, device.kind().as_str()),
+            )?;
+        } else {
+            left += 1;
+        }
+    }
+    Ok(left)
+}
+
 /// Stores a TOTP device. `verified_step` is the step of the code that proved
 /// the user holds it (None leaves it pending).
 pub fn store_totp(
@@ -105,6 +133,12 @@ pub fn store_totp(
     now: i64,
     detail: &str,
 ) -> StoreResult<i64> {
+    if verified_step.is_none() && purge_stale_pending(tx, user, now)? >= MAX_PENDING {
+        return Err(crate::store::StoreError::Conflict(format!(
+            "{user} already has {MAX_PENDING} devices waiting for verification; verify or \
+             delete one first (`mfa device list` shows them; they expire after a day)"
+        )));
+    }
     let id = tx.insert_device(&Device {
         id: 0,
         user: user.to_owned(),

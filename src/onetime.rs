@@ -195,6 +195,7 @@ pub fn start_sms_enrollment(
     }
     {
         let tx = store.begin()?;
+        crate::enroll::purge_stale_pending(&*tx, user, now)?;
         if sms_device(&*tx, user)?.is_some() {
             return Err(Error::Conflict(format!(
                 "{user} already has an SMS device; delete it first with `mfa device delete sms`"

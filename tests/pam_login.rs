@@ -997,3 +997,101 @@ fn a_fifo_at_the_sms_file_path_does_not_hang_a_login() {
     );
     assert!(took < Duration::from_secs(8), "took {took:?}");
 }
+
+/// Issue 13 #13: an account holds at most 10 devices waiting for
+/// verification, and a pending device older than a day is removed (and
+/// audited) the next time one is added.
+#[test]
+fn pending_devices_are_capped_and_expire_after_a_day() {
+    let h = Harness::new();
+    for n in 0..10 {
+        let name = format!("p{n}");
+        let out = h.mfa(
+            Some("alice"),
+            &["device", "add", "totp", "--name", &name, "--no-verify"],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let over = h.mfa(
+        Some("alice"),
+        &["device", "add", "totp", "--name", "p10", "--no-verify"],
+    );
+    assert_eq!(over.status.code(), Some(7), "{over:?}");
+    let said = String::from_utf8_lossy(&over.stderr);
+    assert!(
+        said.contains("10 devices waiting for verification"),
+        "{said}"
+    );
+
+    // A day later (the rows made older, as the clock cannot be moved).
+    {
+        let conn = rusqlite::Connection::open(&h.db).unwrap();
+        conn.execute("UPDATE devices SET created = created - 86400", [])
+            .unwrap();
+    }
+    let out = h.mfa(
+        Some("alice"),
+        &["device", "add", "totp", "--name", "fresh", "--no-verify"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let devices = h.mfa_json(Some("alice"), &["device", "list"]);
+    let names: Vec<&str> = devices
+        .as_array()
+        .or_else(|| devices["devices"].as_array())
+        .unwrap_or_else(|| panic!("{devices}"))
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["fresh"], "{devices}");
+    let trail = h.mfa_json(None, &["audit", "--user", "alice", "--limit", "100"]);
+    let expired = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "device-expired")
+        .count();
+    assert_eq!(expired, 10, "{trail}");
+}
+
+/// Issue 13 #13: the daemon purges audit rows older than `audit_days`, and
+/// says so in the trail.
+#[test]
+fn the_daemon_purges_audit_rows_older_than_audit_days() {
+    let h = Harness::new();
+    h.write_config("policy = \"optional\"\naudit_days = 30\n");
+    let old = now() - 31 * 86_400;
+    {
+        let conn = rusqlite::Connection::open(&h.db).unwrap();
+        for i in 0..3 {
+            conn.execute(
+                "INSERT INTO audit (time, user, host, event, detail) VALUES (?1, 'alice', 'h', 'failure', 'old')",
+                [old + i],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO audit (time, user, host, event, detail) VALUES (?1, 'alice', 'h', 'failure', 'recent')",
+            [now() - 29 * 86_400],
+        )
+        .unwrap();
+    }
+    h.start_daemon();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let trail = h.mfa_json(None, &["audit", "--limit", "100"]);
+        let rows = trail.as_array().unwrap();
+        let old_left = rows.iter().filter(|r| r["detail"] == "old").count();
+        let purge = rows.iter().find(|r| r["event"] == "audit-purged");
+        if old_left == 0 {
+            let purge = purge.unwrap_or_else(|| panic!("no audit-purged row: {trail}"));
+            assert!(
+                purge["detail"].as_str().unwrap().contains("rows=3"),
+                "{trail}"
+            );
+            assert!(rows.iter().any(|r| r["detail"] == "recent"), "{trail}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not purged: {trail}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -13,6 +13,10 @@ impl AuditLog for SqliteTx<'_> {
         Ok(())
     }
 
+    fn purge_audit(&self, before: i64) -> StoreResult<u32> {
+        Ok(self.run("DELETE FROM audit WHERE time < ?1", [before])? as u32)
+    }
+
     fn syslog_after_commit(&self, level: crate::audit::Level, line: String) {
         self.after_commit.borrow_mut().push((level, line));
     }

@@ -259,6 +259,8 @@ pub trait AuditLog {
         host: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<AuditEntry>>;
+    /// Deletes audit rows older than `before`; returns how many.
+    fn purge_audit(&self, before: i64) -> StoreResult<u32>;
     /// Sends `line` to syslog once this transaction has committed, and
     /// never if it rolls back (dropped, or the commit fails): the log must
     /// not tell of a failure counted or a code spent that the store lost.

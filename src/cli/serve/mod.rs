@@ -90,6 +90,13 @@ pub fn serve(config_path: &Path, socket: &Path) -> Result<()> {
     };
     let shared = Arc::new(Shared::new(config_path));
     let slots = Arc::new(Slots::default());
+    let purger = Arc::clone(&shared);
+    let _ = std::thread::Builder::new()
+        .name("audit-purge".into())
+        .spawn(move || loop {
+            purge_old_audit(&purger);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        });
     audit::syslog(audit::Level::Info, "daemon started");
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -237,4 +244,34 @@ fn handle(stream: &UnixStream, peer: Peer, shared: &Shared) {
 
 fn reply(stream: &UnixStream, response: &Response) {
     let _ = protocol::send_line(stream, &protocol::encode_line(response));
+}
+
+/// Audit rows older than `audit_days` go, at start and hourly; the purge is
+/// itself a row of the trail. A store that is not there yet is no error.
+fn purge_old_audit(shared: &Shared) {
+    use pam_mfa::store::Store;
+    use pam_mfa::Clock;
+    let Ok(config) = shared.config() else { return };
+    if config.audit_days == 0 {
+        return;
+    }
+    let Ok(mut store) = shared.store(&config) else {
+        return;
+    };
+    let now = store.clock().now();
+    let purged = store.begin().and_then(|tx| {
+        let n = audit::purge_old(&*tx, config.audit_days, now, "pam_mfa")?;
+        tx.commit()?;
+        Ok(n)
+    });
+    match purged {
+        Ok(_) => shared.put_back(store, &config),
+        Err(e) => audit::syslog(
+            audit::Level::Error,
+            &format!(
+                "purging audit rows older than {} days failed: {e}",
+                config.audit_days
+            ),
+        ),
+    }
 }

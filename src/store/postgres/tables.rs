@@ -421,6 +421,13 @@ impl Settings for PgTx<'_> {
 }
 
 impl AuditLog for PgTx<'_> {
+    fn purge_audit(&self, before: i64) -> StoreResult<u32> {
+        let n = self
+            .pg()
+            .execute("DELETE FROM audit WHERE time < $1", &[&before])?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     fn syslog_after_commit(&self, level: crate::audit::Level, line: String) {
         self.after_commit.borrow_mut().push((level, line));
     }

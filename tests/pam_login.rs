@@ -769,10 +769,6 @@ fn database_bytes(h: &Harness) -> Vec<u8> {
     bytes
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn generate_key_writes_a_private_key_once_and_never_overwrites() {
     use std::os::unix::fs::MetadataExt;

@@ -218,7 +218,7 @@ fn a_dump_of_the_fleet_database_holds_no_secret_and_no_phone_number() {
     assert!(f.b.login("alice", &totp(&secret, 1)).succeeded());
 
     let dump = f.pg.dump();
-    let raw = base32_decode(&secret);
+    let raw = pam_mfa::secret::base32_decode(&secret).expect("a base32 secret");
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     for needle in [
         secret.clone(),
@@ -250,30 +250,6 @@ fn postgresql_without_a_secrets_key_is_refused_as_a_config_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("secrets_key_file"), "{err}");
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in text.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET
-            .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .unwrap() as u64;
-        bits = (bits << 5) | v;
-        n += 5;
-        if n >= 8 {
-            out.push((bits >> (n - 8)) as u8);
-            n -= 8;
-        }
-    }
-    out
 }
 
 #[test]

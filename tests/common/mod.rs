@@ -801,6 +801,11 @@ pub fn wrong_code(secret: &str) -> String {
         .unwrap()
 }
 
+/// Whether `needle` appears anywhere in `haystack` (a database file, a dump).
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -94,6 +94,8 @@ type Derived = Zeroizing<[u8; HASH_BYTES]>;
 thread_local! {
     /// PBKDF2 runs on this thread, for tests of constant work.
     static DERIVATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Those made while a write transaction was open: there should be none.
+    static DERIVATIONS_UNDER_WRITE_LOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// How many PBKDF2 runs this thread has made.
@@ -101,8 +103,16 @@ pub fn derivations() -> u64 {
     DERIVATIONS.with(std::cell::Cell::get)
 }
 
+/// How many PBKDF2 runs this thread made inside a write transaction.
+pub fn derivations_under_write_lock() -> u64 {
+    DERIVATIONS_UNDER_WRITE_LOCK.with(std::cell::Cell::get)
+}
+
 fn derive(code: &str, salt: &[u8], rounds: u32) -> Derived {
     DERIVATIONS.with(|n| n.set(n.get() + 1));
+    if crate::store::write_transaction_open() {
+        DERIVATIONS_UNDER_WRITE_LOCK.with(|n| n.set(n.get() + 1));
+    }
     let mut out = Zeroizing::new([0u8; HASH_BYTES]);
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(code.as_bytes(), salt, rounds, &mut out[..]);
     out
@@ -132,31 +142,77 @@ pub fn decoy_hash() -> &'static CodeHash {
 /// salt, so a whole set of ten costs one derivation, not ten.
 pub fn find_match<'a, I>(normalized_code: &str, hashes: I) -> Option<usize>
 where
-    I: IntoIterator<Item = &'a CodeHash>,
+    I: IntoIterator<Item = &'a CodeHash> + Clone,
 {
-    let mut cache: Vec<(u32, &[u8], Derived)> = Vec::new();
-    let mut found = None;
-    for (i, h) in hashes.into_iter().enumerate() {
-        let pos = match cache
-            .iter()
-            .position(|(r, s, _)| *r == h.rounds && *s == h.salt.as_slice())
-        {
-            Some(p) => p,
-            None => {
-                cache.push((
-                    h.rounds,
-                    &h.salt,
-                    derive(normalized_code, &h.salt, h.rounds),
-                ));
-                cache.len() - 1
-            }
-        };
-        // Keep scanning after a match so timing does not reveal which code it was.
-        if constant_time_eq(&cache[pos].2[..], &h.hash) && found.is_none() {
-            found = Some(i);
+    let mut derived = Derivations::new(normalized_code);
+    derived.prepare_all(hashes.clone());
+    derived.find(hashes).unwrap_or(None)
+}
+
+/// A stored hash whose salt was not derived beforehand: the codes changed
+/// between the snapshot and the write transaction, and the caller starts
+/// again rather than run PBKDF2 under the write lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotPrepared;
+
+/// PBKDF2 of one typed code under each salt it will be compared against,
+/// worked out before the write transaction: check-verify-record then only
+/// compares bytes, and the slow part holds no lock anyone else waits for.
+pub struct Derivations {
+    code: Zeroizing<String>,
+    by_salt: Vec<(u32, Vec<u8>, Derived)>,
+}
+
+impl Derivations {
+    pub fn new(normalized_code: &str) -> Self {
+        Derivations {
+            code: Zeroizing::new(normalized_code.to_owned()),
+            by_salt: Vec::new(),
         }
     }
-    found
+
+    /// Derives the code under `hash`'s salt and rounds, once per salt.
+    pub fn prepare(&mut self, hash: &CodeHash) {
+        if self.lookup(hash).is_none() {
+            let derived = derive(&self.code, &hash.salt, hash.rounds);
+            self.by_salt.push((hash.rounds, hash.salt.clone(), derived));
+        }
+    }
+
+    pub fn prepare_all<'a>(&mut self, hashes: impl IntoIterator<Item = &'a CodeHash>) {
+        for h in hashes {
+            self.prepare(h);
+        }
+    }
+
+    fn lookup(&self, hash: &CodeHash) -> Option<&Derived> {
+        self.by_salt
+            .iter()
+            .find(|(r, s, _)| *r == hash.rounds && *s == hash.salt)
+            .map(|(_, _, d)| d)
+    }
+
+    /// Whether the code is the one `hash` was made from.
+    pub fn matches(&self, hash: &CodeHash) -> Result<bool, NotPrepared> {
+        let derived = self.lookup(hash).ok_or(NotPrepared)?;
+        Ok(constant_time_eq(&derived[..], &hash.hash))
+    }
+
+    /// Which of `hashes` the code matches.
+    pub fn find<'a>(
+        &self,
+        hashes: impl IntoIterator<Item = &'a CodeHash>,
+    ) -> Result<Option<usize>, NotPrepared> {
+        let mut found = None;
+        for (i, h) in hashes.into_iter().enumerate() {
+            // Keep scanning after a match so timing does not reveal which
+            // code it was.
+            if self.matches(h)? && found.is_none() {
+                found = Some(i);
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A fresh bypass code, shown as `XXXXX-XXXXX` (50 bits).
@@ -276,6 +332,25 @@ mod tests {
             .collect();
         assert_eq!(find_match("BBBBB33333", &set), Some(1));
         assert_eq!(find_match("DDDDD55555", &set), None);
+    }
+
+    #[test]
+    fn derivations_refuse_a_salt_they_did_not_prepare() {
+        let set: Vec<CodeHash> = ["AAAAA22222", "BBBBB33333"]
+            .iter()
+            .map(|c| hash_with_salt(c, &new_salt().unwrap()))
+            .collect();
+        let before = derivations();
+        let mut prepared = Derivations::new("BBBBB33333");
+        prepared.prepare(&set[0]);
+        prepared.prepare(&set[0]);
+        assert_eq!(derivations() - before, 1, "one run per salt");
+        assert_eq!(prepared.matches(&set[0]), Ok(false));
+        assert_eq!(prepared.matches(&set[1]), Err(NotPrepared));
+        assert_eq!(prepared.find(&set), Err(NotPrepared));
+        prepared.prepare(&set[1]);
+        assert_eq!(prepared.find(&set), Ok(Some(1)));
+        assert_eq!(derivations() - before, 2);
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Login<'_> {
         }
         if !factors.any {
             let policy = {
-                let tx = self.store.begin()?;
+                let tx = self.store.begin_read()?;
                 policy::current(&*tx, self.config)?
             };
             return match policy::without_factor(policy, self.config) {
@@ -294,8 +294,10 @@ impl Login<'_> {
         tx.commit()
     }
 
+    /// Read from a snapshot: the verdict comes later, from `attempt_code`,
+    /// which checks the lock again in its own write transaction.
     fn factors(&mut self, user: &str, now: i64) -> StoreResult<Factors> {
-        let tx = self.store.begin()?;
+        let tx = self.store.begin_read()?;
         let account = tx.account(user)?;
         let locked = lockout::is_locked(&account, &self.config.lockout, now);
         let devices = tx.devices(user)?;

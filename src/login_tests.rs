@@ -9,6 +9,7 @@ mod bypass_codes;
 mod concurrency;
 mod env;
 mod fakes;
+mod lock_holding;
 mod lockout_rules;
 mod odd_input;
 mod policy_rules;

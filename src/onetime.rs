@@ -271,7 +271,9 @@ fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
     }
 }
 
-/// Finishes SMS enrollment with the texted PIN.
+/// Finishes SMS enrollment with the texted PIN. The PIN's PBKDF2 run
+/// happens on a snapshot, before the write transaction that checks the
+/// lock, verifies and records (see `attempt::attempt_code`).
 pub fn verify_sms_pin(
     store: &mut dyn Store,
     config: &Config,
@@ -279,6 +281,37 @@ pub fn verify_sms_pin(
     typed: &str,
     now: i64,
 ) -> Result<()> {
+    let pin = codes::normalize_digits(typed).filter(|d| d.len() == 4);
+    let mut derived = pin.as_deref().map(|p| codes::Derivations::new(p));
+    for _ in 0..crate::attempt::PREPARE_ROUNDS {
+        if let Some(derived) = &mut derived {
+            let snapshot = store.begin_read()?;
+            let pending = snapshot.one_time_codes(user, now)?;
+            if let Some(pin) = pending
+                .iter()
+                .find(|c| c.purpose == OneTimePurpose::SmsEnroll)
+            {
+                derived.prepare(&pin.hash);
+            }
+        }
+        if let Ok(done) = verify_sms_pin_in(store, config, user, derived.as_ref(), now)? {
+            return Ok(done);
+        }
+    }
+    Err(Error::Failed(format!(
+        "the PIN of {user} changed during each check; try again"
+    )))
+}
+
+/// `verify_sms_pin`'s write transaction; `NotPrepared` when the PIN
+/// changed since the snapshot.
+fn verify_sms_pin_in(
+    store: &mut dyn Store,
+    config: &Config,
+    user: &str,
+    derived: Option<&codes::Derivations>,
+    now: i64,
+) -> Result<std::result::Result<(), codes::NotPrepared>> {
     let tx = store.begin()?;
     if lockout::is_locked(&tx.account(user)?, &config.lockout, now) {
         return Err(Error::locked(user));
@@ -303,9 +336,11 @@ pub fn verify_sms_pin(
             "the PIN has expired or was used up: delete the device with `mfa device delete sms` and add it again".into(),
         ));
     };
-    let matches = codes::normalize_digits(typed)
-        .filter(|d| d.len() == 4)
-        .is_some_and(|d| pending.hash.matches(&d));
+    let matches = match derived.map(|d| d.matches(&pending.hash)) {
+        None => false,
+        Some(Ok(matches)) => matches,
+        Some(Err(changed)) => return Ok(Err(changed)),
+    };
     if !matches {
         let left = pending.attempts_left.saturating_sub(1);
         if left == 0 {
@@ -339,7 +374,7 @@ pub fn verify_sms_pin(
         &format!("device=sms kind=sms phone={}", mask_phone(&phone)),
     )?;
     tx.commit()?;
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// What `mfa admin temp-code` did.

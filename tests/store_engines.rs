@@ -420,3 +420,60 @@ fn on_postgresql_an_open_transaction_holds_up_its_own_account_only() {
         );
     });
 }
+
+/// Issue 13, finding 1: a read snapshot neither waits for a write
+/// transaction on the same account nor writes: on SQLite it does not need
+/// the file's write lock, on PostgreSQL not the account's row lock. It
+/// sees what was committed before it, lists only live one-time codes
+/// without purging the others, and refuses any write as a fault.
+#[test]
+fn a_read_snapshot_waits_for_no_writer_and_writes_nothing() {
+    both("snapshot", |e| {
+        let mut setup = e.open();
+        let tx = setup.begin().unwrap();
+        let alice = Account {
+            failures: 2,
+            ..Account::default()
+        };
+        tx.put_account("alice", &alice).unwrap();
+        tx.put_one_time_code("alice", OneTimePurpose::Temporary, &hash("1"), 1_000, 3)
+            .unwrap();
+        tx.put_one_time_code("alice", OneTimePurpose::SmsLogin, &hash("2"), 3_000, 3)
+            .unwrap();
+        tx.commit().unwrap();
+
+        let mut writer = e.open();
+        let held = writer.begin().unwrap();
+        held.put_account("alice", &Account::default()).unwrap();
+
+        let mut reader = e.open();
+        let started = Instant::now();
+        let snapshot = reader.begin_read().unwrap();
+        assert_eq!(snapshot.account("alice").unwrap(), alice, "{}", e.name);
+        let live = snapshot.one_time_codes("alice", 2_000).unwrap();
+        assert_eq!(live.len(), 1, "{}: only the live code", e.name);
+        assert_eq!(live[0].purpose, OneTimePurpose::SmsLogin);
+        let write = snapshot.put_account("bob", &Account::default());
+        assert!(
+            matches!(write, Err(StoreError::Faulty(_))),
+            "{}: a write in a snapshot: {write:?}",
+            e.name
+        );
+        drop(snapshot);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{}: the reader waited {:?} for the writer",
+            e.name,
+            started.elapsed()
+        );
+        held.commit().unwrap();
+
+        // The expired code was only hidden: the next write transaction purges it.
+        let snapshot = reader.begin_read().unwrap();
+        assert_eq!(snapshot.account("alice").unwrap().failures, 0);
+        drop(snapshot);
+        let tx = reader.begin().unwrap();
+        assert_eq!(tx.one_time_codes("alice", 2_000).unwrap().len(), 1);
+        tx.commit().unwrap();
+    });
+}

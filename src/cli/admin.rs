@@ -103,7 +103,7 @@ pub fn policy(ctx: &mut Ctx, new: Option<Policy>) -> Result<()> {
 
 pub fn users(ctx: &mut Ctx, only_locked: bool) -> Result<()> {
     let now = ctx.now();
-    let tx = ctx.store.begin()?;
+    let tx = ctx.store.begin_read()?;
     let mut list: Vec<UserSummary> = Vec::new();
     for mut summary in tx.users()? {
         // The summary's flag ignores `unlock_after`; judge the lock as logins do.

@@ -18,7 +18,7 @@ const ADD_TRIES: u32 = 3;
 pub fn list(ctx: &mut Ctx, user: &str) -> Result<()> {
     let devices: Vec<DeviceView> = ctx
         .store
-        .begin()?
+        .begin_read()?
         .devices(user)?
         .iter()
         .map(DeviceView::from)

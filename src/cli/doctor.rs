@@ -176,7 +176,7 @@ fn database(checks: &mut Vec<Check>, config: &Config, key: Option<Arc<SealKey>>)
 /// Whether every device's secret can be read, and how many are still in
 /// plaintext (written before the key was configured).
 fn secrets(checks: &mut Vec<Check>, mut store: AnyStore, keyed: bool) {
-    let counted = store.begin().and_then(|tx| {
+    let counted = store.begin_read().and_then(|tx| {
         let counts = tx.secrets_at_rest()?;
         for user in tx.users()? {
             tx.devices(&user.user)?;

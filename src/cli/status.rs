@@ -66,7 +66,7 @@ struct StatusView {
 pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
     let now = ctx.now();
     let info = users::lookup(user);
-    let tx = ctx.store.begin()?;
+    let tx = ctx.store.begin_read()?;
     let account = lockout::current(tx.account(user)?, &ctx.config.lockout, now);
     let locked = lockout::is_locked(&account, &ctx.config.lockout, now);
     let view = StatusView {
@@ -120,7 +120,7 @@ pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
 /// `audit [--user NAME] [--host NAME] [--limit N]`: the newest entries,
 /// oldest first.
 pub fn audit(ctx: &mut Ctx, user: Option<&str>, host: Option<&str>, limit: u32) -> Result<()> {
-    let entries = ctx.store.begin()?.audit_entries(user, host, limit)?;
+    let entries = ctx.store.begin_read()?.audit_entries(user, host, limit)?;
     if ctx.json {
         return output::json(&entries);
     }

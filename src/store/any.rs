@@ -93,6 +93,13 @@ impl Store for AnyStore {
             AnyStore::Postgres(s) => s.begin(),
         }
     }
+
+    fn begin_read(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        match self {
+            AnyStore::Sqlite(s) => s.begin_read(),
+            AnyStore::Postgres(s) => s.begin_read(),
+        }
+    }
 }
 
 /// This host's clock moved to the store's.

@@ -60,15 +60,18 @@ impl Codes for SqliteTx<'_> {
     }
 
     fn one_time_codes(&self, user: &str, now: i64) -> StoreResult<Vec<OneTimeCode>> {
-        self.run(
-            "DELETE FROM one_time_codes WHERE user = ?1 AND (expires <= ?2 OR attempts_left <= 0)",
-            params![user, now],
-        )?;
+        // A snapshot leaves the purge to the next write transaction.
+        if !self.read_only {
+            self.run(
+                "DELETE FROM one_time_codes WHERE user = ?1 AND (expires <= ?2 OR attempts_left <= 0)",
+                params![user, now],
+            )?;
+        }
         let mut stmt = self.tx.prepare_cached(
             "SELECT id, purpose, hash, expires, attempts_left FROM one_time_codes
-             WHERE user = ?1 ORDER BY id",
+             WHERE user = ?1 AND expires > ?2 AND attempts_left > 0 ORDER BY id",
         )?;
-        let rows = stmt.query_map([user], |r| {
+        let rows = stmt.query_map(params![user, now], |r| {
             let purpose: String = r.get(1)?;
             Ok(OneTimeCode {
                 id: r.get(0)?,

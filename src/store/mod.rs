@@ -1,6 +1,8 @@
 //! Persistent state behind a small trait, so that a second engine (PostgreSQL
 //! for fleets) can stand beside SQLite. Every method of [`Tx`] runs inside one
-//! exclusive transaction: callers check the lock, verify and record in it.
+//! transaction: a write transaction ([`Store::begin`]), in which callers
+//! check the lock, verify and record, or a read snapshot
+//! ([`Store::begin_read`]) for phases that only look.
 #![forbid(unsafe_code)]
 
 mod accounts;
@@ -293,8 +295,44 @@ pub trait Tx: Accounts + Devices + Codes + Settings + AuditLog + Texts {
     fn commit_unsynced(self: Box<Self>) -> StoreResult<()>;
 }
 
+thread_local! {
+    /// Write transactions open on this thread (see [`WriteMark`]).
+    static WRITE_TRANSACTIONS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Held by every write transaction while it lives, so that tests can show
+/// the slow work (PBKDF2) never runs under the store's write lock.
+pub(crate) struct WriteMark(());
+
+impl WriteMark {
+    pub(crate) fn new() -> Self {
+        WRITE_TRANSACTIONS.with(|n| n.set(n.get() + 1));
+        WriteMark(())
+    }
+}
+
+impl Drop for WriteMark {
+    fn drop(&mut self) {
+        WRITE_TRANSACTIONS.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread has a write transaction open.
+pub fn write_transaction_open() -> bool {
+    WRITE_TRANSACTIONS.with(|n| n.get() > 0)
+}
+
 pub trait Store {
     /// Starts an exclusive write transaction (SQLite: `BEGIN IMMEDIATE`), so
     /// that check, verify and record can never interleave with another login.
     fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>>;
+    /// Starts a read snapshot: it neither waits for writers nor holds them
+    /// up (SQLite: a deferred transaction in WAL mode; PostgreSQL: `READ
+    /// ONLY`, no row locks). For phases that only look (preauth, the
+    /// account phase, which factors a user has, status) and for the slow
+    /// hashing done before a write transaction. Any write in it fails as
+    /// [`StoreError::Faulty`]; what it read may be stale by the time a
+    /// write transaction runs, so nothing may be decided on it that a
+    /// write transaction does not check again.
+    fn begin_read(&mut self) -> StoreResult<Box<dyn Tx + '_>>;
 }

@@ -47,6 +47,10 @@ pub(super) struct SqliteTx<'c> {
     wal_path: &'c Path,
     /// `total_changes()` at BEGIN: equal at COMMIT means nothing to sync.
     changes_at_begin: u64,
+    /// A snapshot from `begin_read`: a write in it would wait for the
+    /// write lock that it was meant never to take.
+    pub(super) read_only: bool,
+    _write_mark: Option<super::WriteMark>,
     /// Syslog lines of audit events, sent once the commit succeeded.
     pub(super) after_commit: std::cell::RefCell<Vec<(crate::audit::Level, String)>>,
 }
@@ -55,6 +59,12 @@ impl SqliteTx<'_> {
     /// Runs one statement, prepared once per connection: the daemon keeps
     /// its connections, and parsing SQL was a third of a login's work.
     pub(super) fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        if self.read_only {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                Some("a write in a read transaction".into()),
+            ));
+        }
         self.tx.prepare_cached(sql)?.execute(params)
     }
 
@@ -337,11 +347,9 @@ impl Drop for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+impl SqliteStore {
+    fn start(&mut self, behavior: TransactionBehavior) -> StoreResult<Box<dyn Tx + '_>> {
+        let tx = self.conn.transaction_with_behavior(behavior)?;
         // A login can wait minutes at a prompt with the database open. If
         // the file was deleted or replaced (a restored backup) meanwhile,
         // this connection would read and write a file nobody else sees:
@@ -356,11 +364,27 @@ impl Store for SqliteStore {
         }
         Ok(Box::new(SqliteTx {
             changes_at_begin: tx.total_changes(),
+            read_only: matches!(behavior, TransactionBehavior::Deferred),
+            _write_mark: (!matches!(behavior, TransactionBehavior::Deferred))
+                .then(super::WriteMark::new),
             tx,
             seal_key: self.seal_key.as_deref(),
             wal_path: &self.wal_path,
             after_commit: Default::default(),
         }))
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        self.start(TransactionBehavior::Immediate)
+    }
+
+    /// Deferred: in WAL mode its first read takes a snapshot and no lock
+    /// that a writer waits for, so a login waiting at a prompt, or hashing,
+    /// holds nobody up.
+    fn begin_read(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        self.start(TransactionBehavior::Deferred)
     }
 }
 

@@ -251,6 +251,31 @@ fn a_client_stopped_at_the_code_prompt_blocks_nobody() {
     assert_eq!(integrity_check(&h.db), "ok");
 }
 
+/// Issue 13, finding 1: phases that only look read a snapshot. With the
+/// database's write lock held elsewhere (a long admin transaction; in 0.1
+/// a stopped `su`), the account phase — all an SSH key login asks of
+/// pam_mfa — still answers at once; before, it waited out the 10 s busy
+/// timeout and denied. Code checks need the lock and wait for it.
+#[test]
+fn the_account_phase_answers_while_the_write_lock_is_held_elsewhere() {
+    let h = Harness::new();
+    let alice = h.enroll_totp("alice", "phone");
+    let holder = rusqlite::Connection::open(&h.db).expect("open the database");
+    holder.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+
+    let (login, took) = timed_account(&h, "alice");
+    assert!(login.account_ok(), "{login:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the account phase waited {took:?} for the write lock"
+    );
+    eprintln!("account phase with the write lock held elsewhere: {took:.0?}");
+
+    holder.execute_batch("ROLLBACK").expect("release the write lock");
+    let login = h.login("alice", &totp(&alice, 1));
+    assert!(login.succeeded(), "{login:?}");
+}
+
 /// pamtester with RLIMIT_FSIZE at one block from the start of its PAM
 /// work. (Set from the shell, the limit would stop pam_wrapper, which
 /// copies libpam into its own directory before main; a preloaded shim sets

@@ -341,7 +341,7 @@ fn check_arguments(
     let Command::Device(command) = command else {
         return Ok(());
     };
-    let devices = store.begin()?.devices(user)?;
+    let devices = store.begin_read()?.devices(user)?;
     match command {
         DeviceCmd::Add(AddCmd::Totp { name, .. }) => {
             enroll::check_nickname(name).map_err(Error::Usage)?;
@@ -379,7 +379,7 @@ fn check_arguments(
 /// What guards an account's logins now, and whether it is locked.
 fn guard_of(store: &mut AnyStore, config: &Config, user: &str) -> Result<(bool, bool)> {
     let now = store.clock().now();
-    let tx = store.begin()?;
+    let tx = store.begin_read()?;
     let locked = lockout::is_locked(&tx.account(user)?, &config.lockout, now);
     // Any second factor, bypass codes and a live temporary code included:
     // whatever can stand in for a device at login must be shown here too.

@@ -45,6 +45,9 @@ pub struct PgStore {
     broken: Cell<bool>,
     /// Statements run that may change rows (see `PgTx::commit`).
     writes: Cell<u64>,
+    /// The open transaction is a snapshot (`begin_read`): writes are
+    /// refused here, before the server aborts the transaction for them.
+    in_snapshot: Cell<bool>,
     mode: OpenMode,
     seal_key: Arc<SealKey>,
 }
@@ -55,6 +58,9 @@ pub(super) struct PgTx<'c> {
     locked: RefCell<HashSet<String>>,
     /// `PgStore::writes` when the transaction began.
     writes_at_begin: u64,
+    /// A snapshot from `begin_read`: no row locks, no writes.
+    read_only: bool,
+    _write_mark: Option<crate::store::WriteMark>,
     /// Syslog lines held back until the commit succeeds.
     after_commit: RefCell<Vec<(crate::audit::Level, String)>>,
     done: bool,
@@ -164,6 +170,7 @@ impl PgStore {
             clock_offset: 0,
             broken: Cell::new(false),
             writes: Cell::new(0),
+            in_snapshot: Cell::new(false),
             mode,
             seal_key,
         };
@@ -258,6 +265,12 @@ impl PgStore {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> StoreResult<u64> {
+        if self.in_snapshot.get() {
+            return Err(StoreError::Faulty(format!(
+                "{}: a write in a read transaction",
+                self.target.describe
+            )));
+        }
         let s = self.statement(sql)?;
         self.writes.set(self.writes.get() + 1);
         self.wait(self.client.execute(&s, params))
@@ -286,15 +299,15 @@ impl PgStore {
     }
 }
 
-impl Store for PgStore {
-    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+impl PgStore {
+    fn start(&mut self, begin: &'static str) -> StoreResult<Box<dyn Tx + '_>> {
         // A kept connection may have died while idle (the server restarted
         // or failed over): nothing has happened in this transaction yet, so
         // one fresh connection may take its place. Not when the server is
         // there but silent: a second wait would only double the login's.
         let begun = !self.broken.get()
             && !self.client.is_closed()
-            && match self.batch("BEGIN") {
+            && match self.batch(begin) {
                 Ok(()) => true,
                 Err(e) if !self.client.is_closed() => return Err(e),
                 Err(_) => false,
@@ -305,10 +318,13 @@ impl Store for PgStore {
                 self.mode,
                 Arc::clone(&self.seal_key),
             )?;
-            self.batch("BEGIN")?;
+            self.batch(begin)?;
         }
+        self.in_snapshot.set(begin != BEGIN_WRITE);
         Ok(Box::new(PgTx {
             writes_at_begin: self.writes.get(),
+            read_only: begin != BEGIN_WRITE,
+            _write_mark: (begin == BEGIN_WRITE).then(crate::store::WriteMark::new),
             store: self,
             locked: RefCell::new(HashSet::new()),
             after_commit: RefCell::new(Vec::new()),
@@ -317,17 +333,39 @@ impl Store for PgStore {
     }
 }
 
+const BEGIN_WRITE: &str = "BEGIN";
+/// One snapshot for the whole transaction (a user's account, devices and
+/// codes as of one moment), and the server refuses any write in it.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+impl Store for PgStore {
+    fn begin(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        self.start(BEGIN_WRITE)
+    }
+
+    /// No row locks: a reader never waits for a login on the same account
+    /// on another host, nor makes it wait.
+    fn begin_read(&mut self) -> StoreResult<Box<dyn Tx + '_>> {
+        self.start(BEGIN_READ)
+    }
+}
+
 impl PgTx<'_> {
     pub(super) fn pg(&self) -> &PgStore {
         self.store
     }
 
+    pub(super) fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Locks `user`'s account row for the rest of the transaction, creating
     /// the row if needed. Everything that reads or changes an account's
     /// state comes here first, so check-verify-record is serialized per
-    /// account across every host, and only per account.
+    /// account across every host, and only per account. A snapshot locks
+    /// nothing: its reads come from the snapshot.
     pub(super) fn lock_account(&self, user: &str) -> StoreResult<Option<Row>> {
-        if self.locked.borrow().contains(user) {
+        if self.read_only || self.locked.borrow().contains(user) {
             return Ok(None);
         }
         const LOCK: &str = "SELECT failures, locked_at, last_failure, locked_until
@@ -350,6 +388,7 @@ impl PgTx<'_> {
 
     fn finish(&mut self, sql: &str) -> StoreResult<()> {
         self.done = true;
+        self.store.in_snapshot.set(false);
         self.store.batch(sql)?;
         for (level, line) in self.after_commit.take() {
             crate::audit::syslog(level, &line);
@@ -360,6 +399,7 @@ impl PgTx<'_> {
 
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
+        self.store.in_snapshot.set(false);
         if !self.done && !self.store.broken.get() && self.store.batch("ROLLBACK").is_err() {
             self.store.broken.set(true);
         }

@@ -321,15 +321,18 @@ impl Codes for PgTx<'_> {
 
     fn one_time_codes(&self, user: &str, now: i64) -> StoreResult<Vec<OneTimeCode>> {
         self.lock_account(user)?;
-        self.pg().execute(
-            "DELETE FROM one_time_codes
-             WHERE username = $1 AND (expires <= $2 OR attempts_left <= 0)",
-            &[&user, &now],
-        )?;
+        // A snapshot leaves the purge to the next write transaction.
+        if !self.read_only() {
+            self.pg().execute(
+                "DELETE FROM one_time_codes
+                 WHERE username = $1 AND (expires <= $2 OR attempts_left <= 0)",
+                &[&user, &now],
+            )?;
+        }
         let rows = self.pg().query(
             "SELECT id, purpose, hash, expires, attempts_left FROM one_time_codes
-             WHERE username = $1 ORDER BY id",
-            &[&user],
+             WHERE username = $1 AND expires > $2 AND attempts_left > 0 ORDER BY id",
+            &[&user, &now],
         )?;
         rows.iter()
             .map(|r| {

@@ -261,7 +261,9 @@ fn the_account_phase_answers_while_the_write_lock_is_held_elsewhere() {
     let h = Harness::new();
     let alice = h.enroll_totp("alice", "phone");
     let holder = rusqlite::Connection::open(&h.db).expect("open the database");
-    holder.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
 
     let (login, took) = timed_account(&h, "alice");
     assert!(login.account_ok(), "{login:?}");
@@ -271,7 +273,9 @@ fn the_account_phase_answers_while_the_write_lock_is_held_elsewhere() {
     );
     eprintln!("account phase with the write lock held elsewhere: {took:.0?}");
 
-    holder.execute_batch("ROLLBACK").expect("release the write lock");
+    holder
+        .execute_batch("ROLLBACK")
+        .expect("release the write lock");
     let login = h.login("alice", &totp(&alice, 1));
     assert!(login.succeeded(), "{login:?}");
 }

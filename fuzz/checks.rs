@@ -79,13 +79,13 @@ pub fn codes(data: &[u8]) {
         };
         if let Some(step) = totp::verify(SECRET, params, &d, now, window, last_step) {
             assert!((step - current).abs() <= i64::from(window), "step {step}");
-            assert!(last_step.map_or(true, |l| step > l), "replayed step {step}");
+            assert!(last_step.is_none_or(|l| step > l), "replayed step {step}");
             assert_eq!(*totp::code_for_step(SECRET, params, step), *d);
         }
         // The current code itself is accepted, unless the guard forbids it.
         let code = totp::code_for_step(SECRET, params, current);
         let accepted = totp::verify(SECRET, params, &code, now, window, last_step);
-        if last_step.map_or(true, |l| l < current - i64::from(window)) {
+        if last_step.is_none_or(|l| l < current - i64::from(window)) {
             assert!(accepted.is_some(), "current code refused");
         }
     } else {
@@ -133,7 +133,7 @@ pub fn google_auth(data: &[u8]) {
             assert!(data.len() <= google_auth::MAX_FILE_BYTES);
             assert!(f.secret.len() >= 10, "{} secret bytes", f.secret.len());
             assert!((1..=300).contains(&f.step), "step {}", f.step);
-            assert!(f.window.map_or(true, |w| w <= 10), "window {:?}", f.window);
+            assert!(f.window.is_none_or(|w| w <= 10), "window {:?}", f.window);
             for c in &f.scratch_codes {
                 assert!(c.len() == 8 && c.bytes().all(|b| b.is_ascii_digit()));
             }
@@ -163,8 +163,8 @@ pub fn protocol(data: &[u8]) {
         }
         Ok(Request::Command(c)) => {
             assert!(data.len() <= MAX_LINE_BYTES);
-            assert!(c.user.as_deref().map_or(true, fine), "{c:?}");
-            assert!(c.code.as_deref().map_or(true, fine), "{c:?}");
+            assert!(c.user.as_deref().is_none_or(fine), "{c:?}");
+            assert!(c.code.as_deref().is_none_or(fine), "{c:?}");
             let line = protocol::encode_command(&c);
             assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
             if line.len() <= MAX_LINE_BYTES {

@@ -9,7 +9,7 @@
 
 use crate::config::trusted_owner;
 use crate::secret::SecretBytes;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::fmt;
 use std::io::{Read, Write};
@@ -130,7 +130,7 @@ impl SealKey {
     /// A new random key.
     pub fn generate() -> Result<SealKey, KeyError> {
         let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
-        getrandom::getrandom(&mut bytes[..]).map_err(KeyError::Random)?;
+        getrandom::fill(&mut bytes[..]).map_err(KeyError::Random)?;
         Ok(SealKey { bytes })
     }
 
@@ -245,11 +245,11 @@ impl SealKey {
     /// given again, byte for byte, to open it.
     pub fn seal(&self, associated: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
         let mut nonce = [0u8; NONCE_BYTES];
-        getrandom::getrandom(&mut nonce)?;
+        getrandom::fill(&mut nonce)?;
         let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_BYTES));
         buffer.extend_from_slice(plaintext);
         self.cipher()
-            .encrypt_in_place(XNonce::from_slice(&nonce), associated, &mut *buffer)
+            .encrypt_in_place(&XNonce::from(nonce), associated, &mut *buffer)
             // Only a plaintext beyond 256 GiB makes this fail.
             .expect("XChaCha20-Poly1305 seals any short value");
         let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + buffer.len());
@@ -265,10 +265,11 @@ impl SealKey {
             return Err(OpenError::Malformed);
         }
         let (nonce, body) = sealed[1..].split_at(NONCE_BYTES);
+        let nonce = XNonce::try_from(nonce).map_err(|_| OpenError::Malformed)?;
         let mut buffer = Zeroizing::new(body.to_vec());
         match self
             .cipher()
-            .decrypt_in_place(XNonce::from_slice(nonce), associated, &mut *buffer)
+            .decrypt_in_place(&nonce, associated, &mut *buffer)
         {
             Ok(()) => Ok(buffer),
             Err(_) => {

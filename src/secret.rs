@@ -1,5 +1,5 @@
-//! Random bytes from the OS, base32, and constant-time comparison: the small
-//! pieces every secret-handling module shares.
+//! Random bytes from the OS, base32 as users type it, and constant-time
+//! comparison: the small pieces every secret-handling module shares.
 #![forbid(unsafe_code)]
 
 use zeroize::Zeroizing;
@@ -9,7 +9,7 @@ pub type SecretBytes = Zeroizing<Vec<u8>>;
 
 pub fn random_bytes(n: usize) -> Result<SecretBytes, getrandom::Error> {
     let mut buf = Zeroizing::new(vec![0u8; n]);
-    getrandom::getrandom(&mut buf)?;
+    getrandom::fill(&mut buf)?;
     Ok(buf)
 }
 
@@ -19,7 +19,7 @@ pub fn random_below(bound: u32) -> Result<u32, getrandom::Error> {
     let zone = u32::MAX - (u32::MAX % bound);
     loop {
         let mut b = [0u8; 4];
-        getrandom::getrandom(&mut b)?;
+        getrandom::fill(&mut b)?;
         let v = u32::from_le_bytes(b);
         if v < zone {
             return Ok(v % bound);
@@ -41,47 +41,24 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
 /// RFC 4648 base32 without padding, as authenticator apps expect.
 pub fn base32_encode(data: &[u8]) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(data.len().div_ceil(5) * 8));
-    for chunk in data.chunks(5) {
-        let mut buf = [0u8; 5];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        let bits = u64::from_be_bytes([0, 0, 0, buf[0], buf[1], buf[2], buf[3], buf[4]]);
-        let chars = (chunk.len() * 8).div_ceil(5);
-        for i in 0..chars {
-            let idx = (bits >> (35 - i * 5)) & 31;
-            out.push(BASE32_ALPHABET[idx as usize] as char);
-        }
-    }
-    out
+    Zeroizing::new(base32::encode(
+        base32::Alphabet::Rfc4648 { padding: false },
+        data,
+    ))
 }
 
 /// Decodes base32 as users and google-authenticator files write it: case,
 /// spaces, dashes and `=` padding are ignored.
 pub fn base32_decode(text: &str) -> Option<SecretBytes> {
-    let mut out = Zeroizing::new(Vec::with_capacity(text.len() * 5 / 8));
-    let mut acc: u64 = 0;
-    let mut nbits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            b' ' | b'-' | b'=' => continue,
-            _ => return None,
-        };
-        acc = (acc << 5) | u64::from(v);
-        nbits += 5;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((acc >> nbits) as u8);
-            acc &= (1 << nbits) - 1;
-        }
-    }
-    Some(out)
+    let canonical: Zeroizing<String> = Zeroizing::new(
+        text.chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '='))
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    );
+    base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &canonical).map(Zeroizing::new)
 }
 
 /// Groups of four for reading a secret aloud or typing it into an app.

@@ -345,7 +345,7 @@ fn malformed_requests_get_an_error_or_are_dropped_and_the_daemon_lives_on() {
     // Well-formed but for its size: one field makes it a megabyte.
     let mut huge =
         br#"{"version":2,"request":{"command":{"command":{"device":{"delete":{"nick":""#.to_vec();
-    huge.extend(std::iter::repeat(b'x').take(1 << 20));
+    huge.extend(std::iter::repeat_n(b'x', 1 << 20));
     huge.extend_from_slice(b"\"}}}}}}\n");
     let long_code = format!(
         "{{\"version\":2,\"request\":{{\"command\":{{\"command\":\"status\",\"code\":\"{}\"}}}}}}\n",

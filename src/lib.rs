@@ -2,7 +2,8 @@
 //! lockout for PAM logins, and the core shared with the `mfa` command.
 //!
 //! Everything that decides is safe Rust in this crate's modules; only `pam`
-//! touches raw PAM pointers.
+//! touches raw PAM pointers, and only it may hold `unsafe` code.
+#![deny(unsafe_code)]
 
 pub mod attempt;
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod users;
 #[cfg(test)]
 mod login_tests;
 
+#[allow(unsafe_code)]
 pub mod pam;
 
 /// Seconds since the Unix epoch; injected so every time rule is testable.

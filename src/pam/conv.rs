@@ -1,51 +1,19 @@
-//! Our own PAM conversation. Unlike pamsm's `conv`, it frees every reply,
-//! wipes reply text before freeing it, treats a NULL reply as an error, and
-//! sends pending information lines in the same call as the next prompt.
+//! The PAM conversation. It frees every reply, wipes reply text before
+//! freeing it, treats a NULL reply as an error, and sends pending
+//! information lines in the same call as the next prompt.
 
 use crate::login::{ConversationFailed, Prompter};
 use crate::secret::SecretBytes;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr;
 use zeroize::{Zeroize, Zeroizing};
 
-const PAM_SUCCESS: c_int = 0;
-const PAM_CONV: c_int = 5;
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-const PAM_ERROR_MSG: c_int = 3;
-const PAM_TEXT_INFO: c_int = 4;
-/// Linux-PAM's limits (PAM_MAX_NUM_MSG, PAM_MAX_MSG_SIZE).
-const MAX_MESSAGES: usize = 32;
-const MAX_MESSAGE_BYTES: usize = 512;
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata_ptr: *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
-
-extern "C" {
-    fn pam_get_item(pamh: *const c_void, item_type: c_int, item: *mut *const c_void) -> c_int;
-}
+use super::sys::{
+    PamConv, PamMessage, PamResponse, PAM_CONV, PAM_ERROR_MSG,
+    PAM_MAX_MSG_SIZE as MAX_MESSAGE_BYTES, PAM_MAX_NUM_MSG as MAX_MESSAGES, PAM_PROMPT_ECHO_OFF,
+    PAM_PROMPT_ECHO_ON, PAM_SUCCESS, PAM_TEXT_INFO,
+};
+use super::Handle;
 
 pub struct Conversation {
     conv: *const PamConv,
@@ -55,22 +23,13 @@ pub struct Conversation {
 
 impl Conversation {
     /// The application's conversation, or an error if it gave none.
-    ///
-    /// `pamh` must be the live handle passed to the current `pam_sm_*` call.
-    pub fn from_handle(
-        pamh: *const c_void,
+    pub(super) fn from_handle(
+        pamh: &Handle,
         silent: bool,
     ) -> Result<Conversation, ConversationFailed> {
-        let mut item: *const c_void = ptr::null();
-        // SAFETY: pamh is the handle libpam passed to this call; pam_get_item
-        // only writes the item pointer, which libpam owns and keeps alive for
-        // the whole call.
-        let rc = unsafe { pam_get_item(pamh, PAM_CONV, &mut item) };
-        if rc != PAM_SUCCESS || item.is_null() {
-            return Err(ConversationFailed);
-        }
-        let conv = item as *const PamConv;
-        // SAFETY: PAM_CONV items are `struct pam_conv`, laid out as PamConv.
+        let conv = pamh.raw_item(PAM_CONV).ok_or(ConversationFailed)? as *const PamConv;
+        // SAFETY: a PAM_CONV item is a `struct pam_conv`, laid out as
+        // PamConv, that the application keeps alive for the whole call.
         if unsafe { (*conv).conv.is_none() } {
             return Err(ConversationFailed);
         }

@@ -2,9 +2,10 @@
 #![forbid(unsafe_code)]
 
 use super::args::Mode;
+use super::sys::{PAM_AUTH_ERR, PAM_CONV_ERR, PAM_PERM_DENIED, PAM_SUCCESS, PAM_USER_UNKNOWN};
 use crate::login::Denial;
 use crate::protocol::Verdict;
-use pamsm::PamError;
+use std::ffi::c_int;
 
 /// Everything an entry point can end with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,24 +22,24 @@ pub enum Result {
     Panicked,
 }
 
-pub fn pam_code(mode: Mode, result: &Result) -> PamError {
+pub fn pam_code(mode: Mode, result: &Result) -> c_int {
     use Verdict::*;
     let deny = if mode == Mode::Account {
-        PamError::PERM_DENIED
+        PAM_PERM_DENIED
     } else {
-        PamError::AUTH_ERR
+        PAM_AUTH_ERR
     };
     match (mode, result) {
         // authfail runs only after a wrong password: it never lets anyone in.
-        (Mode::Authfail, _) => PamError::AUTH_ERR,
-        (_, Result::Ran(Success)) => PamError::SUCCESS,
+        (Mode::Authfail, _) => PAM_AUTH_ERR,
+        (_, Result::Ran(Success)) => PAM_SUCCESS,
         // The password module already decided; "allow" lets that decision stand.
         // SUCCESS, not IGNORE: after a `success=1` jump the stack holds no success yet.
         (_, Result::Unavailable { allow: true } | Result::Ran(Unavailable { allow: true })) => {
-            PamError::SUCCESS
+            PAM_SUCCESS
         }
-        (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PamError::USER_UNKNOWN,
-        (_, Result::Ran(ConversationFailed)) => PamError::CONV_ERR,
+        (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PAM_USER_UNKNOWN,
+        (_, Result::Ran(ConversationFailed)) => PAM_CONV_ERR,
         _ => deny,
     }
 }
@@ -55,8 +56,8 @@ mod tests {
             Result::Unavailable { allow: true },
         ];
         for r in &ok {
-            assert_eq!(pam_code(Mode::SecondFactor, r), PamError::SUCCESS, "{r:?}");
-            assert_eq!(pam_code(Mode::Authfail, r), PamError::AUTH_ERR, "{r:?}");
+            assert_eq!(pam_code(Mode::SecondFactor, r), PAM_SUCCESS, "{r:?}");
+            assert_eq!(pam_code(Mode::Authfail, r), PAM_AUTH_ERR, "{r:?}");
         }
         let denied = [
             Result::Ran(Verdict::Denied(Denial::WrongCode)),
@@ -73,20 +74,20 @@ mod tests {
         ];
         for r in &denied {
             for mode in [Mode::Preauth, Mode::SecondFactor] {
-                assert_eq!(pam_code(mode, r), PamError::AUTH_ERR, "{mode:?} {r:?}");
+                assert_eq!(pam_code(mode, r), PAM_AUTH_ERR, "{mode:?} {r:?}");
             }
-            assert_ne!(pam_code(Mode::Account, r), PamError::SUCCESS, "{r:?}");
+            assert_ne!(pam_code(Mode::Account, r), PAM_SUCCESS, "{r:?}");
         }
         assert_eq!(
             pam_code(
                 Mode::SecondFactor,
                 &Result::Ran(Verdict::ConversationFailed)
             ),
-            PamError::CONV_ERR
+            PAM_CONV_ERR
         );
         assert_eq!(
             pam_code(Mode::Account, &Result::Ran(Verdict::Denied(Denial::Locked))),
-            PamError::PERM_DENIED
+            PAM_PERM_DENIED
         );
     }
 }

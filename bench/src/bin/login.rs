@@ -13,47 +13,14 @@ use std::process::ExitCode;
 use std::ptr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-const PAM_SUCCESS: c_int = 0;
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    c_int,
-    *mut *const PamMessage,
-    *mut *mut PamResponse,
-    *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: ConvFn,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-extern "C" {
-    fn pam_start(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-    fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
-}
+/// The module's own declarations of Linux-PAM's C interface, by path: this
+/// binary must not link pam-mfa (see above).
+#[path = "../../../src/pam/sys.rs"]
+mod sys;
+use sys::{
+    pam_authenticate, pam_end, pam_start, pam_strerror, PamConv, PamMessage, PamResponse,
+    PAM_BUF_ERR, PAM_CONV_ERR, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SUCCESS,
+};
 
 /// Answers every prompt with the code in `appdata` (a C string); other
 /// messages get no reply. libpam frees what we allocate here.
@@ -64,12 +31,12 @@ unsafe extern "C" fn answer_with_code(
     appdata: *mut c_void,
 ) -> c_int {
     if num_msg <= 0 || msg.is_null() || resp.is_null() {
-        return 19; // PAM_CONV_ERR
+        return PAM_CONV_ERR;
     }
     let n = num_msg as usize;
     let replies = libc::calloc(n, std::mem::size_of::<PamResponse>()) as *mut PamResponse;
     if replies.is_null() {
-        return 5; // PAM_BUF_ERR
+        return PAM_BUF_ERR;
     }
     for i in 0..n {
         let m = *msg.add(i);
@@ -129,7 +96,7 @@ enum Ended {
 fn login(service: &CStr, user: &User) -> (Ended, f64) {
     let code = CString::new(totp(&user.secret, now(), 30, 6)).expect("digits");
     let conv = PamConv {
-        conv: answer_with_code,
+        conv: Some(answer_with_code),
         appdata_ptr: code.as_ptr() as *mut c_void,
     };
     let mut pamh: *mut c_void = ptr::null_mut();

@@ -20,9 +20,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x0070_616d_5f6d_6661; // "pam_mfa"
 
 /// (version, oldest schema code that can read the result, statements)
 /// Version 2 only adds columns with defaults, and a host still at version 1
-/// reads them as absent: it accepts an imported device's codes only within
-/// that device's `totp_window` of its own clock, so it refuses a phone with
-/// an offset until upgraded, and never accepts more.
+/// reads them as absent: it checks an imported device's codes within
+/// `totp_window` steps either side of its own clock, not the phone's, so it
+/// refuses a phone whose clock is off by more than that until upgraded (the
+/// replay step still holds there).
 const MIGRATIONS: &[(i32, i32, &str)] = &[(1, 1, SCHEMA_V1), (2, 1, SCHEMA_V2)];
 
 pub(super) fn prepare(store: &PgStore, mode: OpenMode) -> StoreResult<()> {

@@ -133,7 +133,13 @@ pub fn google_auth(data: &[u8]) {
             assert!(data.len() <= google_auth::MAX_FILE_BYTES);
             assert!(f.secret.len() >= 10, "{} secret bytes", f.secret.len());
             assert!((1..=300).contains(&f.step), "step {}", f.step);
-            assert!(f.window.is_none_or(|w| w <= 10), "window {:?}", f.window);
+            assert!(
+                (1..=google_auth::MAX_WINDOW_SIZE).contains(&f.window_size),
+                "window {}",
+                f.window_size
+            );
+            assert!(f.time_skew.abs() <= google_auth::MAX_TIME_SKEW);
+            assert!(f.step_window().behind <= 49 && f.step_window().ahead <= 50);
             for c in &f.scratch_codes {
                 assert!(c.len() == 8 && c.bytes().all(|b| b.is_ascii_digit()));
             }

@@ -11,6 +11,7 @@ packages=(
     pamtester libpam-wrapper libnss-wrapper   # PAM logins without root
     openssh-server openssh-client   # the real sshd test and make demo
     oathtool                        # independent TOTP codes
+    libpam-google-authenticator     # real google-authenticator files and logins (migration tests, make bench)
     passwd                          # useradd, chpasswd, userdel
     systemd                         # systemd-socket-activate, for the daemon test
     strace                          # which files a login syncs (durability test)

@@ -309,8 +309,8 @@ fn totp_match(
             last_step,
         } = &device.factor
         {
-            let window = window.unwrap_or(config.totp.window);
-            if let Some(step) = totp::verify(secret, *params, digits, now, window, *last_step) {
+            let window = window.unwrap_or_else(|| config.totp.window.into());
+            if let Some(step) = totp::verify_in(secret, *params, digits, now, window, *last_step) {
                 return Ok(Some((device.id, device.name.clone(), step)));
             }
         }

@@ -62,6 +62,47 @@ pub fn step_at(now: i64, period: u32) -> i64 {
     now.div_euclid(i64::from(period))
 }
 
+/// Which steps a device's codes are accepted for, around the host's step
+/// now: from `now + offset - behind` to `now + offset + ahead`. Devices
+/// enrolled here use the config's `window` either side and no offset; an
+/// imported google-authenticator file keeps that module's window (one
+/// step more ahead than behind for an even WINDOW_SIZE) and its learnt
+/// TIME_SKEW as the offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepWindow {
+    pub behind: u32,
+    pub ahead: u32,
+    /// The device's clock against ours, in steps (positive: it runs fast).
+    pub offset: i64,
+}
+
+impl StepWindow {
+    /// `steps` either side of now, no offset (the config's `totp.window`).
+    pub fn symmetric(steps: u32) -> StepWindow {
+        StepWindow {
+            behind: steps,
+            ahead: steps,
+            offset: 0,
+        }
+    }
+
+    /// pam_google_authenticator's WINDOW_SIZE `size` codes (1..=100), that
+    /// module accepting −(size−1)/2 … size/2 steps around now + skew.
+    pub fn google_authenticator(size: u32, skew: i64) -> StepWindow {
+        StepWindow {
+            behind: size.saturating_sub(1) / 2,
+            ahead: size / 2,
+            offset: skew,
+        }
+    }
+}
+
+impl From<u32> for StepWindow {
+    fn from(steps: u32) -> StepWindow {
+        StepWindow::symmetric(steps)
+    }
+}
+
 /// Returns the step a typed code (digits only) belongs to, if it lies within
 /// `window` steps of now and after `last_step`. The oldest matching step wins,
 /// so a code never burns its successors.
@@ -73,16 +114,39 @@ pub fn verify(
     window: u32,
     last_step: Option<i64>,
 ) -> Option<i64> {
+    verify_in(
+        secret,
+        params,
+        typed_digits,
+        now,
+        StepWindow::symmetric(window),
+        last_step,
+    )
+}
+
+/// [`verify`] with a device's own window and clock offset. The step
+/// returned (and `last_step`) count on the device's clock: now + offset.
+pub fn verify_in(
+    secret: &[u8],
+    params: TotpParams,
+    typed_digits: &str,
+    now: i64,
+    window: StepWindow,
+    last_step: Option<i64>,
+) -> Option<i64> {
     if typed_digits.len() != usize::from(params.digits) {
         return None;
     }
     let t = engine(secret, params);
-    let current = step_at(now, params.period);
-    let first = (current - i64::from(window)).max(last_step.map_or(0, |s| s + 1));
-    let last = current + i64::from(window);
+    let current = step_at(now, params.period).saturating_add(window.offset);
+    let first = current
+        .saturating_sub(i64::from(window.behind))
+        .max(last_step.map_or(0, |s| s.saturating_add(1)));
+    let last = current.saturating_add(i64::from(window.ahead));
     (first.max(0)..=last).find(|&step| {
-        t.check(typed_digits, step as u64 * u64::from(params.period))
-            .is_some()
+        (step as u64)
+            .checked_mul(u64::from(params.period))
+            .is_some_and(|time| t.check(typed_digits, time).is_some())
     })
 }
 
@@ -159,6 +223,97 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// RFC 4226 Appendix D: HOTP values for counters 0 to 9. A TOTP step
+    /// is an HOTP counter, so these are the codes for steps 0 to 9.
+    #[test]
+    fn rfc4226_appendix_d_vectors() {
+        let want = [
+            "755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583",
+            "399871", "520489",
+        ];
+        let params = p(Algorithm::SHA1, 6);
+        for (count, want) in want.into_iter().enumerate() {
+            let step = count as i64;
+            assert_eq!(
+                code_for_step(SHA1_SEED, params, step).as_str(),
+                want,
+                "count {count}"
+            );
+            assert_eq!(
+                verify(SHA1_SEED, params, want, step * 30, 0, None),
+                Some(step)
+            );
+            // From a device whose clock runs 3 steps fast, at our step - 3.
+            let fast = StepWindow::google_authenticator(1, 3);
+            assert_eq!(
+                verify_in(SHA1_SEED, params, want, (step - 3) * 30, fast, None),
+                Some(step)
+            );
+            assert_eq!(
+                verify_in(SHA1_SEED, params, want, step * 30, fast, None),
+                None
+            );
+        }
+    }
+
+    /// pam_google_authenticator's window: WINDOW_SIZE w accepts the steps
+    /// −(w−1)/2 … w/2 around now + TIME_SKEW, for every w it allows.
+    #[test]
+    fn google_authenticator_windows_and_offsets() {
+        let params = p(Algorithm::SHA1, 6);
+        let now = 1_700_000_000;
+        let cur = step_at(now, 30);
+        for size in 1..=100u32 {
+            for skew in [0i64, -7, 12] {
+                let window = StepWindow::google_authenticator(size, skew);
+                let lowest = -((i64::from(size) - 1) / 2);
+                let highest = i64::from(size) / 2;
+                for i in [lowest - 1, lowest, 0, highest, highest + 1] {
+                    let code = code_for_step(SHA1_SEED, params, cur + skew + i);
+                    let got = verify_in(SHA1_SEED, params, &code, now, window, None);
+                    let accepted = (lowest..=highest).contains(&i);
+                    // A code of another step may collide with one in the
+                    // window (one in a million per step): tell them apart.
+                    assert_eq!(
+                        got == Some(cur + skew + i),
+                        accepted,
+                        "size {size} skew {skew} step {i}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            StepWindow::google_authenticator(3, 0),
+            StepWindow::symmetric(1)
+        );
+        assert_eq!(
+            StepWindow::google_authenticator(4, 0),
+            StepWindow {
+                behind: 1,
+                ahead: 2,
+                offset: 0
+            }
+        );
+        // The replay guard counts on the device's clock.
+        let fast = StepWindow::google_authenticator(3, 5);
+        let code = code_for_step(SHA1_SEED, params, cur + 5);
+        assert_eq!(
+            verify_in(SHA1_SEED, params, &code, now, fast, Some(cur + 4)),
+            Some(cur + 5)
+        );
+        assert_eq!(
+            verify_in(SHA1_SEED, params, &code, now, fast, Some(cur + 5)),
+            None
+        );
+        // Absurd stored values neither panic nor accept.
+        let absurd = StepWindow {
+            behind: 1,
+            ahead: 1,
+            offset: i64::MAX,
+        };
+        assert_eq!(verify_in(SHA1_SEED, params, &code, now, absurd, None), None);
     }
 
     #[test]

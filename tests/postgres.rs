@@ -321,6 +321,76 @@ fn a_populated_sqlite_store_migrates_sealed_and_every_user_logs_in_on_postgresql
     );
 }
 
+/// A device imported from a google-authenticator file keeps, on the way
+/// to PostgreSQL, what the import took from the file: its uneven window
+/// (WINDOW_SIZE 4: one step behind, two ahead), the phone's clock offset
+/// (TIME_SKEW) and the step last used with pam_google_authenticator.
+#[test]
+fn an_imported_devices_window_offset_and_last_step_migrate_to_postgresql() {
+    let pg = Postgres::start("migrate_ga");
+    let h = Harness::new();
+    let secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    let step = now() / 30;
+    let used = step + 5;
+    let file = h.dir.path().join("google_authenticator");
+    write_file(
+        &file,
+        &format!(
+            "{secret}\n\" TIME_SKEW 5\n\" DISALLOW_REUSE {used}\n\" WINDOW_SIZE 4\n\" TOTP_AUTH\n"
+        ),
+        0o600,
+    );
+    let imported = h.mfa_json(
+        None,
+        &[
+            "admin",
+            "import-google-authenticator",
+            "alice",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(imported["clock_offset"], 5, "{imported}");
+
+    let key = h.dir.path().join("pam_mfa.key");
+    assert!(h
+        .mfa(None, &["admin", "generate-key", key.to_str().unwrap()])
+        .status
+        .success());
+    let pass = h.dir.path().join("pg.pass");
+    pg.write_password_file(&pass);
+    let keys = format!(
+        "secrets_key_file = \"{}\"\ndatabase_password_file = \"{}\"\n",
+        key.display(),
+        pass.display()
+    );
+    h.write_config(&keys);
+    let copied = h.mfa_json(None, &["admin", "migrate", "--to", &pg.url()]);
+    assert_eq!(copied["devices"], 1, "{copied}");
+    assert_eq!(
+        pg.psql(
+            "SELECT totp_window || ' ' || totp_window_ahead || ' ' || clock_offset || ' ' \
+             || last_step FROM devices"
+        ),
+        format!("1 2 5 {used}")
+    );
+    assert_eq!(pg.psql("SELECT version FROM pam_mfa_schema"), "2");
+
+    h.write_raw_config(&format!("database = \"{}\"\n{keys}", pg.url()));
+    let code = |s: i64| {
+        let out = std::process::Command::new("oathtool")
+            .args(["--hotp", "-b", "-c", &s.to_string(), secret])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    // The step used with pam_google_authenticator, and the host's own time.
+    assert!(!h.login("alice", &code(used)).authenticated());
+    assert!(!h.login("alice", &code(now() / 30)).authenticated());
+    // Two steps ahead of the phone's time: inside WINDOW_SIZE 4's window.
+    let ok = h.login("alice", &code(now() / 30 + 5 + 2));
+    assert!(ok.succeeded(), "{}", ok.transcript);
+}
+
 /// Starts `h`'s daemon in a UTS namespace of its own named `name`, as if
 /// it ran on another machine.
 fn start_as_host(h: &Harness, name: &str) {

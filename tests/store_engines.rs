@@ -11,7 +11,7 @@ use pam_mfa::codes::{hash_with_salt, CodeHash, OneTimePurpose};
 use pam_mfa::config::{Algorithm, Config};
 use pam_mfa::seal::SealKey;
 use pam_mfa::store::{Account, AnyStore, AuditEntry, Device, Factor, OpenMode, Store, StoreError};
-use pam_mfa::totp::TotpParams;
+use pam_mfa::totp::{StepWindow, TotpParams};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +98,13 @@ fn totp_device(user: &str, name: &str) -> Device {
                 digits: 8,
                 period: 60,
             },
-            window: Some(3),
+            // An imported google-authenticator file's: WINDOW_SIZE 8,
+            // TIME_SKEW -17.
+            window: Some(StepWindow {
+                behind: 3,
+                ahead: 4,
+                offset: -17,
+            }),
             last_step: None,
         },
     }
@@ -201,7 +207,16 @@ fn devices_keep_every_field_and_a_taken_name_is_a_conflict_that_leaves_the_trans
                 );
                 assert_eq!(params.algorithm, Algorithm::SHA256);
                 assert_eq!((params.digits, params.period), (8, 60));
-                assert_eq!(*window, Some(3));
+                assert_eq!(
+                    *window,
+                    Some(StepWindow {
+                        behind: 3,
+                        ahead: 4,
+                        offset: -17
+                    }),
+                    "{}",
+                    e.name
+                );
                 assert_eq!(*last_step, Some(56_000_123), "{}", e.name);
             }
             other => panic!("{}: {other:?}", e.name),
@@ -211,6 +226,34 @@ fn devices_keep_every_field_and_a_taken_name_is_a_conflict_that_leaves_the_trans
             other => panic!("{}: {other:?}", e.name),
         }
         assert!(tx.devices("bob").unwrap().is_empty());
+        // The other window shapes: the config's, and an even one with an offset.
+        let shapes = [
+            None,
+            Some(StepWindow::symmetric(2)),
+            Some(StepWindow {
+                behind: 0,
+                ahead: 1,
+                offset: 1499,
+            }),
+        ];
+        for (i, window) in shapes.iter().enumerate() {
+            let mut d = totp_device("carol", &format!("d{i}"));
+            if let Factor::Totp { window: w, .. } = &mut d.factor {
+                *w = *window;
+            }
+            tx.insert_device(&d).unwrap();
+        }
+        let read: Vec<_> = tx
+            .devices("carol")
+            .unwrap()
+            .into_iter()
+            .map(|d| match d.factor {
+                Factor::Totp { window, .. } => window,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(read, shapes, "{}", e.name);
+        assert_eq!(tx.delete_devices("carol").unwrap(), 3);
         assert!(tx.delete_device("alice", "sms").unwrap());
         assert!(!tx.delete_device("alice", "sms").unwrap(), "{}", e.name);
         assert_eq!(tx.delete_devices("alice").unwrap(), 1, "{}", e.name);

@@ -12,7 +12,7 @@ use pam_mfa::lockout;
 use pam_mfa::policy;
 use pam_mfa::seal::{KeyError, SealKey};
 use pam_mfa::store::{Account, Device, Factor, Store, UserSummary};
-use pam_mfa::totp::TotpParams;
+use pam_mfa::totp::{StepWindow, TotpParams};
 use serde::Serialize;
 use std::io::Read;
 use std::path::Path;
@@ -217,12 +217,84 @@ struct Imported<'a> {
     user: &'a str,
     name: &'static str,
     step: u32,
+    /// Steps accepted behind now (+ clock_offset), and ahead.
     window: u32,
+    window_ahead: u32,
+    /// The phone's clock against the host's, in steps (TIME_SKEW).
+    clock_offset: i64,
+    /// The newest step used with pam_google_authenticator (DISALLOW_REUSE):
+    /// codes up to it are refused.
+    last_used_step: Option<i64>,
     bypass_codes_imported: usize,
+    /// What pam_mfa does differently from the file's settings.
+    notes: Vec<String>,
+}
+
+/// What the import does not carry over or does differently, one sentence
+/// each, for the administrator (printed and in `--json`).
+fn import_notes(ga: &google_auth::GaFile, config: &pam_mfa::config::Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !ga.disallow_reuse {
+        notes.push(
+            "the file let a code be used more than once (it has no DISALLOW_REUSE line); \
+             pam_mfa accepts each code once, so a user logging in twice within a step \
+             waits for the next code"
+                .to_owned(),
+        );
+    }
+    if let Some((logins, seconds)) = ga.rate_limit {
+        let unlock = match config.lockout.unlock_after {
+            0 => "until an administrator unlocks it with `mfa admin unlock`".to_owned(),
+            s => format!("for {s} seconds"),
+        };
+        notes.push(format!(
+            "RATE_LIMIT ({logins} logins in {seconds} seconds) is not carried over: pam_mfa \
+             locks the account after {} failed attempts in a row ([lockout] deny), {unlock}",
+            config.lockout.deny
+        ));
+    }
+    if ga.grace_lines > 0 {
+        notes.push(format!(
+            "{} LAST0..LAST9 line(s) ignored: they served pam_google_authenticator's \
+             grace_period; pam_mfa asks for a code at every login",
+            ga.grace_lines
+        ));
+    }
+    if ga.skew_adjustment_pending {
+        notes.push(
+            "RESETTING_TIME_SKEW ignored: pam_google_authenticator was part way through \
+             learning the phone's clock error, and pam_mfa does not learn it; if codes are \
+             refused, set the phone's clock to automatic time"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+/// "codes from 1 step before to 2 steps after now", or "... after the
+/// phone's time, 5 steps ahead of this host's (TIME_SKEW)".
+fn describe_window(w: StepWindow) -> String {
+    let steps = |n: u64| format!("{n} step{}", if n == 1 { "" } else { "s" });
+    let mut text = format!(
+        "codes from {} before to {} after ",
+        steps(w.behind.into()),
+        steps(w.ahead.into())
+    );
+    match w.offset {
+        0 => text.push_str("now"),
+        o => text.push_str(&format!(
+            "the phone's time, {} {} this host's (TIME_SKEW)",
+            steps(o.unsigned_abs()),
+            if o > 0 { "ahead of" } else { "behind" }
+        )),
+    }
+    text
 }
 
 pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Result<()> {
     context::check_user_name(user)?;
+    // As `device add`: a typo must not leave a device nobody logs in with.
+    context::require_system_user(user)?;
     let bytes = read_small_file(path)?;
     let ga =
         google_auth::parse(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
@@ -233,7 +305,10 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
         .iter()
         .map(|c| pam_mfa::codes::hash_with_salt(c, &salt))
         .collect();
-    let window = ga.window.unwrap_or(ctx.config.totp.window);
+    // pam_google_authenticator's own window (3 codes when the file names
+    // none) around the phone's clock, and the last step it accepted.
+    let window = ga.step_window();
+    let notes = import_notes(&ga, &ctx.config);
     let now = ctx.now();
     let by = ctx.by();
     let tx = ctx.store.begin()?;
@@ -251,8 +326,8 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
                 digits: 6,
                 period: ga.step,
             },
-            window: ga.window,
-            last_step: None,
+            window: Some(window),
+            last_step: ga.last_used_step,
         },
     })
     .map_err(|e| match Error::from(e) {
@@ -268,9 +343,16 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
         all.extend(scratch.iter().cloned());
         tx.replace_bypass_codes(user, &all, now)?;
     }
+    let last_used = ga
+        .last_used_step
+        .map_or_else(|| "none".to_owned(), |s| s.to_string());
     let detail = format!(
-        "device={IMPORTED_NAME} kind=totp step={} window={window} scratch_codes={} {by}",
+        "device={IMPORTED_NAME} kind=totp step={} window={} window_ahead={} clock_offset={} \
+         last_used_step={last_used} scratch_codes={} {by}",
         ga.step,
+        window.behind,
+        window.ahead,
+        window.offset,
         scratch.len()
     );
     audit::record(&*tx, now, user, "device-imported", &detail)?;
@@ -280,20 +362,34 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
             user,
             name: IMPORTED_NAME,
             step: ga.step,
-            window,
+            window: window.behind,
+            window_ahead: window.ahead,
+            clock_offset: window.offset,
+            last_used_step: ga.last_used_step,
             bypass_codes_imported: scratch.len(),
+            notes,
         });
     }
-    output::text(&format!(
-        "Imported {} as device \"{IMPORTED_NAME}\" of {} ({}-second codes, window {window}), \
+    let mut text = format!(
+        "Imported {} as device \"{IMPORTED_NAME}\" of {} ({}-second codes; {}), \
          with {} scratch code(s) as bypass codes. The user's app keeps working; \
          remove {} once logins work.",
         path.display(),
         printable(user),
         ga.step,
+        describe_window(window),
         scratch.len(),
         path.display()
-    ))
+    );
+    if let Some(step) = ga.last_used_step {
+        text.push_str(&format!(
+            "\nCodes already used with pam_google_authenticator (up to step {step}) are refused."
+        ));
+    }
+    for note in &notes {
+        text.push_str(&format!("\nNote: {note}."));
+    }
+    output::text(&text)
 }
 
 #[derive(Serialize)]
@@ -411,10 +507,12 @@ mod import_tests {
     #[test]
     fn an_imported_file_works_at_login_and_keeps_existing_bypass_codes() {
         let (mut ctx, dir) = context::test_ctx("import");
+        // The import wants a user the system knows: whoever runs the test.
+        let me = ctx.invoker.clone();
         let (_, old) = crate::cli::bypass::new_set(1).unwrap();
         let now = ctx.now();
         let tx = ctx.store.begin().unwrap();
-        tx.replace_bypass_codes("alice", &old, now).unwrap();
+        tx.replace_bypass_codes(&me, &old, now).unwrap();
         tx.commit().unwrap();
         let file = dir.join("ga");
         std::fs::write(
@@ -422,21 +520,16 @@ mod import_tests {
             "JBSWY3DPEHPK3PXP\n\" WINDOW_SIZE 5\n\" TOTP_AUTH\n12345678\n87654321\n",
         )
         .unwrap();
-        import_google_authenticator(&mut ctx, "alice", &file).unwrap();
-        let e = import_google_authenticator(&mut ctx, "alice", &file).unwrap_err();
+        import_google_authenticator(&mut ctx, &me, &file).unwrap();
+        let e = import_google_authenticator(&mut ctx, &me, &file).unwrap_err();
         assert_eq!(e.exit_code(), 7, "{e}");
         assert_eq!(
-            ctx.store
-                .begin()
-                .unwrap()
-                .bypass_codes("alice")
-                .unwrap()
-                .len(),
+            ctx.store.begin().unwrap().bypass_codes(&me).unwrap().len(),
             3
         );
 
         let alice = UserInfo {
-            name: "alice".into(),
+            name: me.clone(),
             uid: 1000,
             groups: vec![],
         };
@@ -476,18 +569,147 @@ mod import_tests {
     #[test]
     fn hotp_files_are_refused_with_the_parsers_message() {
         let (mut ctx, dir) = context::test_ctx("import_hotp");
+        let me = ctx.invoker.clone();
         let file = dir.join("ga");
         std::fs::write(&file, "JBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n").unwrap();
-        let e = import_google_authenticator(&mut ctx, "alice", &file).unwrap_err();
+        let e = import_google_authenticator(&mut ctx, &me, &file).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("HOTP (counter-based)"), "{e}");
-        assert!(ctx
-            .store
-            .begin()
-            .unwrap()
-            .devices("alice")
-            .unwrap()
-            .is_empty());
+        assert!(ctx.store.begin().unwrap().devices(&me).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// As `device add`: a name the system does not know is refused (exit 6)
+    /// before the file is read, and nothing is written.
+    #[test]
+    fn an_unknown_user_is_refused_like_device_add() {
+        let (mut ctx, dir) = context::test_ctx("import_unknown");
+        let file = dir.join("ga");
+        std::fs::write(&file, "JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n").unwrap();
+        let typo = "no-such-user-pam-mfa-test";
+        let e = import_google_authenticator(&mut ctx, typo, &file).unwrap_err();
+        let by_device_add = context::require_system_user(typo).unwrap_err();
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert_eq!(e.to_string(), by_device_add.to_string());
+        let tx = ctx.store.begin().unwrap();
+        assert!(tx.devices(typo).unwrap().is_empty());
+        assert!(tx.audit_entries(None, None, 10).unwrap().is_empty());
+        drop(tx);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The state pam_google_authenticator leaves: the steps it accepted
+    /// and the phone's learnt skew. The last code used with it is refused,
+    /// the next accepted, and both count on the phone's clock.
+    #[test]
+    fn the_last_used_step_and_the_skew_are_imported() {
+        let (mut ctx, dir) = context::test_ctx("import_state");
+        let me = ctx.invoker.clone();
+        let now = ctx.now();
+        let phone = totp::step_at(now, 30) + 7;
+        let file = dir.join("ga");
+        std::fs::write(
+            &file,
+            format!(
+                "JBSWY3DPEHPK3PXP\n\" TIME_SKEW 7\n\" RESETTING_TIME_SKEW \n\
+                 \" DISALLOW_REUSE {} {phone}\n\" WINDOW_SIZE 4\n\" TOTP_AUTH\n",
+                phone - 1
+            ),
+        )
+        .unwrap();
+        import_google_authenticator(&mut ctx, &me, &file).unwrap();
+        let tx = ctx.store.begin().unwrap();
+        let devices = tx.devices(&me).unwrap();
+        let Factor::Totp {
+            window, last_step, ..
+        } = &devices[0].factor
+        else {
+            panic!("{:?}", devices[0].factor)
+        };
+        assert_eq!(
+            *window,
+            Some(StepWindow {
+                behind: 1,
+                ahead: 2,
+                offset: 7
+            })
+        );
+        assert_eq!(*last_step, Some(phone));
+        let audit = tx.audit_entries(None, None, 1).unwrap();
+        assert!(
+            audit[0].detail.contains(&format!(
+                "window=1 window_ahead=2 clock_offset=7 last_used_step={phone} scratch_codes=0"
+            )),
+            "{}",
+            audit[0].detail
+        );
+        drop(tx);
+        let user = UserInfo {
+            name: me.clone(),
+            uid: 0,
+            groups: vec![],
+        };
+        let secret = pam_mfa::secret::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
+        let params = TotpParams {
+            algorithm: Algorithm::SHA1,
+            digits: 6,
+            period: 30,
+        };
+        let mut try_step = |step: i64| {
+            let code = totp::code_for_step(&secret, params, step);
+            attempt::attempt_code(
+                &mut ctx.store,
+                &ctx.config,
+                &user,
+                code.as_bytes(),
+                None,
+                now,
+                &Context { detail: "test" },
+            )
+            .unwrap()
+        };
+        // Used with pam_google_authenticator: refused here.
+        assert!(matches!(try_step(phone), AttemptResult::Wrong { .. }));
+        // The host's own step is far outside a phone 7 steps fast.
+        assert!(matches!(try_step(phone - 7), AttemptResult::Wrong { .. }));
+        // WINDOW_SIZE 4 reaches two steps ahead of the phone's time.
+        assert!(matches!(
+            try_step(phone + 2),
+            AttemptResult::Accepted(Accepted::Totp { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn notes_say_what_is_not_carried_over() {
+        let (ctx, dir) = context::test_ctx("import_notes");
+        let quiet = google_auth::parse(b"JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE\n").unwrap();
+        assert!(import_notes(&quiet, &ctx.config).is_empty());
+        let all = google_auth::parse(
+            b"JBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30 1700000000\n\" LAST0 192.0.2.1 1700000000\n\
+              \" RESETTING_TIME_SKEW 56666666+9\n\" TOTP_AUTH\n",
+        )
+        .unwrap();
+        let notes = import_notes(&all, &ctx.config);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(notes[0].contains("no DISALLOW_REUSE") && notes[0].contains("each code once"));
+        assert!(notes[1].contains("RATE_LIMIT (3 logins in 30 seconds)"));
+        assert!(notes[1].contains("after 6 failed attempts in a row"));
+        assert!(notes[2].starts_with("1 LAST0..LAST9 line(s) ignored"));
+        assert!(notes[3].starts_with("RESETTING_TIME_SKEW ignored"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn windows_are_described_as_the_module_used_them() {
+        assert_eq!(
+            describe_window(StepWindow::google_authenticator(3, 0)),
+            "codes from 1 step before to 1 step after now"
+        );
+        assert_eq!(
+            describe_window(StepWindow::google_authenticator(4, -2)),
+            "codes from 1 step before to 2 steps after the phone's time, 2 steps behind \
+             this host's (TIME_SKEW)"
+        );
     }
 }

@@ -197,7 +197,7 @@ pub fn read_code(prompt: &str) -> Result<Option<Zeroizing<String>>> {
 pub fn check_totp(
     secret: &[u8],
     params: TotpParams,
-    window: u32,
+    window: impl Into<totp::StepWindow>,
     last_step: Option<i64>,
     typed: &str,
     now: i64,
@@ -206,7 +206,7 @@ pub fn check_totp(
         return None;
     }
     let digits = codes::normalize_digits(typed)?;
-    totp::verify(secret, params, &digits, now, window, last_step)
+    totp::verify_in(secret, params, &digits, now, window.into(), last_step)
 }
 
 /// A private instance in a fresh temporary directory, for command tests.

@@ -209,7 +209,7 @@ pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Re
     else {
         return Err(not_totp(nick));
     };
-    let window = window.unwrap_or(ctx.config.totp.window);
+    let window = window.unwrap_or_else(|| ctx.config.totp.window.into());
     match context::check_totp(secret, *params, window, *last_step, &typed, now) {
         Some(step) => {
             tx.mark_verified(device.id)?;

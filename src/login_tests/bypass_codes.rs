@@ -135,7 +135,13 @@ fn imported_scratch_codes_are_accepted_once() {
     )
     .unwrap();
     let mut env = TestEnv::new();
-    env.insert_totp("alice", "imported", &file.secret, true, file.window);
+    env.insert_totp(
+        "alice",
+        "imported",
+        &file.secret,
+        true,
+        Some(file.step_window()),
+    );
     let scratch: Vec<&str> = file.scratch_codes.iter().map(|c| c.as_str()).collect();
     env.store_bypass_codes("alice", &scratch);
     let alice = user("alice");

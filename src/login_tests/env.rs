@@ -189,7 +189,7 @@ impl TestEnv {
         name: &str,
         secret: &[u8],
         verified: bool,
-        window: Option<u32>,
+        window: Option<crate::totp::StepWindow>,
     ) {
         self.secrets.push(base32_encode(secret).to_string());
         let now = self.now();

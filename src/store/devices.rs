@@ -5,7 +5,7 @@ use super::sqlite::SqliteTx;
 use super::{Device, Devices, Factor, StoreError, StoreResult};
 use crate::config::Algorithm;
 use crate::seal::SealKey;
-use crate::totp::TotpParams;
+use crate::totp::{StepWindow, TotpParams};
 use rusqlite::{params, Row};
 use zeroize::Zeroizing;
 
@@ -39,7 +39,11 @@ fn stored_device_from_row(r: &Row<'_>) -> rusqlite::Result<StoredDevice> {
                     digits: r.get("digits")?,
                     period: r.get("period")?,
                 },
-                window: r.get("window")?,
+                window: window_from_columns(
+                    r.get("window")?,
+                    r.get("window_ahead")?,
+                    r.get("clock_offset")?,
+                ),
                 last_step: r.get("last_step")?,
             },
             secret.map(Zeroizing::new),
@@ -58,6 +62,35 @@ fn stored_device_from_row(r: &Row<'_>) -> rusqlite::Result<StoredDevice> {
         plain,
         sealed,
     })
+}
+
+/// A device's window from its columns (both engines): `window` NULL means
+/// the config's; `window_ahead` NULL means as many steps ahead as behind.
+/// Negative values (an altered database) count as none.
+pub(super) fn window_from_columns(
+    behind: Option<i64>,
+    ahead: Option<i64>,
+    offset: i64,
+) -> Option<StepWindow> {
+    let steps = |v: i64| u32::try_from(v).unwrap_or(0);
+    let behind = steps(behind?);
+    Some(StepWindow {
+        behind,
+        ahead: ahead.map_or(behind, steps),
+        offset,
+    })
+}
+
+/// A device's window as its columns: (window, window_ahead, clock_offset).
+pub(super) fn window_columns(window: &Option<StepWindow>) -> (Option<i64>, Option<i64>, i64) {
+    match window {
+        None => (None, None, 0),
+        Some(w) => (
+            Some(i64::from(w.behind)),
+            (w.ahead != w.behind).then_some(i64::from(w.ahead)),
+            w.offset,
+        ),
+    }
 }
 
 /// The device with its secret in place: unsealed, or as stored in plaintext.
@@ -123,10 +156,12 @@ impl Devices for SqliteTx<'_> {
                     secret,
                 )?;
                 let (plain, sealed) = stored.columns();
+                let (window, window_ahead, clock_offset) = window_columns(window);
                 self.run(
                     "INSERT INTO devices (user, name, kind, secret, secret_sealed, algorithm, digits,
-                                          period, window, last_step, verified, created)
-                     VALUES (?1, ?2, 'totp', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                          period, window, window_ahead, clock_offset, last_step,
+                                          verified, created)
+                     VALUES (?1, ?2, 'totp', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         d.user,
                         d.name,
@@ -136,6 +171,8 @@ impl Devices for SqliteTx<'_> {
                         params.digits,
                         params.period,
                         window,
+                        window_ahead,
+                        clock_offset,
                         last_step,
                         d.verified,
                         d.created

@@ -23,7 +23,7 @@ pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};
 
 use crate::codes::{CodeHash, OneTimePurpose};
 use crate::secret::SecretBytes;
-use crate::totp::TotpParams;
+use crate::totp::{StepWindow, TotpParams};
 use std::fmt;
 
 /// What went wrong with the store. The split matters for
@@ -140,8 +140,9 @@ pub enum Factor {
     Totp {
         secret: SecretBytes,
         params: TotpParams,
-        /// Per-device window (imported files keep theirs); None = config's.
-        window: Option<u32>,
+        /// Per-device window and clock offset (imported files keep
+        /// theirs); None = the config's window, no offset.
+        window: Option<StepWindow>,
         last_step: Option<i64>,
     },
     Sms {

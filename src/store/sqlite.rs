@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a login waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -304,6 +304,9 @@ impl SqliteStore {
         if version < 3 {
             tx.execute_batch(SCHEMA_V3)?;
         }
+        if version < 4 {
+            tx.execute_batch(SCHEMA_V4)?;
+        }
         if version < SCHEMA_VERSION {
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         }
@@ -504,6 +507,15 @@ CREATE INDEX texts_user ON texts (user, time);
 CREATE INDEX texts_host ON texts (host, time);
 ";
 
+/// Version 4: a device's own window shape and clock offset, as imported
+/// from a google-authenticator file (WINDOW_SIZE, TIME_SKEW): accepted
+/// steps run from now + clock_offset - window to now + clock_offset +
+/// window_ahead (NULL: as many as `window`).
+const SCHEMA_V4: &str = "
+ALTER TABLE devices ADD COLUMN window_ahead INTEGER;
+ALTER TABLE devices ADD COLUMN clock_offset INTEGER NOT NULL DEFAULT 0;
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,7 +574,11 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
         let tx = store.begin().unwrap();
         match &tx.devices("alice").unwrap()[0].factor {
-            Factor::Totp { secret, .. } => assert_eq!(secret.as_slice(), b"12345"),
+            Factor::Totp { secret, window, .. } => {
+                assert_eq!(secret.as_slice(), b"12345");
+                // Version 4's columns: the config's window, no offset.
+                assert_eq!(*window, None);
+            }
             other => panic!("{other:?}"),
         }
         match &tx.devices("bob").unwrap()[0].factor {

@@ -480,9 +480,9 @@ fn ga_files() -> Vec<Case> {
             "STEP_SIZE",
         ),
         case(
-            "window 99",
-            "JBSWY3DPEHPK3PXPJBSWY3DP\n\" WINDOW_SIZE 99\n",
-            "WINDOW_SIZE",
+            "window 101",
+            "JBSWY3DPEHPK3PXPJBSWY3DP\n\" WINDOW_SIZE 101\n",
+            "WINDOW_SIZE must be followed by a number of codes from 1 to 100",
         ),
         case(
             "bad scratch code",

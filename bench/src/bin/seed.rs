@@ -13,7 +13,7 @@ use pam_mfa::audit;
 use pam_mfa::config::Algorithm;
 use pam_mfa::secret::base32_encode;
 use pam_mfa::store::{Device, Factor, OpenMode, SqliteStore, Store};
-use pam_mfa::totp::TotpParams;
+use pam_mfa::totp::{StepWindow, TotpParams};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};
@@ -284,7 +284,7 @@ fn run() -> Result<(), String> {
                         period: 30,
                     },
                     // WINDOW_SIZE 3 in the file: one step either side.
-                    window: Some(1),
+                    window: Some(StepWindow::google_authenticator(3, 0)),
                     last_step: None,
                 },
             })
@@ -294,7 +294,8 @@ fn run() -> Result<(), String> {
                 now,
                 &name,
                 "device-imported",
-                "device=google-authenticator kind=totp step=30 window=1 scratch_codes=0 by=root",
+                "device=google-authenticator kind=totp step=30 window=1 window_ahead=1 \
+                 clock_offset=0 last_used_step=none scratch_codes=0 by=root",
             )
             .map_err(|e| err("audit", &e))?;
         }

@@ -12,14 +12,19 @@
 use super::PgStore;
 use crate::store::{OpenMode, StoreError, StoreResult};
 
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// One key for every host's migration, so two hosts upgrading at once
 /// take turns instead of both creating tables.
 const MIGRATION_LOCK_KEY: i64 = 0x0070_616d_5f6d_6661; // "pam_mfa"
 
 /// (version, oldest schema code that can read the result, statements)
-const MIGRATIONS: &[(i32, i32, &str)] = &[(1, 1, SCHEMA_V1)];
+/// Version 2 only adds columns with defaults, and a host still at version 1
+/// reads them as absent: it checks an imported device's codes within
+/// `totp_window` steps either side of its own clock, not the phone's, so it
+/// refuses a phone whose clock is off by more than that until upgraded (the
+/// replay step still holds there).
+const MIGRATIONS: &[(i32, i32, &str)] = &[(1, 1, SCHEMA_V1), (2, 1, SCHEMA_V2)];
 
 pub(super) fn prepare(store: &PgStore, mode: OpenMode) -> StoreResult<()> {
     match (read_version(store)?, mode) {
@@ -161,4 +166,11 @@ CREATE TABLE texts (
 CREATE INDEX texts_username ON texts (username, time);
 CREATE INDEX texts_host ON texts (host, time);
 CREATE INDEX audit_host ON audit (host, id);
+";
+
+/// A device's own window shape and clock offset, as imported from a
+/// google-authenticator file (WINDOW_SIZE, TIME_SKEW); as SQLite's version 4.
+const SCHEMA_V2: &str = "
+ALTER TABLE devices ADD COLUMN totp_window_ahead INTEGER;
+ALTER TABLE devices ADD COLUMN clock_offset BIGINT NOT NULL DEFAULT 0;
 ";

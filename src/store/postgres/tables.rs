@@ -8,6 +8,7 @@ use super::PgTx;
 use crate::codes::{CodeHash, OneTimePurpose};
 use crate::config::Algorithm;
 use crate::secret::SecretBytes;
+use crate::store::devices::{window_columns, window_from_columns};
 use crate::store::sealing::{open_factor_field, seal_factor_field, FactorField};
 use crate::store::{
     Account, Accounts, AuditEntry, AuditLog, Codes, Device, Devices, Factor, OneTimeCode, Settings,
@@ -119,6 +120,7 @@ impl PgTx<'_> {
                 let digits: Option<i32> = r.get("digits");
                 let period: Option<i32> = r.get("period");
                 let window: Option<i32> = r.get("totp_window");
+                let ahead: Option<i32> = r.get("totp_window_ahead");
                 Factor::Totp {
                     secret: self.open_field(&user, &name, FactorField::TotpSecret, &sealed)?,
                     params: TotpParams {
@@ -133,7 +135,11 @@ impl PgTx<'_> {
                             .and_then(|p| u32::try_from(p).ok())
                             .ok_or_else(|| malformed("TOTP period"))?,
                     },
-                    window: window.and_then(|w| u32::try_from(w).ok()),
+                    window: window_from_columns(
+                        window.map(i64::from),
+                        ahead.map(i64::from),
+                        r.get("clock_offset"),
+                    ),
                     last_step: r.get("last_step"),
                 }
             }
@@ -194,11 +200,14 @@ impl Devices for PgTx<'_> {
                 let sealed = self.seal_field(&d.user, &d.name, FactorField::TotpSecret, secret)?;
                 let digits = i32::from(params.digits);
                 let period = i32::try_from(params.period).unwrap_or(i32::MAX);
-                let window = window.map(|w| i32::try_from(w).unwrap_or(i32::MAX));
+                let (window, ahead, clock_offset) = window_columns(window);
+                let int = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+                let (window, ahead) = (window.map(int), ahead.map(int));
                 self.pg().query_opt(
                     "INSERT INTO devices (username, name, kind, secret, algorithm, digits, period,
-                                          totp_window, last_step, verified, created)
-                     VALUES ($1, $2, 'totp', $3, $4, $5, $6, $7, $8, $9, $10)
+                                          totp_window, totp_window_ahead, clock_offset, last_step,
+                                          verified, created)
+                     VALUES ($1, $2, 'totp', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                      ON CONFLICT (username, name) DO NOTHING RETURNING id",
                     &[
                         &d.user,
@@ -208,6 +217,8 @@ impl Devices for PgTx<'_> {
                         &digits,
                         &period,
                         &window,
+                        &ahead,
+                        &clock_offset,
                         last_step,
                         &d.verified,
                         &d.created,

@@ -457,3 +457,57 @@ fn ordinary_users_see_no_admin_only_text() {
     );
 }
 
+// ----------------------------------------------------------------- item 13
+
+/// `make demo` as an administrator meets it: it gets ready without sshd
+/// logging a probe of its port (`kex_exchange_identification`), and Ctrl-C
+/// at the terminal ends it cleanly: everything removed, no
+/// `make: *** ... Error 130`, and make's own status 0.
+#[test]
+fn make_demo_starts_quietly_and_ctrl_c_ends_it_with_status_0() {
+    if !can_run() || !std::path::Path::new("/usr/sbin/sshd").exists() {
+        return;
+    }
+    let _exclusive = demo_lock();
+    let port = free_port();
+    let mut cmd = Command::new("make");
+    cmd.args(["--no-print-directory", "demo"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DEMO_PORT", port.to_string());
+    let mut term = Pty::spawn(cmd);
+    term.expect("Press Ctrl-C to stop", std::time::Duration::from_secs(900));
+    // A client that connects and says nothing, as a port probe would.
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let ready = term.transcript();
+    // Ctrl-C, as typed: the terminal signals the whole foreground group.
+    term.send_bytes_line(b"\x03");
+    let (status, transcript) = term.finish(TIMEOUT);
+    let before_probe = ready.rsplit_once("Press Ctrl-C").map_or("", |(a, _)| a);
+    assert!(
+        !before_probe.contains("kex_exchange_identification"),
+        "the readiness probe shows: {transcript}"
+    );
+    assert!(!transcript.contains("Error 130"), "{transcript}");
+    assert!(!transcript.contains("make: ***"), "{transcript}");
+    assert!(transcript.contains("Demo stopped"), "{transcript}");
+    assert_eq!(pty::code(status), 0, "{transcript}");
+    assert!(
+        nix::unistd::User::from_name("demo").unwrap().is_none(),
+        "the demo user is removed"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One demo at a time (it owns the user `demo`).
+fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

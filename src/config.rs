@@ -250,6 +250,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// `path` from the root, with `.` and `..` folded away (lexically: a
+/// symlink keeps the name the administrator gave).
+fn full_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut full = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                full.pop();
+            }
+            other => full.push(other),
+        }
+    }
+    full
+}
+
 /// For "unknown field `KEY`" inside a `[section]`: when `KEY` belongs at
 /// the top, or in another section, say so (a line appended below `[sms]`
 /// lands in `[sms]`, which is easy to miss in TOML).
@@ -322,7 +339,7 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         // Errors name the file in full, wherever the caller stands.
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let absolute = full_path(path);
         let path = absolute.as_path();
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),

@@ -80,8 +80,19 @@ fn user_flag(user: Option<&str>) -> String {
 /// Sends the request; if the daemon wants a step-up code, asks for it once.
 /// The daemon's refusal says what to enter (for a phone-only account it
 /// has just texted a code).
-fn exchange_with_step_up(socket: &Path, mut request: CommandRequest) -> Result<Response, i32> {
-    let mut response = exchange(socket, &request)?;
+fn exchange_with_step_up(socket: &Path, request: CommandRequest) -> Result<Response, i32> {
+    let json = request.json;
+    exchange_with_step_up_as(socket, request, json)
+}
+
+/// `exchange_with_step_up`, its own failures printed as `json` says (the
+/// request may ask the daemon for JSON on behalf of a caller who wants text).
+fn exchange_with_step_up_as(
+    socket: &Path,
+    mut request: CommandRequest,
+    json: bool,
+) -> Result<Response, i32> {
+    let mut response = exchange_as(socket, &request, json)?;
     // One answer, and one more after asking for a texted code.
     for _ in 0..2 {
         if response.error.as_deref() != Some("step-up") || !std::io::stdin().is_terminal() {
@@ -90,11 +101,11 @@ fn exchange_with_step_up(socket: &Path, mut request: CommandRequest) -> Result<R
         let said = response.stderr.trim_end();
         eprintln!("{}", said.strip_prefix("mfa: ").unwrap_or(said));
         let Some(code) = ask("Current verification code: ") else {
-            return Err(no_code(request.json));
+            return Err(no_code(json));
         };
         let text_me = code.eq_ignore_ascii_case("sms");
         request.code = Some(code.to_string());
-        response = exchange(socket, &request)?;
+        response = exchange_as(socket, &request, json)?;
         if !text_me {
             break;
         }
@@ -110,7 +121,7 @@ fn add_then_verify(socket: &Path, mut request: CommandRequest, name: &str) -> i3
     let json = request.json;
     let user = request.user.clone();
     request.json = true;
-    let added = match exchange_with_step_up(socket, request) {
+    let added = match exchange_with_step_up_as(socket, request, json) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -280,7 +291,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
-    let json = request.json;
+    exchange_as(socket, request, request.json)
+}
+
+/// `exchange`, its own failures printed as `json` says.
+fn exchange_as(socket: &Path, request: &CommandRequest, json: bool) -> Result<Response, i32> {
     let unavailable = |message: String| fail(json, "unavailable", &message, exit::UNAVAILABLE);
     let stream = UnixStream::connect(socket).map_err(|e| {
         unavailable(format!(

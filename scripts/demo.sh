@@ -11,6 +11,19 @@ set -euo pipefail
 self=$(realpath "$0")
 cd "$(dirname "$self")/.."
 
+# Ctrl-C is how the demo is meant to end, and a terminal sends it to its
+# whole foreground process group: make too, which then dies of it (status
+# 130, or "make: *** [Makefile:48: demo] Error 130") whatever the demo
+# does. So at a terminal the demo runs as a job of its own (set -m: its own
+# process group, given the terminal), which alone gets the Ctrl-C and ends
+# with status 0; make and this shell just see it finish.
+if [ -t 0 ] && [ -z "${PAM_MFA_DEMO_JOB:-}" ]; then
+    set -m
+    status=0
+    PAM_MFA_DEMO_JOB=1 "$self" "$@" || status=$?
+    exit "$status"
+fi
+
 port=${DEMO_PORT:-2222}
 user=demo
 service=sshd-mfademo
@@ -28,7 +41,7 @@ if [ "$(id -u)" -ne 0 ]; then
     command -v sudo >/dev/null ||
         die "needs root: it runs sshd, writes $pam_file and creates the user '$user'. Run it as root."
     echo "make demo: needs root (it runs sshd, writes $pam_file and creates the user '$user'); asking sudo."
-    exec sudo env "DEMO_PORT=$port" ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} "$self"
+    exec sudo env "DEMO_PORT=$port" PAM_MFA_DEMO_JOB=1 ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} "$self"
 fi
 
 # Refuse before making anything.

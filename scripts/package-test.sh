@@ -132,7 +132,7 @@ start_daemon() {
     done
     die "mfa serve (pid $daemon_pid) is not listening on $socket after 10s"
 }
-unavailable='Multi-factor authentication is unavailable; contact your administrator.'
+unavailable='Multi-factor authentication is unavailable on this host; contact your administrator.'
 
 # A PAM service made of exactly the common-* stacks pam-auth-update manages.
 cat >"$root/etc/pam.d/mfa-test" <<'EOF'

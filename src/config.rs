@@ -250,6 +250,56 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// `path` from the root, with `.` and `..` folded away (lexically: a
+/// symlink keeps the name the administrator gave).
+fn full_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut full = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                full.pop();
+            }
+            other => full.push(other),
+        }
+    }
+    full
+}
+
+/// For "unknown field `KEY`" inside a `[section]`: when `KEY` belongs at
+/// the top, or in another section, say so (a line appended below `[sms]`
+/// lands in `[sms]`, which is easy to miss in TOML).
+fn misplaced_key(text: &str, line: usize, message: &str, path: &Path) -> Option<String> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let section = text
+        .lines()
+        .take(line)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')?.split(']').next().map(str::trim)
+        })
+        .last()?;
+    // Where each key lives, read off the config itself: objects are sections.
+    let serde_json::Value::Object(keys) = serde_json::to_value(Config::default()).ok()? else {
+        return None;
+    };
+    if keys.get(key).is_some_and(|v| !v.is_object()) {
+        return Some(format!(
+            "key `{key}` is in section [{section}]; move it above the first [section] of {}",
+            path.display()
+        ));
+    }
+    let home = keys
+        .iter()
+        .find(|(_, v)| v.as_object().is_some_and(|o| o.contains_key(key)))
+        .map(|(name, _)| name)?;
+    Some(format!(
+        "key `{key}` is in section [{section}]; it belongs in section [{home}] of {}",
+        path.display()
+    ))
+}
+
 /// Who may own a file we trust: root, or the user this process runs as (so
 /// tests and `mfa --config` work unprivileged without trusting anyone else).
 pub fn trusted_owner(uid: u32) -> bool {
@@ -288,6 +338,9 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        // Errors name the file in full, wherever the caller stands.
+        let absolute = full_path(path);
+        let path = absolute.as_path();
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ConfigError::Missing(path.to_owned()),
             _ => ConfigError::Io(path.to_owned(), e),
@@ -322,10 +375,13 @@ impl Config {
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(0);
+            let message = e.message().trim();
+            let message =
+                misplaced_key(text, line, message, path).unwrap_or_else(|| message.to_owned());
             ConfigError::Syntax {
                 path: path.to_owned(),
                 line,
-                message: e.message().trim().to_owned(),
+                message,
             }
         })?;
         config.validate(path)?;
@@ -455,6 +511,49 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/t.toml"))
+    }
+
+    #[test]
+    fn a_key_below_the_wrong_section_is_named_with_its_section_and_the_file() {
+        let e = parse("[sms]\nbackend = \"none\"\npolicy = \"required\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/t.toml:3: key `policy` is in section [sms]; move it above the first [section] of /t.toml"
+        );
+        let e = parse("[lockout]\ndeny = 3\nwindow = 2\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/t.toml:3: key `window` is in section [lockout]; it belongs in section [totp] of /t.toml"
+        );
+        // A key known nowhere keeps serde's list of what is allowed.
+        let e = parse("[sms]\nbakend = \"none\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `bakend`"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_config_file_by_its_full_path() {
+        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_rel_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pam_mfa.toml");
+        std::fs::write(&file, "[sms]\npolicy = \"required\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let relative = pathdiff(&file);
+        let e = Config::load(&relative).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:2: ", file.display())), "{e}");
+        assert!(e.ends_with(&format!("of {}", file.display())), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `path` relative to the current directory.
+    fn pathdiff(path: &Path) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap();
+        let up = cwd.components().count() - 1;
+        let mut relative = PathBuf::new();
+        for _ in 0..up {
+            relative.push("..");
+        }
+        relative.join(path.strip_prefix("/").unwrap())
     }
 
     #[test]

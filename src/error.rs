@@ -74,6 +74,29 @@ impl Error {
         }
     }
 
+    /// The same error with its message rewritten (a config error is kept).
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::Config(e) => Error::Config(e),
+            Error::Usage(m) => Error::Usage(f(m)),
+            Error::WrongCode(m) => Error::WrongCode(f(m)),
+            Error::Permission(m) => Error::Permission(f(m)),
+            Error::Locked(m) => Error::Locked(f(m)),
+            Error::NotFound(m) => Error::NotFound(f(m)),
+            Error::Conflict(m) => Error::Conflict(f(m)),
+            Error::Unavailable(m) => Error::Unavailable(f(m)),
+            Error::Limited(m) => Error::Limited(f(m)),
+            Error::Failed(m) => Error::Failed(f(m)),
+        }
+    }
+
+    /// `locked` as a user who is not an administrator reads it.
+    pub fn locked_for_user(user: &str) -> Error {
+        Error::Locked(format!(
+            "the account {user} is locked after too many failed attempts; an administrator must unlock it: ask your administrator"
+        ))
+    }
+
     pub fn locked(user: &str) -> Error {
         Error::Locked(format!(
             "the account {user} is locked after too many failed attempts; an administrator must unlock it with `mfa admin unlock {user}`"

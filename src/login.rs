@@ -35,7 +35,7 @@ pub const MSG_WRONG: &str = "Wrong verification code.";
 pub const MSG_LOCKED: &str =
     "This account is locked after too many failed attempts. An administrator must unlock it.";
 pub const MSG_UNAVAILABLE: &str =
-    "Multi-factor authentication is unavailable; contact your administrator.";
+    "Multi-factor authentication is unavailable on this host; contact your administrator.";
 pub const MSG_NOT_ENROLLED: &str = "Multi-factor authentication is required for this account, \
 but no device is set up. Ask an administrator to set one up for you.";
 const ENROLL_TRIES: u32 = 3;

@@ -137,3 +137,106 @@ fn every_command_and_flag_is_in_mfa_1() {
         "only {seen} commands found: is the help format parsed right?"
     );
 }
+
+/// Roff or Markdown as running text: font escapes, quotes and line breaks
+/// gone, so that a message the code writes on one line is found however
+/// the page wraps it.
+fn running_text(text: &str) -> String {
+    plain_roff(text)
+        .replace("\\(dq", "\"")
+        .replace("\\(lq", " ")
+        .replace("\\(rq", " ")
+        .replace("\\e", "\\")
+        .replace("\\ ", " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn assert_documented(page: &str, text: &str, message: &str) {
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(&message),
+        "{page} does not quote the message as the code writes it: {message:?}"
+    );
+}
+
+/// Messages users and administrators meet, as the library writes them,
+/// quoted in the pages that describe them (issue 14: the manuals had
+/// drifted from the code).
+#[test]
+fn messages_of_the_library_are_quoted_as_written() {
+    use pam_mfa::login::{CHOICE_PROMPT, ENROLL_PROMPT, MSG_UNAVAILABLE, PIN_PROMPT};
+    use pam_mfa::onetime::INVALID_PIN;
+    let pam8 = running_text(&repo("docs/pam_mfa.8"));
+    let toml5 = running_text(&repo("docs/pam_mfa.toml.5"));
+    let mfa1 = running_text(&repo("docs/mfa.1"));
+    let guide = running_text(&repo("docs/admin-guide.md"));
+    let locked = pam_mfa::error::Error::locked_for_user("NAME").to_string();
+    for (page, text, message) in [
+        ("pam_mfa(8)", &pam8, MSG_UNAVAILABLE),
+        ("pam_mfa.toml(5)", &toml5, MSG_UNAVAILABLE),
+        ("the admin guide", &guide, MSG_UNAVAILABLE),
+        ("pam_mfa(8)", &pam8, INVALID_PIN),
+        ("the admin guide", &guide, INVALID_PIN),
+        ("pam_mfa.toml(5)", &toml5, CHOICE_PROMPT.trim_end()),
+        ("mfa(1)", &mfa1, ENROLL_PROMPT.trim_end()),
+        ("mfa(1)", &mfa1, PIN_PROMPT.trim_end()),
+        ("mfa(1)", &mfa1, &locked),
+    ] {
+        assert_documented(page, text, message);
+    }
+}
+
+/// Messages of the `mfa` command, produced by running it on a private
+/// instance, quoted in the pages with the placeholders they use.
+#[test]
+fn messages_of_the_mfa_command_are_quoted_as_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("pam_mfa_docs_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("pam_mfa.toml");
+    let write = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let database = format!("database = \"{}\"\n", dir.join("db/mfa.sqlite3").display());
+    write(&database);
+    let mfa = |words: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_mfa"))
+            .arg("--config")
+            .arg(&config)
+            .args(words)
+            .env("LC_ALL", "C")
+            .output()
+            .expect("mfa runs");
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.trim_end()
+            .strip_prefix("mfa: ")
+            .unwrap_or(&text)
+            .to_owned()
+    };
+    assert!(mfa(&["admin", "init"]).is_empty());
+    let mfa1 = running_text(&repo("docs/mfa.1"));
+    let toml5 = running_text(&repo("docs/pam_mfa.toml.5"));
+
+    let name = "no-such-user-pam-mfa-docs";
+    let unlock = mfa(&["admin", "unlock", name]);
+    assert_eq!(unlock, mfa(&["admin", "temp-code", name, "--show"]));
+    assert_documented("mfa(1)", &mfa1, &unlock.replace(name, "NAME"));
+
+    write(&format!(
+        "{database}\n[sms]\nbackend = \"none\"\npolicy = \"required\"\n"
+    ));
+    let misplaced = mfa(&["status"]);
+    let shown = config.display().to_string();
+    assert_documented(
+        "pam_mfa.toml(5)",
+        &toml5,
+        &misplaced
+            .replace(&format!("{shown}:5:"), "/etc/security/pam_mfa.toml:8:")
+            .replace(&shown, "/etc/security/pam_mfa.toml"),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -25,6 +25,10 @@ pub struct Ctx {
     pub json: bool,
     /// Who runs us, for the audit trail's `by=`.
     pub invoker: String,
+    /// Whether the invoker administers (root, a private instance's owner,
+    /// an `admin_group` member through the daemon): others are not shown
+    /// admin-only commands and fixes.
+    pub admin: bool,
     /// Set when the daemon runs a command for a caller.
     daemon_caller: Option<String>,
     /// `open` made the database (`mfa admin init` on a new host).
@@ -77,6 +81,7 @@ impl Ctx {
             config,
             store,
             json,
+            admin: true,
             daemon_caller: None,
             created,
             invoker_known: name.is_some(),
@@ -86,11 +91,18 @@ impl Ctx {
 
     /// The daemon's context for one command of `caller`: its warm store,
     /// and the caller as the one who did it.
-    pub fn for_daemon(config: Config, store: AnyStore, json: bool, caller: &str) -> Ctx {
+    pub fn for_daemon(
+        config: Config,
+        store: AnyStore,
+        json: bool,
+        caller: &str,
+        admin: bool,
+    ) -> Ctx {
         Ctx {
             config,
             store,
             json,
+            admin,
             daemon_caller: Some(caller.to_owned()),
             created: false,
             invoker_known: true,
@@ -127,6 +139,31 @@ impl Ctx {
 
 /// Whether this process must go through the daemon: not root,
 /// and the config is not the caller's own (a private instance).
+/// `--user NAME ` for follow-up commands we suggest, when the account is
+/// not the invoker's own: every hint names the account it is about.
+pub fn user_flag(ctx: &Ctx, user: &str) -> String {
+    if user == ctx.invoker {
+        String::new()
+    } else {
+        format!("--user {user} ")
+    }
+}
+
+/// An error from a command run on `user`'s account: the self-service
+/// commands it suggests (written for one's own account, e.g. by the
+/// library) get `--user NAME` when the account is someone else's.
+pub fn for_account(ctx: &Ctx, user: &str, e: Error) -> Error {
+    let flag = user_flag(ctx, user);
+    if flag.is_empty() {
+        return e;
+    }
+    e.map_message(|m| {
+        ["device", "bypass", "status"].iter().fold(m, |m, word| {
+            m.replace(&format!("`mfa {word} "), &format!("`mfa {flag}{word} "))
+        })
+    })
+}
+
 pub fn needs_daemon(config_path: &Path) -> bool {
     let euid = nix::unistd::geteuid().as_raw();
     euid != 0
@@ -160,10 +197,15 @@ pub fn check_user_name(name: &str) -> Result<()> {
 pub fn require_system_user(name: &str) -> Result<()> {
     match users::lookup(name) {
         Some(_) => Ok(()),
-        None => Err(Error::NotFound(format!(
-            "there is no user {name} on this system (the user database does not know the name); check the spelling"
-        ))),
+        None => Err(no_such_user(name)),
     }
+}
+
+/// How every command refuses a name the user database does not know.
+pub fn no_such_user(name: &str) -> Error {
+    Error::NotFound(format!(
+        "there is no user {name} on this system (the user database does not know the name); check the spelling"
+    ))
 }
 
 /// Whether a person is likely at the keyboard (then we prompt and may retry).
@@ -178,19 +220,62 @@ pub fn read_code(prompt: &str) -> Result<Option<Zeroizing<String>>> {
     if super::output::capturing() {
         return Ok(None);
     }
-    if interactive() {
+    let prompt = interactive().then_some(prompt);
+    let line = read_line_hidden(prompt)
+        .map_err(|e| Error::Failed(format!("cannot read the code from standard input: {e}")))?;
+    Ok(line.map(|line| Zeroizing::new(line.trim().to_owned())))
+}
+
+/// Shows `prompt` (on stderr) and reads one line from standard input; at
+/// a terminal with echo off (the Enter still shows), as passwords are
+/// read, so a code typed in front of others is not left on the screen.
+/// Echo goes off before the prompt shows: nothing typed after it echoes.
+/// `None` at end of input.
+pub fn read_line_hidden(prompt: Option<&str>) -> std::io::Result<Option<Zeroizing<String>>> {
+    let _quiet = EchoOff::new();
+    if let Some(prompt) = prompt {
         eprint!("{prompt}");
         let _ = std::io::stderr().flush();
     }
     let mut line = Zeroizing::new(String::new());
-    let n = std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::Failed(format!("cannot read the code from standard input: {e}")))?;
-    if n == 0 {
-        return Ok(None);
+    let n = std::io::stdin().lock().read_line(&mut line)?;
+    Ok((n > 0).then_some(line))
+}
+
+/// Turns the terminal's echo off while it lives, and back on when dropped
+/// (also when reading fails). Does nothing when stdin is not a terminal.
+struct EchoOff(Option<nix::sys::termios::Termios>);
+
+impl EchoOff {
+    fn new() -> EchoOff {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return EchoOff(None);
+        }
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return EchoOff(None);
+        };
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        quiet.local_flags.insert(LocalFlags::ECHONL);
+        match tcsetattr(&stdin, SetArg::TCSANOW, &quiet) {
+            Ok(()) => EchoOff(Some(saved)),
+            Err(_) => EchoOff(None),
+        }
     }
-    Ok(Some(Zeroizing::new(line.trim().to_owned())))
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
 }
 
 /// The time step a typed TOTP code belongs to, if it is right.

@@ -28,8 +28,9 @@ pub fn list(ctx: &mut Ctx, user: &str) -> Result<()> {
     }
     if devices.is_empty() {
         return output::text(&format!(
-            "{} has no devices. Add one with `mfa device add totp`.",
-            printable(user)
+            "{} has no devices. Add one with `mfa {}device add totp`.",
+            printable(user),
+            user_flag(ctx, user)
         ));
     }
     output::text(&device_lines(&devices))
@@ -48,14 +49,7 @@ fn find(tx: &dyn Tx, user: &str, nick: &str) -> Result<Device> {
         })
 }
 
-/// `--user NAME` for follow-up commands we suggest, when it is not yourself.
-fn user_flag(ctx: &Ctx, user: &str) -> String {
-    if user == ctx.invoker {
-        String::new()
-    } else {
-        format!("--user {user} ")
-    }
-}
+use context::user_flag;
 
 #[derive(Serialize)]
 struct Added<'a> {

@@ -134,7 +134,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
         }
         Command::Device(cmd) => {
             let user = ctx.target(user)?;
-            match cmd {
+            let done = match cmd {
                 DeviceCmd::List => device::list(ctx, &user),
                 DeviceCmd::Add(AddCmd::Totp { name, no_verify }) => {
                     device::add_totp(ctx, &user, &name, no_verify)
@@ -148,11 +148,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
                 DeviceCmd::Verify { nick, code } => device::verify(ctx, &user, &nick, code),
                 DeviceCmd::Delete { nick } => device::delete(ctx, &user, &nick),
                 DeviceCmd::RemoveAll => device::remove_all(ctx, &user),
-            }
+            };
+            done.map_err(|e| context::for_account(ctx, &user, e))
         }
         Command::Bypass(BypassCmd::Generate { count }) => {
             let user = ctx.target(user)?;
-            bypass::generate(ctx, &user, count)
+            bypass::generate(ctx, &user, count).map_err(|e| context::for_account(ctx, &user, e))
         }
         Command::Admin(cmd) => match cmd {
             AdminCmd::Init => admin::init(ctx),

@@ -6,7 +6,7 @@
 use super::{AddCmd, Args, Command, DeviceCmd};
 use pam_mfa::error::exit;
 use pam_mfa::protocol::{self, CommandRequest, LineReader, Response};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,18 +22,7 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
     };
     match args.command {
         Command::Device(DeviceCmd::Verify { nick, code: None }) => {
-            let prompt = if nick == pam_mfa::enroll::SMS_NAME {
-                "PIN from the text message: "
-            } else {
-                "Code shown by the app: "
-            };
-            let Some(code) = ask(prompt) else {
-                return no_code(json);
-            };
-            request.command = Command::Device(DeviceCmd::Verify {
-                nick,
-                code: Some(code.to_string()),
-            });
+            return verify_interactively(&socket, request.user.clone(), json, &nick, None);
         }
         Command::Device(DeviceCmd::Add(AddCmd::Totp {
             name,
@@ -43,7 +32,7 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
                 name: name.clone(),
                 no_verify: false,
             }));
-            return add_then_verify(&socket, request, &name, "Code shown by the app: ");
+            return add_then_verify(&socket, request, &name);
         }
         Command::Device(DeviceCmd::Add(AddCmd::Sms {
             phone,
@@ -53,7 +42,7 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
                 phone,
                 no_verify: false,
             }));
-            return add_then_verify(&socket, request, "sms", "PIN from the text message: ");
+            return add_then_verify(&socket, request, pam_mfa::enroll::SMS_NAME);
         }
         command => request.command = command,
     }
@@ -63,73 +52,190 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
     }
 }
 
-/// Sends the request; if the daemon wants a step-up code, asks for it once.
-fn exchange_with_step_up(socket: &Path, mut request: CommandRequest) -> Result<Response, i32> {
-    let response = exchange(socket, &request)?;
-    if response.error.as_deref() != Some("step-up") || !std::io::stdin().is_terminal() {
-        return Ok(response);
+/// What the first code of a new device is asked with: a phone gets a PIN
+/// by text, an app shows a code.
+fn first_code_prompt(nick: &str) -> &'static str {
+    if nick == pam_mfa::enroll::SMS_NAME {
+        pam_mfa::login::PIN_PROMPT
+    } else {
+        pam_mfa::login::ENROLL_PROMPT
     }
-    eprintln!("This change needs a current code from one of your devices (or a bypass code).");
-    let Some(code) = ask("Current verification code: ") else {
-        return Err(no_code(request.json));
-    };
-    request.code = Some(code.to_string());
-    exchange(socket, &request)
 }
 
-/// `device add` through the daemon: add as pending, then ask here for the
-/// first code (or PIN) and send `device verify`.
-fn add_then_verify(socket: &Path, request: CommandRequest, name: &str, prompt: &str) -> i32 {
+/// `--user NAME ` for a hint about another account, as root's command
+/// writes it; empty for the caller's own.
+fn user_flag(user: Option<&str>) -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    match user {
+        Some(u) if me.as_deref() != Some(pam_mfa::users::account_name(u).as_str()) => {
+            format!("--user {u} ")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Sends the request; if the daemon wants a step-up code, asks for it once.
+/// The daemon's refusal says what to enter (for a phone-only account it
+/// has just texted a code).
+fn exchange_with_step_up(socket: &Path, request: CommandRequest) -> Result<Response, i32> {
+    let json = request.json;
+    exchange_with_step_up_as(socket, request, json)
+}
+
+/// `exchange_with_step_up`, its own failures printed as `json` says (the
+/// request may ask the daemon for JSON on behalf of a caller who wants text).
+fn exchange_with_step_up_as(
+    socket: &Path,
+    mut request: CommandRequest,
+    json: bool,
+) -> Result<Response, i32> {
+    let mut response = exchange_as(socket, &request, json)?;
+    // One answer, and one more after asking for a texted code.
+    for _ in 0..2 {
+        if response.error.as_deref() != Some("step-up") || !std::io::stdin().is_terminal() {
+            break;
+        }
+        let said = response.stderr.trim_end();
+        eprintln!("{}", said.strip_prefix("mfa: ").unwrap_or(said));
+        let Some(code) = ask("Current verification code: ") else {
+            return Err(no_code(json));
+        };
+        let text_me = code.eq_ignore_ascii_case("sms");
+        request.code = Some(code.to_string());
+        response = exchange_as(socket, &request, json)?;
+        if !text_me {
+            break;
+        }
+    }
+    Ok(response)
+}
+
+/// `device add` through the daemon: add as pending (the daemon answers
+/// with the setup as JSON), show the setup, then ask here for the first
+/// code (or PIN) and send `device verify`. The "finish later" hint is
+/// printed only when this ends without the device verified.
+fn add_then_verify(socket: &Path, mut request: CommandRequest, name: &str) -> i32 {
     let json = request.json;
     let user = request.user.clone();
-    let added = match exchange_with_step_up(socket, request) {
+    request.json = true;
+    let added = match exchange_with_step_up_as(socket, request, json) {
         Ok(r) => r,
         Err(code) => return code,
     };
     if added.exit != exit::OK {
-        return show(&added, json);
-    }
-    let mut json_value: Option<serde_json::Value> = None;
-    if json {
-        // Like root's `--json`: the setup goes to stderr, stdout gets one object.
-        json_value = serde_json::from_str(&added.stdout).ok();
-        if let Some(uri) = json_value.as_ref().and_then(|v| v["otpauth_uri"].as_str()) {
-            eprintln!(
-                "Scan this QR code with an authenticator app:\n{}",
-                pam_mfa::enroll::qr_text(uri).as_str()
-            );
-            eprintln!("URI: {uri}");
+        if json {
+            return show(&added, json);
         }
-    } else {
-        print!("{}", added.stdout);
+        // Asked as JSON for the setup: a text caller gets the message only.
         eprint!("{}", added.stderr);
+        return added.exit;
     }
-    let Some(code) = ask(prompt) else {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&added.stdout) else {
         return fail(
             json,
-            "usage",
-            &format!("no code was entered; the device \"{name}\" is saved as pending: finish with `mfa device verify {name}`"),
-            exit::USAGE,
+            "failed",
+            "the daemon's answer is not understood (is it the same version as this mfa?)",
+            exit::FAILED,
         );
     };
-    let verify = CommandRequest {
-        command: Command::Device(DeviceCmd::Verify {
-            nick: name.to_owned(),
-            code: Some(code.to_string()),
-        }),
-        user,
-        json,
-        code: None,
+    if let Some(uri) = value["otpauth_uri"].as_str() {
+        let setup = zeroize::Zeroizing::new(format!(
+            "Scan this QR code with an authenticator app:\n{}\nOr type this secret: {}\nURI: {uri}",
+            pam_mfa::enroll::qr_text(uri).as_str(),
+            pam_mfa::secret::group4(value["secret"].as_str().unwrap_or_default()).as_str(),
+        ));
+        // With --json stdout carries only the final object.
+        if json {
+            eprintln!("{}", setup.as_str());
+        } else {
+            println!("{}", setup.as_str());
+            let _ = std::io::stdout().flush();
+        }
+    } else if let Some(phone) = value["phone"].as_str() {
+        eprintln!("A 4-digit PIN was texted to {phone}.");
+    }
+    verify_interactively(socket, user, json, name, Some(value))
+}
+
+/// Asks for the code (or PIN) of a pending device and sends `device
+/// verify`; at a terminal a wrong one is asked again while tries are left
+/// (a PIN has its own three; an app code gets three chances). `added` is
+/// the setup `device add` gave, for its --json answer.
+fn verify_interactively(
+    socket: &Path,
+    user: Option<String>,
+    json: bool,
+    name: &str,
+    added: Option<serde_json::Value>,
+) -> i32 {
+    let flag = user_flag(user.as_deref());
+    let later = format!(
+        "the device \"{name}\" is saved as pending: finish with `mfa {flag}device verify {name}`"
+    );
+    let tries = if std::io::stdin().is_terminal() {
+        pam_mfa::onetime::PIN_TRIES
+    } else {
+        1
     };
-    let verified = match exchange(socket, &verify) {
-        Ok(r) => r,
-        Err(code) => return code,
+    let mut verified = None;
+    for left in (0..tries).rev() {
+        let Some(code) = ask(first_code_prompt(name)) else {
+            return match added {
+                Some(_) => fail(
+                    json,
+                    "usage",
+                    &format!("no code was entered; {later}"),
+                    exit::USAGE,
+                ),
+                None => no_code(json),
+            };
+        };
+        let verify = CommandRequest {
+            command: Command::Device(DeviceCmd::Verify {
+                nick: name.to_owned(),
+                code: Some(code.to_string()),
+            }),
+            user: user.clone(),
+            json,
+            code: None,
+        };
+        let response = match exchange(socket, &verify) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        // A wrong code with tries left: say so and ask again; the daemon
+        // says when a PIN's last try is gone.
+        let again =
+            response.exit == exit::WRONG_CODE && left > 0 && !response.stderr.contains("last try");
+        if !again {
+            verified = Some(response);
+            break;
+        }
+        let said = response.stderr.trim_end();
+        eprintln!("{}", said.strip_prefix("mfa: ").unwrap_or(said));
+    }
+    let Some(verified) = verified else {
+        return exit::WRONG_CODE;
     };
-    match json_value {
+    match added {
         Some(mut value) if verified.exit == exit::OK => {
-            value["verified"] = serde_json::Value::Bool(true);
-            println!("{value}");
-            exit::OK
+            if json {
+                value["verified"] = serde_json::Value::Bool(true);
+                println!("{value}");
+                let _ = std::io::stdout().flush();
+                exit::OK
+            } else {
+                show(&verified, json)
+            }
+        }
+        // A new device left pending: say how to finish it later.
+        Some(_) if verified.exit == exit::WRONG_CODE && !verified.stderr.contains("last try") => {
+            let code = show(&verified, json);
+            eprintln!("mfa: {later}");
+            code
         }
         _ => show(&verified, json),
     }
@@ -173,9 +279,7 @@ fn no_code(json: bool) -> i32 {
 
 /// Reads one line from the terminal (or stdin when piped), wiped after use.
 fn ask(prompt: &str) -> Option<Zeroizing<String>> {
-    eprint!("{prompt}");
-    let mut line = Zeroizing::new(String::new());
-    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let line = super::context::read_line_hidden(Some(prompt)).ok()??;
     let trimmed = Zeroizing::new(line.trim().to_owned());
     (!trimmed.is_empty()).then_some(trimmed)
 }
@@ -187,7 +291,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 fn exchange(socket: &Path, request: &CommandRequest) -> Result<Response, i32> {
-    let json = request.json;
+    exchange_as(socket, request, request.json)
+}
+
+/// `exchange`, its own failures printed as `json` says.
+fn exchange_as(socket: &Path, request: &CommandRequest, json: bool) -> Result<Response, i32> {
     let unavailable = |message: String| fail(json, "unavailable", &message, exit::UNAVAILABLE);
     let stream = UnixStream::connect(socket).map_err(|e| {
         unavailable(format!(

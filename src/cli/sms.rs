@@ -43,21 +43,33 @@ pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()
             });
         }
         return output::text(&format!(
-            "A 4-digit PIN was texted to {masked}; finish with `mfa device verify sms PIN` within 10 minutes."
+            "A 4-digit PIN was texted to {masked}; finish with `mfa {}device verify sms PIN` within 10 minutes.",
+            context::user_flag(ctx, user)
         ));
     }
     output::note(&format!("A 4-digit PIN was texted to {masked}."));
+    let later = format!(
+        "the phone stays pending: finish with `mfa {}device verify sms PIN`",
+        context::user_flag(ctx, user)
+    );
+    ask_pin(ctx, user, &later)?;
+    added(ctx, user, masked)
+}
+
+/// Asks for the texted PIN; at a terminal a wrong one is asked again until
+/// the PIN's tries are used up (the error then says what to do).
+fn ask_pin(ctx: &mut Ctx, user: &str, later: &str) -> Result<()> {
     let tries = if context::interactive() { PIN_TRIES } else { 1 };
     for left in (0..tries).rev() {
-        let Some(pin) = context::read_code("PIN from the text message: ")? else {
-            return Err(Error::Usage(
-                "no PIN was entered; the phone stays pending: finish with `mfa device verify sms PIN`".into(),
-            ));
+        let Some(pin) = context::read_code(pam_mfa::login::PIN_PROMPT)? else {
+            return Err(Error::Usage(format!("no PIN was entered; {later}")));
         };
         let now = ctx.now();
         match onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now) {
-            Ok(()) => return added(ctx, user, masked),
-            Err(Error::WrongCode(m)) if left > 0 => output::note(&format!("mfa: {m}")),
+            Ok(()) => return Ok(()),
+            Err(Error::WrongCode(m)) if left > 0 && !m.contains("last try") => {
+                output::note(&format!("mfa: {m}"))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -80,13 +92,20 @@ fn added(ctx: &Ctx, user: &str, masked: String) -> Result<()> {
 }
 
 pub fn verify(ctx: &mut Ctx, user: &str, pin: Option<String>) -> Result<()> {
-    let pin = match pin {
-        Some(p) => zeroize::Zeroizing::new(p),
-        None => context::read_code("PIN from the text message: ")?
-            .ok_or_else(|| Error::Usage("no PIN was entered".into()))?,
-    };
-    let now = ctx.now();
-    onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now)?;
+    match pin {
+        Some(p) => {
+            let pin = zeroize::Zeroizing::new(p);
+            let now = ctx.now();
+            onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now)?;
+        }
+        None => {
+            let later = format!(
+                "the phone stays pending: finish with `mfa {}device verify sms PIN`",
+                context::user_flag(ctx, user)
+            );
+            ask_pin(ctx, user, &later)?;
+        }
+    }
     let phone = {
         let tx = ctx.store.begin()?;
         onetime::sms_device(&*tx, user)?.map(|(_, p)| mask_phone(&p))

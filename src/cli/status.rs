@@ -96,11 +96,16 @@ pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
     }
     text.push_str("\nAccount:       ");
     match view.locked_at {
-        Some(at) => text.push_str(&format!(
+        Some(at) if ctx.admin => text.push_str(&format!(
             "LOCKED since {} after {} failures; unlock with `mfa admin unlock {}`",
             utc(at),
             view.failures,
             printable(user)
+        )),
+        Some(at) => text.push_str(&format!(
+            "LOCKED since {} after {} failures; ask your administrator to unlock it",
+            utc(at),
+            view.failures
         )),
         None => text.push_str(&format!(
             "not locked, {} failed attempt(s) in a row",

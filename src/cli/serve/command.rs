@@ -29,13 +29,23 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
             "your user id has no name in the user database",
         );
     };
+    // The path and the fix of a broken config or database are for the
+    // log and for root; a user learns that MFA is unavailable.
     let config = match shared.config() {
         Ok(c) => c,
-        Err(e) => return refusal(&Error::from(e), &caller, &request),
+        Err(e) => {
+            let e = Error::from(e);
+            let response = refusal(&e, &caller, &request);
+            return for_caller(response, peer.privileged(), "configuration");
+        }
     };
     let mut store = match shared.store(&config) {
         Ok(s) => s,
-        Err(e) => return refusal(&Error::from(e), &caller, &request),
+        Err(e) => {
+            let response = refusal(&Error::from(e), &caller, &request);
+            let admin = peer.privileged() || member_of_admin_group(&config, &caller);
+            return for_caller(response, admin, "database");
+        }
     };
     let plan = match decide(
         &mut request,
@@ -54,9 +64,19 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
         }
     };
     let command = std::mem::replace(&mut request.command, Command::Status);
-    let mut ctx = Ctx::for_daemon((*config).clone(), store, request.json, &caller.name);
+    let mut ctx = Ctx::for_daemon(
+        (*config).clone(),
+        store,
+        request.json,
+        &caller.name,
+        plan.admin,
+    );
     let (result, printed) = output::capture(|| {
-        let result = dispatch(&mut ctx, command, plan.user);
+        let result = dispatch(&mut ctx, command, plan.user).map_err(|e| match e {
+            // `mfa admin unlock` is for administrators.
+            Error::Locked(_) if !plan.admin => Error::locked_for_user(&caller.name),
+            e => e,
+        });
         if let Err(e) = &result {
             output::error(e, request.json);
         }
@@ -71,6 +91,29 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     };
     response.stdout.push_str(&printed.stdout);
     response
+}
+
+/// Whether the caller administers through the daemon (`admin_group`).
+fn member_of_admin_group(config: &Config, caller: &UserInfo) -> bool {
+    !config.admin_group.is_empty() && caller.groups.contains(&config.admin_group)
+}
+
+/// What a user who is not an administrator reads when the daemon cannot
+/// use its `what` (config or database): the detail is in the log.
+pub fn user_unavailable(what: &str) -> String {
+    format!(
+        "multi-factor authentication is unavailable on this host (its {what} cannot be used); ask your administrator"
+    )
+}
+
+/// The refusal as the caller may read it: an administrator gets the
+/// path and the fix, anyone else `user_unavailable`.
+fn for_caller(response: Response, admin: bool, what: &str) -> Response {
+    if admin {
+        return response;
+    }
+    let kind = response.error.as_deref().unwrap_or("unavailable");
+    Response::refused(response.exit, kind, &user_unavailable(what))
 }
 
 /// A refusal by the daemon itself, logged (who asked what) and answered.
@@ -140,6 +183,9 @@ fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &
 pub struct Plan {
     /// The account, for commands that take `--user`.
     pub user: Option<String>,
+    /// Whether the caller is an administrator (root, or a member of
+    /// `admin_group`): only they are shown admin-only text.
+    pub admin: bool,
 }
 
 /// Whether a command changes what can log in as the account.
@@ -251,7 +297,7 @@ fn decide(
                 check_member_target(command, caller)?;
                 admin_step_up(request, caller, config, store)?;
             }
-            return Ok(Plan { user: None });
+            return Ok(Plan { user: None, admin });
         }
         Command::Audit { .. } => {
             if member {
@@ -259,6 +305,7 @@ fn decide(
             }
             return Ok(Plan {
                 user: request.user.clone(),
+                admin,
             });
         }
         command if !self_service(command) => {
@@ -288,7 +335,12 @@ fn decide(
         _ => {}
     }
     // A request that would fail anyway must not spend the caller's code.
-    check_arguments(&request.command, &target, config, store)?;
+    let flag = if target == caller.name {
+        String::new()
+    } else {
+        format!("--user {target} ")
+    };
+    check_arguments(&request.command, &target, &flag, config, store)?;
     if target == caller.name {
         check_own_account(request, &target, config, store)?;
     } else if member {
@@ -301,7 +353,10 @@ fn decide(
         }
         admin_step_up(request, caller, config, store)?;
     }
-    Ok(Plan { user: Some(target) })
+    Ok(Plan {
+        user: Some(target),
+        admin,
+    })
 }
 
 /// What an admin_group member may not do even as an administrator: give
@@ -335,6 +390,7 @@ fn check_member_target(command: &AdminCmd, caller: &UserInfo) -> Result<()> {
 fn check_arguments(
     command: &Command,
     user: &str,
+    flag: &str,
     config: &Config,
     store: &mut AnyStore,
 ) -> Result<()> {
@@ -348,7 +404,7 @@ fn check_arguments(
             if devices.iter().any(|d| &d.name == name) {
                 return Err(Error::Conflict(format!(
                     "{user} already has a device named \"{name}\"; choose another with --name, \
-                     or delete the old one with `mfa device delete {name}`"
+                     or delete the old one with `mfa {flag}device delete {name}`"
                 )));
             }
         }
@@ -359,14 +415,14 @@ fn check_arguments(
             }
             if devices.iter().any(|d| d.kind() == DeviceKind::Sms) {
                 return Err(Error::Conflict(format!(
-                    "{user} already has an SMS device; delete it first with `mfa device delete sms`"
+                    "{user} already has an SMS device; delete it first with `mfa {flag}device delete sms`"
                 )));
             }
         }
         DeviceCmd::Delete { nick } | DeviceCmd::Verify { nick, .. } => {
             if !devices.iter().any(|d| &d.name == nick) {
                 return Err(Error::NotFound(format!(
-                    "{user} has no device named \"{}\"; see `mfa device list`",
+                    "{user} has no device named \"{}\"; see `mfa {flag}device list`",
                     nick.escape_debug()
                 )));
             }
@@ -402,7 +458,7 @@ fn check_own_account(
 ) -> Result<()> {
     let (locked, has_factor) = guard_of(store, config, user)?;
     if locked && !matches!(request.command, Command::Status) {
-        return Err(Error::locked(user));
+        return Err(Error::locked_for_user(user));
     }
     if !needs_step_up(&request.command) || !has_factor {
         return Ok(());
@@ -438,6 +494,64 @@ fn admin_step_up(
     step_up(request, &caller.name, config, store, &detail)
 }
 
+/// What a user answers at the step-up prompt to have a code texted.
+pub const TEXT_ME: &str = "sms";
+
+/// The step-up refusal that asks for a code. An account whose only
+/// device is a phone (it has no code of its own to give) is texted a
+/// login code at once, as at login and counted by the same limits; one
+/// with an app as well gets a text when it answers `sms`.
+fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool) -> Error {
+    const ADMIN: &str = "or ask an administrator for a temporary code";
+    let phone = (|| -> Result<(Option<String>, bool)> {
+        let tx = store.begin_read()?;
+        let devices = tx.devices(user)?;
+        let app = devices
+            .iter()
+            .any(|d| d.verified && d.kind() == DeviceKind::Totp);
+        let phone = pam_mfa::onetime::sms_device(&*tx, user)?
+            .filter(|(d, _)| d.verified)
+            .map(|(_, phone)| phone);
+        Ok((phone, app))
+    })();
+    let (phone, app) = match phone {
+        Ok(found) => found,
+        Err(e) => return e,
+    };
+    let Some(phone) = phone else {
+        return Error::WrongCode(format!(
+            "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt, {ADMIN}"
+        ));
+    };
+    let masked = sms::mask_phone(&phone);
+    if app && !text_me {
+        return Error::WrongCode(format!(
+            "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt \
+             (answer `{TEXT_ME}` to have one texted to {masked}), {ADMIN}"
+        ));
+    }
+    let sender = sms::from_config(&config.sms);
+    let now = store.clock().now();
+    match pam_mfa::onetime::send_login_code(store, config, sender.as_ref(), user, &phone, now) {
+        Ok(()) => Error::WrongCode(format!(
+            "{STEP_UP}: one was texted to {masked} (valid 5 minutes); enter it, or a bypass code, {ADMIN}"
+        )),
+        Err(e) => {
+            audit::syslog(
+                audit::Level::Warning,
+                &format!(
+                    "{} result=not-texted: {}",
+                    audit::format_line(user, "step-up", ""),
+                    audit::escape(&e.to_string())
+                ),
+            );
+            Error::WrongCode(format!(
+                "{STEP_UP}, and none could be texted to {masked} ({e}); enter a bypass code, {ADMIN}"
+            ))
+        }
+    }
+}
+
 /// Spends the request's code on `user`'s account, as a login would.
 fn step_up(
     request: &CommandRequest,
@@ -446,13 +560,11 @@ fn step_up(
     store: &mut AnyStore,
     detail: &str,
 ) -> Result<()> {
-    let Some(code) = request.code.as_deref() else {
-        return Err(Error::WrongCode(format!(
-            "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt"
-        )));
+    let code = match request.code.as_deref() {
+        Some(code) if !code.trim().eq_ignore_ascii_case(TEXT_ME) => code,
+        asked => return Err(ask_for_code(user, config, store, asked.is_some())),
     };
-    let info =
-        users::lookup(user).ok_or_else(|| Error::NotFound(format!("there is no user {user}")))?;
+    let info = users::lookup(user).ok_or_else(|| super::super::context::no_such_user(user))?;
     let ctx = Context { detail };
     let now = store.clock().now();
     match attempt::attempt_code(store, config, &info, code.as_bytes(), None, now, &ctx)? {
@@ -460,7 +572,7 @@ fn step_up(
         AttemptResult::Wrong {
             locked_now: true, ..
         }
-        | AttemptResult::Locked => Err(Error::locked(user)),
+        | AttemptResult::Locked => Err(Error::locked_for_user(user)),
         AttemptResult::Wrong { .. } => Err(Error::WrongCode("wrong verification code".into())),
     }
 }

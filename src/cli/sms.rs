@@ -308,7 +308,7 @@ mod tests {
             [
                 "device-pending",
                 "sms-pin-sent",
-                "failure",
+                "device-verify-failed",
                 "device-enrolled"
             ]
         );

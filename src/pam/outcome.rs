@@ -38,6 +38,11 @@ pub fn pam_code(mode: Mode, result: &Result) -> PamError {
             PamError::SUCCESS
         }
         (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PamError::USER_UNKNOWN,
+        // A locked account: no retry can help. sshd stops offering
+        // keyboard-interactive on this connection instead of running the
+        // stack (and showing the locked message) again for each of the
+        // client's retries.
+        (Mode::SecondFactor, Result::Ran(Denied(Denial::Locked))) => PamError::MAXTRIES,
         (_, Result::Ran(ConversationFailed)) => PamError::CONV_ERR,
         _ => deny,
     }
@@ -72,9 +77,14 @@ mod tests {
             Result::Panicked,
         ];
         for r in &denied {
-            for mode in [Mode::Preauth, Mode::SecondFactor] {
-                assert_eq!(pam_code(mode, r), PamError::AUTH_ERR, "{mode:?} {r:?}");
-            }
+            assert_eq!(pam_code(Mode::Preauth, r), PamError::AUTH_ERR, "{r:?}");
+            let locked = *r == Result::Ran(Verdict::Denied(Denial::Locked));
+            let auth = if locked {
+                PamError::MAXTRIES
+            } else {
+                PamError::AUTH_ERR
+            };
+            assert_eq!(pam_code(Mode::SecondFactor, r), auth, "{r:?}");
             assert_ne!(pam_code(Mode::Account, r), PamError::SUCCESS, "{r:?}");
         }
         assert_eq!(

@@ -441,6 +441,16 @@ impl Login<'_> {
             Ok(t) => t,
             Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
         };
+        // sshd's password method answers every question with the password:
+        // that is nobody's answer, so nothing is remembered.
+        if req
+            .password
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p, &answer))
+        {
+            self.reset_failures(&user.name, failures, now)?;
+            self.optional_hint();
+            return Ok(Outcome::Passed("optional-no-device"));
+        }
         let yes = matches!(
             answer.trim_ascii().to_ascii_lowercase().as_slice(),
             b"y" | b"yes"

@@ -483,3 +483,17 @@ fn offer_under_required_policy_is_setup_without_a_question() {
     assert_eq!(p.prompts(), [ENROLL_PROMPT]);
     env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
 }
+
+/// sshd's password method answers every question with the password: not
+/// a "no" to remember.
+#[test]
+fn the_password_as_the_answer_to_the_offer_is_not_remembered_as_a_no() {
+    let mut env = offering();
+    let alice = user("alice");
+    let (outcome, p) = env.second_factor_after_password(&alice, b"hunter2", vec![typed("hunter2")]);
+    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(p.prompts(), [OFFER_PROMPT]);
+    assert!(env.audit_events("alice").is_empty());
+    let (_, p) = env.second_factor(&alice, vec![typed("n")]);
+    assert_eq!(p.prompts(), [OFFER_PROMPT], "asked again");
+}

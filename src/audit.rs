@@ -88,7 +88,7 @@ pub fn record(
     detail: &str,
 ) -> StoreResult<()> {
     let level = match event {
-        "locked" | "failure" | "admin-refused" | "sms-limited" => Level::Notice,
+        "locked" | "failure" | "login-locked" | "admin-refused" | "sms-limited" => Level::Notice,
         _ => Level::Info,
     };
     let detail = defang(detail);

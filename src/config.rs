@@ -37,6 +37,52 @@ impl Policy {
     }
 }
 
+/// `enroll_at_login`: `true` (under `required`, set up a device inside
+/// the login), `false` (refuse instead), or `"offer"` (as `true`, and
+/// under `optional` ask a y/N question; a "no" is remembered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollAtLogin {
+    Off,
+    On,
+    Offer,
+}
+
+impl<'de> Deserialize<'de> for EnrollAtLogin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = EnrollAtLogin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"offer\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<EnrollAtLogin, E> {
+                Ok(if v {
+                    EnrollAtLogin::On
+                } else {
+                    EnrollAtLogin::Off
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EnrollAtLogin, E> {
+                match v {
+                    "offer" => Ok(EnrollAtLogin::Offer),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl serde::Serialize for EnrollAtLogin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EnrollAtLogin::Off => s.serialize_bool(false),
+            EnrollAtLogin::On => s.serialize_bool(true),
+            EnrollAtLogin::Offer => s.serialize_str("offer"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnavailable {
@@ -159,7 +205,10 @@ pub struct Config {
     pub secrets_key_file: PathBuf,
     pub policy: Policy,
     pub on_unavailable: OnUnavailable,
-    pub enroll_at_login: bool,
+    pub enroll_at_login: EnrollAtLogin,
+    /// Under `optional`, one line after a login without a device telling
+    /// the user how to add one.
+    pub optional_hint: bool,
     pub issuer: String,
     /// Audit rows older than this many days are purged by the daemon (the
     /// purge itself is audited); 0 keeps them forever.
@@ -180,7 +229,8 @@ impl Default for Config {
             secrets_key_file: PathBuf::new(),
             policy: Policy::Optional,
             on_unavailable: OnUnavailable::Deny,
-            enroll_at_login: true,
+            enroll_at_login: EnrollAtLogin::On,
+            optional_hint: true,
             issuer: String::new(),
             audit_days: 365,
             admin_group: String::new(),
@@ -563,7 +613,8 @@ mod tests {
         assert_eq!(c.lockout.deny, 6);
         assert_eq!(c.totp.window, 1);
         assert_eq!(c.on_unavailable, OnUnavailable::Deny);
-        assert!(c.enroll_at_login);
+        assert_eq!(c.enroll_at_login, EnrollAtLogin::On);
+        assert!(c.optional_hint);
         assert_eq!(c.secrets_key_path(), None);
         assert_eq!(
             parse("secrets_key_file = \"\"").unwrap().secrets_key_path(),
@@ -578,6 +629,7 @@ mod tests {
 policy = "required"
 on_unavailable = "allow"
 enroll_at_login = false
+optional_hint = false
 issuer = "Example"
 admin_group = "wheel"
 exempt_groups = ["breakglass"]
@@ -604,6 +656,18 @@ timeout = 5
         assert_eq!(c.sms.backend, SmsBackend::File);
         assert_eq!(c.exempt_groups, vec!["breakglass"]);
         assert_eq!(c.secrets_key_path(), Some(Path::new("/etc/k")));
+        assert_eq!(c.enroll_at_login, EnrollAtLogin::Off);
+        assert!(!c.optional_hint);
+    }
+
+    #[test]
+    fn enroll_at_login_is_true_false_or_offer() {
+        let at = |v: &str| parse(&format!("enroll_at_login = {v}\n")).map(|c| c.enroll_at_login);
+        assert_eq!(at("true").unwrap(), EnrollAtLogin::On);
+        assert_eq!(at("false").unwrap(), EnrollAtLogin::Off);
+        assert_eq!(at("\"offer\"").unwrap(), EnrollAtLogin::Offer);
+        let e = at("\"yes\"").unwrap_err().to_string();
+        assert!(e.contains("expected true, false or \"offer\""), "{e}");
     }
 
     #[test]

@@ -101,6 +101,22 @@ pub const MAX_PENDING: usize = 10;
 /// A pending device not verified within this long is removed.
 pub const PENDING_LIFETIME: i64 = 86_400;
 
+/// How long a setup at login keeps its secret: a login within this time
+/// of the first shows the same one again.
+pub const SETUP_LIFETIME: i64 = 600;
+
+/// Whether `name` is one setup at login gives its pending device:
+/// `login`, `login-2`, `login-3`, ... (see [`free_nickname`]).
+pub fn is_setup_name(name: &str) -> bool {
+    match name.strip_prefix("login") {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
+}
+
 /// Removes `user`'s pending devices older than [`PENDING_LIFETIME`] (each
 /// removal audited as `device-expired`); returns how many are left pending.
 pub fn purge_stale_pending(tx: &dyn Tx, user: &str, now: i64) -> StoreResult<usize> {

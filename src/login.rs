@@ -31,6 +31,14 @@ pub const PHONE_PROMPT: &str = "Mobile phone number: ";
 pub const PIN_PROMPT: &str = "PIN from the text message: ";
 pub const CHOICE_PROMPT: &str = "Set up (1) an authenticator app or (2) text messages? [1]: ";
 pub const ENROLL_PROMPT: &str = "Code shown by the app: ";
+pub const OFFER_PROMPT: &str = "Set up a second factor for this account now? [y/N]: ";
+pub const MSG_OPTIONAL_HINT: &str =
+    "Protect this account with a second factor: run `mfa device add totp`.";
+pub const MSG_SETUP_RETRY: &str = "That code does not match; check the app and try the next code.";
+pub const MSG_SETUP_KEPT: &str = "Wrong verification code. The device is not set up; \
+log in again within 10 minutes to go on with the same secret.";
+pub const MSG_SETUP_SAME: &str =
+    "Go on with the setup you started: the secret is the same as at your last login.";
 pub const MSG_WRONG: &str = "Wrong verification code.";
 pub const MSG_LOCKED: &str =
     "This account is locked after too many failed attempts. An administrator must unlock it.";
@@ -104,6 +112,19 @@ pub enum Denial {
     Internal,
 }
 
+impl Denial {
+    /// The word syslog gives as `reason=` (see pam_mfa(8), LOGGING).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::WrongCode => "wrong-code",
+            Denial::Locked => "locked",
+            Denial::NotEnrolled => "not-enrolled",
+            Denial::UnknownUser => "unknown-user",
+            Denial::Internal => "internal",
+        }
+    }
+}
+
 pub struct Login<'a> {
     pub config: &'a Config,
     pub store: &'a mut dyn Store,
@@ -158,17 +179,27 @@ impl Login<'_> {
             &Context { detail: &ctx },
         )?;
         self.pause_after(user, &result);
-        if matches!(
-            result,
-            AttemptResult::Locked
-                | AttemptResult::Wrong {
-                    locked_now: true,
-                    ..
-                }
-        ) {
-            return Ok(Outcome::Denied(Denial::Locked));
+        match result {
+            AttemptResult::Locked => {
+                self.audit_locked(&user.name, "authfail", req)?;
+                Ok(Outcome::Denied(Denial::Locked))
+            }
+            AttemptResult::Wrong {
+                locked_now: true, ..
+            } => Ok(Outcome::Denied(Denial::Locked)),
+            _ => Ok(Outcome::Denied(Denial::WrongCode)),
         }
-        Ok(Outcome::Denied(Denial::WrongCode))
+    }
+
+    /// An attempt on an account that was already locked: refused without
+    /// looking at what was typed and not counted, but in the audit trail
+    /// as `login-locked` (the failure that locked it is there already).
+    fn audit_locked(&mut self, user: &str, mode: &str, req: &Request<'_>) -> StoreResult<()> {
+        let now = self.clock.now();
+        let tx = self.store.begin()?;
+        let detail = format!("mode={mode} {}", req.detail());
+        audit::record(&*tx, now, user, "login-locked", &detail)?;
+        tx.commit()
     }
 
     /// Account phase: a locked account may not log in by any route.
@@ -177,6 +208,7 @@ impl Login<'_> {
             return Ok(Outcome::Denied(Denial::UnknownUser));
         };
         if attempt::is_locked(self.store, self.config, &user.name, self.clock.now())? {
+            self.audit_locked(&user.name, "account", req)?;
             self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
         }
@@ -198,6 +230,7 @@ impl Login<'_> {
         let now = self.clock.now();
         let factors = self.factors(&user.name, now)?;
         if factors.locked {
+            self.audit_locked(&user.name, "auth", req)?;
             self.prompter.error(MSG_LOCKED);
             return Ok(Outcome::Denied(Denial::Locked));
         }
@@ -213,13 +246,20 @@ impl Login<'_> {
             return match policy::without_factor(policy, self.config) {
                 NoFactor::PasswordOnly => {
                     self.reset_failures(&user.name, factors.failures, now)?;
+                    self.optional_hint();
                     Ok(Outcome::Passed("optional-no-device"))
                 }
                 NoFactor::Refuse => {
                     self.prompter.error(MSG_NOT_ENROLLED);
                     Ok(Outcome::Denied(Denial::NotEnrolled))
                 }
-                NoFactor::EnrollNow => self.enroll(user, req),
+                NoFactor::EnrollNow => {
+                    self.prompter.info(
+                        "Multi-factor authentication is required for this account and no device is set up yet.",
+                    );
+                    self.enroll(user, req)
+                }
+                NoFactor::Offer => self.offer(user, req, factors.failures),
             };
         }
         let sms_phone = factors.sms_phone.filter(|_| self.sms.available());
@@ -325,7 +365,7 @@ impl Login<'_> {
 
     fn verify(&mut self, user: &UserInfo, req: &Request<'_>, typed: &[u8]) -> StoreResult<Outcome> {
         let now = self.clock.now();
-        let detail = req.detail();
+        let detail = format!("factor=code {}", req.detail());
         let result = attempt::attempt_code(
             self.store,
             self.config,
@@ -355,6 +395,7 @@ impl Login<'_> {
                 })
             }
             AttemptResult::Locked => {
+                self.audit_locked(&user.name, "auth", req)?;
                 self.prompter.error(MSG_LOCKED);
                 Outcome::Denied(Denial::Locked)
             }
@@ -373,12 +414,78 @@ impl Login<'_> {
         }
     }
 
-    /// Setup at next login: show the new secret, and keep the device only once
-    /// the user proves it with a code. Each wrong code counts as a failure.
-    fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
-        self.prompter.info(
-            "Multi-factor authentication is required for this account and no device is set up yet.",
+    /// Under `optional`, the line telling a user without a device how to
+    /// add one (`optional_hint = false` turns it off).
+    fn optional_hint(&mut self) {
+        if self.config.optional_hint {
+            self.prompter.info(MSG_OPTIONAL_HINT);
+        }
+    }
+
+    /// `enroll_at_login = "offer"` under `optional`: a y/N question, not
+    /// asked again once declined. The password alone is enough under this
+    /// policy, so a setup that is declined or not finished still lets the
+    /// user in; only a lock or a hang-up refuses.
+    fn offer(&mut self, user: &UserInfo, req: &Request<'_>, failures: u32) -> StoreResult<Outcome> {
+        let now = self.clock.now();
+        let declined = {
+            let tx = self.store.begin_read()?;
+            policy::offer_declined(&*tx, &user.name)?
+        };
+        if declined {
+            self.reset_failures(&user.name, failures, now)?;
+            self.optional_hint();
+            return Ok(Outcome::Passed("optional-no-device"));
+        }
+        let answer = match self.prompter.ask_visible(OFFER_PROMPT) {
+            Ok(t) => t,
+            Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
+        };
+        // sshd's password method answers every question with the password:
+        // that is nobody's answer, so nothing is remembered.
+        if req
+            .password
+            .is_some_and(|p| !p.is_empty() && constant_time_eq(p, &answer))
+        {
+            self.reset_failures(&user.name, failures, now)?;
+            self.optional_hint();
+            return Ok(Outcome::Passed("optional-no-device"));
+        }
+        let yes = matches!(
+            answer.trim_ascii().to_ascii_lowercase().as_slice(),
+            b"y" | b"yes"
         );
+        if !yes {
+            {
+                let tx = self.store.begin()?;
+                policy::decline_offer(&*tx, &user.name, now)?;
+                audit::record(&*tx, now, &user.name, "setup-declined", &req.detail())?;
+                tx.commit()?;
+            }
+            self.reset_failures(&user.name, failures, now)?;
+            self.prompter.info(
+                "No second factor for now; you will not be asked again. \
+                 Add one at any time with `mfa device add totp`.",
+            );
+            return Ok(Outcome::Passed("optional-offer-declined"));
+        }
+        match self.enroll(user, req)? {
+            Outcome::Denied(Denial::WrongCode | Denial::Internal | Denial::NotEnrolled) => {
+                // Under `optional` the password alone lets the user in.
+                self.reset_failures(&user.name, failures, self.clock.now())?;
+                Ok(Outcome::Passed("optional-setup-unfinished"))
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// Setup at login: show the secret, and verify the device only once
+    /// the user proves it with a code. Wrong codes here are setup mistakes,
+    /// not guesses at a secret the user already has: they do not count
+    /// toward the lockout; three end the login (audited as
+    /// `device-verify-failed`), and the same secret is shown again at a
+    /// login within [`enroll::SETUP_LIFETIME`].
+    fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
         if self.sms.available() {
             let choice = match self.prompter.ask_visible(CHOICE_PROMPT) {
                 Ok(t) => t,
@@ -494,39 +601,114 @@ impl Login<'_> {
     }
 
     fn enroll_totp(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
-        let Ok(new) = NewTotp::generate(self.config, &user.name) else {
-            return Ok(Outcome::Denied(Denial::Internal));
+        let now = self.clock.now();
+        let detail = format!("setup-at-login {}", req.detail());
+        let (setup, same) = match self.pending_setup(user, now, &detail)? {
+            Ok(found) => found,
+            Err(message) => {
+                self.prompter.error(&message);
+                return Ok(Outcome::Denied(Denial::Internal));
+            }
         };
+        if same {
+            self.prompter.info(MSG_SETUP_SAME);
+        }
         self.prompter
             .info("Set up an authenticator app now: scan this QR code, or type the secret below.");
-        self.prompter.info(&new.qr());
+        self.prompter.info(&setup.new.qr());
         self.prompter
-            .info(&format!("Secret: {}", new.secret_grouped().as_str()));
-        self.prompter.info(&format!("URI: {}", new.uri.as_str()));
+            .info(&format!("Secret: {}", setup.new.secret_grouped().as_str()));
+        self.prompter
+            .info(&format!("URI: {}", setup.new.uri.as_str()));
         for attempt in 1..=ENROLL_TRIES {
             let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
                 Ok(t) => t,
                 Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
             };
-            match self.finish_enrollment(user, req, &new, &typed)? {
+            match self.finish_enrollment(user, req, &setup, &typed, &detail)? {
                 Some(outcome) => return Ok(outcome),
-                // After the last try there is no next code to try: the login ends.
-                None if attempt == ENROLL_TRIES => self.prompter.error(MSG_WRONG),
-                None => self
-                    .prompter
-                    .error("That code does not match; check the app and try the next code."),
+                // After the last try there is no next code to try: the login
+                // ends, and the next one goes on with the same secret.
+                None if attempt == ENROLL_TRIES => self.prompter.error(MSG_SETUP_KEPT),
+                None => self.prompter.error(MSG_SETUP_RETRY),
             }
         }
         Ok(Outcome::Denied(Denial::WrongCode))
     }
 
-    /// One enrollment guess in one transaction; None means wrong, try again.
+    /// The pending device of a setup at login started less than
+    /// [`enroll::SETUP_LIFETIME`] ago (true: shown before), or a new one,
+    /// stored pending now so that a retry sees the same secret. Older
+    /// unfinished setups are removed. Err: why no device can be made.
+    fn pending_setup(
+        &mut self,
+        user: &UserInfo,
+        now: i64,
+        detail: &str,
+    ) -> StoreResult<Result<(PendingSetup, bool), String>> {
+        let tx = self.store.begin()?;
+        let mut live = None;
+        for device in tx.devices(&user.name)? {
+            if device.verified || !enroll::is_setup_name(&device.name) {
+                continue;
+            }
+            let Factor::Totp { secret, params, .. } = &device.factor else {
+                continue;
+            };
+            if device.created > now - enroll::SETUP_LIFETIME {
+                if live.is_none() {
+                    let uri =
+                        totp::otpauth_uri(secret, *params, &self.config.issuer_label(), &user.name);
+                    live = Some(PendingSetup {
+                        id: device.id,
+                        name: device.name.clone(),
+                        new: NewTotp {
+                            secret: secret.clone(),
+                            params: *params,
+                            uri,
+                        },
+                    });
+                }
+                continue;
+            }
+            tx.delete_device(&user.name, &device.name)?;
+            audit::record(
+                &*tx,
+                now,
+                &user.name,
+                "device-expired",
+                &format!("device={} kind=totp setup-at-login", device.name),
+            )?;
+        }
+        if let Some(setup) = live {
+            tx.commit()?;
+            return Ok(Ok((setup, true)));
+        }
+        let Ok(new) = NewTotp::generate(self.config, &user.name) else {
+            return Ok(Err("No secret could be made; ask an administrator.".into()));
+        };
+        let name = enroll::free_nickname(&*tx, &user.name, "login")?;
+        let id = match enroll::store_totp(&*tx, &user.name, &name, &new, None, now, detail) {
+            Ok(id) => id,
+            // Too many devices waiting for verification: said as it is.
+            Err(StoreError::Conflict(m)) => {
+                drop(tx);
+                return Ok(Err(format!("No device can be set up now: {m}.")));
+            }
+            Err(e) => return Err(e),
+        };
+        tx.commit()?;
+        Ok(Ok((PendingSetup { id, name, new }, false)))
+    }
+
+    /// One setup code in one transaction; None means wrong, try again.
     fn finish_enrollment(
         &mut self,
         user: &UserInfo,
         req: &Request<'_>,
-        new: &NewTotp,
+        setup: &PendingSetup,
         typed: &[u8],
+        detail: &str,
     ) -> StoreResult<Option<Outcome>> {
         let now = self.clock.now();
         let tx = self.store.begin()?;
@@ -535,8 +717,20 @@ impl Login<'_> {
             // Nothing goes to the client while the write lock is held: a
             // client that stops reading must not stall other logins.
             drop(tx);
+            self.audit_locked(&user.name, "auth", req)?;
             self.prompter.error(MSG_LOCKED);
             return Ok(Some(Outcome::Denied(Denial::Locked)));
+        }
+        let still_pending = tx
+            .devices(&user.name)?
+            .iter()
+            .any(|d| d.id == setup.id && !d.verified);
+        if !still_pending {
+            // Removed meanwhile (`mfa device delete`, or set up elsewhere).
+            drop(tx);
+            self.prompter
+                .error("This setup was ended elsewhere; log in again to start over.");
+            return Ok(Some(Outcome::Denied(Denial::Internal)));
         }
         // sshd's password method answers every prompt with the password.
         let equals_password = req
@@ -548,40 +742,42 @@ impl Login<'_> {
             .and_then(codes::normalize_digits)
             .and_then(|d| {
                 totp::verify(
-                    &new.secret,
-                    new.params,
+                    &setup.new.secret,
+                    setup.new.params,
                     &d,
                     now,
                     self.config.totp.window,
                     None,
                 )
             });
-        let detail = format!("enrolled-at-login {}", req.detail());
+        let device = format!("device={} {detail}", setup.name);
         match step {
             Some(step) => {
-                let name = enroll::free_nickname(&*tx, &user.name, "login")?;
-                enroll::store_totp(&*tx, &user.name, &name, new, Some(step), now, &detail)?;
+                tx.mark_verified(setup.id)?;
+                tx.set_last_step(setup.id, step)?;
+                audit::record(&*tx, now, &user.name, "device-verified", &device)?;
                 tx.put_account(&user.name, &Default::default())?;
                 tx.commit()?;
                 self.prompter.info(&format!(
-                    "Device \"{name}\" is set up. Use a code from it at your next login."
+                    "Device \"{}\" is set up. Use a code from it at your next login.",
+                    setup.name
                 ));
                 Ok(Some(Outcome::Enrolled))
             }
             None => {
-                let result = attempt::record_failure_in(&*tx, self.config, user, now, &detail)?;
+                audit::record(&*tx, now, &user.name, "device-verify-failed", &device)?;
                 tx.commit()?;
-                if let AttemptResult::Wrong {
-                    locked_now: true, ..
-                } = result
-                {
-                    self.prompter.error(MSG_LOCKED);
-                    return Ok(Some(Outcome::Denied(Denial::Locked)));
-                }
                 Ok(None)
             }
         }
     }
+}
+
+/// A setup at login in progress: its pending device and secret.
+struct PendingSetup {
+    id: i64,
+    name: String,
+    new: NewTotp,
 }
 
 /// "MFA unavailable" (no daemon, no usable config or store): logged with

@@ -352,8 +352,8 @@ fn verify_sms_pin_in(
             &*tx,
             now,
             user,
-            "failure",
-            &format!("factor=sms-pin tries_left={left}"),
+            "device-verify-failed",
+            &format!("device=sms tries_left={left}"),
         )?;
         tx.commit()?;
         let hint = if left == 0 {

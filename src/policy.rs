@@ -1,7 +1,7 @@
 //! Account policy (`required` / `optional`) and exemptions.
 #![forbid(unsafe_code)]
 
-use crate::config::{Config, Policy};
+use crate::config::{Config, EnrollAtLogin, Policy};
 use crate::store::{Settings, StoreResult};
 use crate::users::UserInfo;
 
@@ -34,14 +34,34 @@ pub enum NoFactor {
     EnrollNow,
     /// Policy required, in-login setup off: refused.
     Refuse,
+    /// Policy optional, `enroll_at_login = "offer"`: asked whether to set
+    /// one up now (unless the user declined before).
+    Offer,
 }
 
 pub fn without_factor(policy: Policy, config: &Config) -> NoFactor {
-    match policy {
-        Policy::Optional => NoFactor::PasswordOnly,
-        Policy::Required if config.enroll_at_login => NoFactor::EnrollNow,
-        Policy::Required => NoFactor::Refuse,
+    match (policy, config.enroll_at_login) {
+        (Policy::Optional, EnrollAtLogin::Offer) => NoFactor::Offer,
+        (Policy::Optional, _) => NoFactor::PasswordOnly,
+        (Policy::Required, EnrollAtLogin::Off) => NoFactor::Refuse,
+        (Policy::Required, _) => NoFactor::EnrollNow,
     }
+}
+
+/// The setting that remembers a user said "no" to the offer of setup at
+/// login (`enroll_at_login = "offer"`): one row per user, holding the time.
+fn declined_key(user: &str) -> String {
+    format!("setup-declined:{user}")
+}
+
+/// Whether `user` declined the offer of setup at login.
+pub fn offer_declined(settings: &dyn Settings, user: &str) -> StoreResult<bool> {
+    Ok(settings.setting(&declined_key(user))?.is_some())
+}
+
+/// Remembers that `user` declined the offer, so it is not asked again.
+pub fn decline_offer(settings: &dyn Settings, user: &str, now: i64) -> StoreResult<()> {
+    settings.put_setting(&declined_key(user), &now.to_string())
 }
 
 #[cfg(test)]
@@ -90,8 +110,14 @@ mod tests {
             without_factor(Policy::Required, &config),
             NoFactor::EnrollNow
         );
-        config.enroll_at_login = false;
+        config.enroll_at_login = EnrollAtLogin::Off;
         assert_eq!(without_factor(Policy::Required, &config), NoFactor::Refuse);
+        config.enroll_at_login = EnrollAtLogin::Offer;
+        assert_eq!(without_factor(Policy::Optional, &config), NoFactor::Offer);
+        assert_eq!(
+            without_factor(Policy::Required, &config),
+            NoFactor::EnrollNow
+        );
     }
 
     #[test]

@@ -2171,3 +2171,74 @@ fn text_messages_stop_at_the_hourly_limit() {
     );
     assert_eq!(texts(), 6, "no text over the limit");
 }
+
+/// Issue 14 #10: syslog and the audit trail speak one vocabulary: a wrong
+/// password is `reason=wrong-password` (not a code's `WrongCode`), a wrong
+/// code `reason=wrong-code` with `factor=code` in its audit row, and an
+/// attempt on a locked account is in the audit trail too.
+#[test]
+fn syslog_reasons_and_audit_rows_name_what_was_wrong() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n[lockout]\ndeny = 2\n");
+    let alice = TestUser::create(&[]);
+    let a = alice.name.as_str();
+    d.enroll(&alice, "phone");
+
+    let said = converse(d.connect_as_root(), &login_line(Mode::Authfail, a), &[]);
+    assert_eq!(
+        said.verdict,
+        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+    );
+    let line = d.logged(&[&format!("user={a}"), "mode=authfail", "result=denied"]);
+    assert!(line.contains("reason=wrong-password"), "{line}");
+
+    converse(
+        d.connect_as_root(),
+        &login_line(Mode::SecondFactor, a),
+        &["000000"],
+    );
+    let line = d.logged(&[&format!("user={a}"), "mode=auth ", "reason=locked"]);
+    assert!(
+        line.contains("reason=locked"),
+        "the second failure locks: {line}"
+    );
+    converse(d.connect_as_root(), &login_line(Mode::Account, a), &[]);
+    d.logged(&[&format!("user={a}"), "mode=account", "reason=locked"]);
+    for l in d.log_lines() {
+        assert!(
+            !l.contains("WrongCode") && !l.contains("reason=Locked"),
+            "{l}"
+        );
+    }
+
+    let trail = d.cli.mfa_json(None, &["audit", "--user", a]);
+    let rows: Vec<String> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["event"].as_str().unwrap(),
+                r["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("failure failures=1 factor=password")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("failure failures=2 factor=code")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("login-locked mode=account")),
+        "{rows:?}"
+    );
+}

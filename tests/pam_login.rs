@@ -1091,3 +1091,146 @@ fn the_daemon_purges_audit_rows_older_than_audit_days() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The events of `user`'s audit trail, oldest first, as `mfa audit` gives them.
+fn audit_rows(h: &Harness, user: &str) -> Vec<(String, String)> {
+    let rows = h.mfa_json(None, &["audit", "--user", user]);
+    rows.as_array()
+        .expect("audit gives a list")
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 14 #4, through libpam: three wrong setup codes count no failure,
+/// and the next login shows the same secret and can finish the setup.
+#[test]
+fn setup_mistakes_at_login_do_not_lock_and_the_retry_shows_the_same_secret() {
+    let h = Harness::new();
+    h.set_policy("required");
+    let wrong = || Answer::FromTranscript(Box::new(|t| wrong_code(&secret_from(t))));
+    let first = h.login_with(
+        SERVICE,
+        "alice",
+        vec![text(password("alice")), wrong(), wrong(), wrong()],
+    );
+    first.assert_prompts(&[PASSWORD_PROMPT, ENROLL_PROMPT, ENROLL_PROMPT, ENROLL_PROMPT]);
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(first.transcript.contains("within 10 minutes"), "{first:?}");
+    assert_eq!(h.lock_state("alice"), (0, false), "no failure counted");
+    let secret = secret_from(&first.transcript);
+
+    let second = h.login_with(
+        SERVICE,
+        "alice",
+        vec![
+            text(password("alice")),
+            Answer::FromTranscript(Box::new(|t| totp(&secret_from(t), 0))),
+        ],
+    );
+    second.assert_prompts(&[PASSWORD_PROMPT, ENROLL_PROMPT]);
+    assert!(second.succeeded(), "{second:?}");
+    assert_eq!(secret_from(&second.transcript), secret, "the same secret");
+    assert!(
+        second.transcript.contains("the secret is the same"),
+        "{second:?}"
+    );
+    let events: Vec<String> = audit_rows(&h, "alice").into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        events,
+        [
+            "device-pending",
+            "device-verify-failed",
+            "device-verify-failed",
+            "device-verify-failed",
+            "device-verified"
+        ]
+    );
+}
+
+/// Issue 14 #6, through libpam: the one-line hint, turned off by
+/// `optional_hint = false`, and `enroll_at_login = "offer"`: asked once,
+/// a "no" remembered, a "yes" leading through setup.
+#[test]
+fn optional_policy_hints_and_offers_setup_once() {
+    let h = Harness::new();
+    let hint = "Protect this account with a second factor: run `mfa device add totp`.";
+    let login = h.login("bob", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    assert!(login.transcript.contains(hint), "{login:?}");
+
+    h.write_config("optional_hint = false\n");
+    let login = h.login("bob", "unused");
+    assert!(login.succeeded(), "{login:?}");
+    assert!(!login.transcript.contains(hint), "{login:?}");
+
+    h.write_config("enroll_at_login = \"offer\"\n");
+    let login = h.login_with(SERVICE, "bob", vec![text(password("bob")), text("n")]);
+    login.assert_prompts(&[PASSWORD_PROMPT, OFFER_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    let login = h.login("bob", "unused");
+    login.assert_prompts(&[PASSWORD_PROMPT]);
+    assert!(login.succeeded(), "declined is remembered: {login:?}");
+    assert!(login.transcript.contains(hint), "{login:?}");
+
+    let login = h.login_with(
+        SERVICE,
+        "carol",
+        vec![
+            text(password("carol")),
+            text("y"),
+            Answer::FromTranscript(Box::new(|t| totp(&secret_from(t), 0))),
+        ],
+    );
+    login.assert_prompts(&[PASSWORD_PROMPT, OFFER_PROMPT, ENROLL_PROMPT]);
+    assert!(login.succeeded(), "{login:?}");
+    let devices = h.mfa_json(Some("carol"), &["device", "list"]);
+    assert_eq!(devices[0]["verified"], true, "{devices}");
+    assert!(audit_rows(&h, "bob")
+        .iter()
+        .any(|r| r.0 == "setup-declined"));
+}
+
+/// Issue 14 #10, through libpam: a wrong code's failure names its factor,
+/// and attempts on a locked account reach the audit trail.
+#[test]
+fn code_failures_and_attempts_on_a_locked_account_are_audited() {
+    let h = Harness::new();
+    let secret = h.enroll_totp("alice", "phone");
+    lock_alice(&h, &secret);
+    let rows = audit_rows(&h, "alice");
+    let failures: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.0 == "failure")
+        .map(|r| r.1.as_str())
+        .collect();
+    assert_eq!(failures.len(), 6, "{rows:?}");
+    assert!(
+        failures[..3].iter().all(|d| d.contains("factor=password")),
+        "{rows:?}"
+    );
+    assert!(
+        failures[3..].iter().all(|d| d.contains("factor=code")),
+        "{rows:?}"
+    );
+
+    let login = h.login_with(SERVICE, "alice", vec![text("not-the-password")]);
+    assert_eq!(login.code, 1, "{login:?}");
+    let login = h.login("alice", &totp(&secret, 1));
+    assert_eq!(login.code, 1, "{login:?}");
+    let account = h.account("alice");
+    assert_eq!(account.code, 1, "{account:?}");
+    let locked: Vec<String> = audit_rows(&h, "alice")
+        .into_iter()
+        .filter(|r| r.0 == "login-locked")
+        .map(|r| r.1.split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(locked, ["mode=authfail", "mode=auth", "mode=account"]);
+    assert_eq!(h.lock_state("alice"), (6, true), "none of them counted");
+}

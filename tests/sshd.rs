@@ -626,3 +626,55 @@ fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert!(!transcript.contains(CODE_PROMPT), "{transcript}");
 }
+
+/// How often `needle` occurs in `haystack`.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+/// Issue 14 #7: a locked account with a key and keyboard-interactive is
+/// told so once per connection: the client's retries of
+/// keyboard-interactive (three by default) are not each told again.
+#[test]
+fn a_locked_account_is_told_once_per_connection() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let key = client_key(dir.path(), &user);
+    let (mfa, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
+    let _pam = PamFile::write(&key_stack(&mfa));
+    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
+    let mut args = vec![
+        "-o".to_owned(),
+        "NumberOfPasswordPrompts=3".to_owned(),
+        "-o".to_owned(),
+        "LogLevel=INFO".to_owned(),
+    ];
+    args.extend(key_args(&key));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let mut ssh = sshd.client(&user.name, &args);
+    ssh.expect(CODE_PROMPT, TIMEOUT);
+    ssh.send_line(&wrong_code(&secret));
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert_eq!(mfa.lock_state(&user.name), (1, true));
+    assert_eq!(
+        occurrences(&transcript, pam_mfa::login::MSG_LOCKED),
+        1,
+        "the locking attempt says so once: {transcript}"
+    );
+
+    let ssh = sshd.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert_eq!(
+        occurrences(&transcript, pam_mfa::login::MSG_LOCKED),
+        1,
+        "{transcript}"
+    );
+}

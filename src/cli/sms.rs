@@ -327,7 +327,7 @@ mod tests {
             [
                 "device-pending",
                 "sms-pin-sent",
-                "failure",
+                "device-verify-failed",
                 "device-enrolled"
             ]
         );

@@ -36,7 +36,7 @@ fn the_leak_check_finds_a_code_in_an_audit_detail() {
 /// text can ride along.
 fn assert_detail_is_vocabulary_only(e: &AuditEntry) {
     for word in e.detail.split_whitespace() {
-        if word == "enrolled-at-login" {
+        if word == "setup-at-login" {
             continue;
         }
         let (key, value) = word
@@ -46,7 +46,8 @@ fn assert_detail_is_vocabulary_only(e: &AuditEntry) {
             "method" => &["totp", "bypass", "temporary", "sms"],
             "kind" => &["totp", "sms"],
             "reason" => &["code-equals-password"],
-            "factor" => &["password"],
+            "factor" => &["password", "code"],
+            "mode" => &["authfail", "auth", "account"],
             "device" => &["phone", "login"],
             "service" => &[SERVICE],
             "rhost" => &[RHOST],
@@ -100,7 +101,7 @@ fn no_code_or_secret_reaches_the_audit_table_in_any_flow() {
 
     let entries = env.audit(None);
     let events: Vec<&str> = entries.iter().map(|e| e.event.as_str()).collect();
-    for event in ["code-accepted", "locked", "device-enrolled"] {
+    for event in ["code-accepted", "locked", "device-verified", "login-locked"] {
         assert!(events.contains(&event), "{event} was audited: {events:?}");
     }
     assert!(
@@ -119,4 +120,50 @@ fn no_code_or_secret_reaches_the_audit_table_in_any_flow() {
         assert_detail_is_vocabulary_only(e);
     }
     assert_eq!(env.leaked_secrets(), Vec::<String>::new());
+}
+
+/// Issue 14 #10: an attempt on a locked account is in the audit trail
+/// (`login-locked`, with the phase), not only in syslog; a wrong code's
+/// failure names its factor as a wrong password's does.
+#[test]
+fn attempts_on_a_locked_account_and_code_failures_are_audited_with_their_factor() {
+    let mut env = TestEnv::new();
+    env.add_totp("alice", "phone", SECRET);
+    let alice = user("alice");
+    let (outcome, _) = env.second_factor(&alice, vec![typed(wrong_code(SECRET, T0))]);
+    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    env.authfail(&alice);
+    let details: Vec<String> = env
+        .failure_entries("alice")
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert!(
+        details[0].starts_with("failures=1 factor=code service="),
+        "{details:?}"
+    );
+    assert!(
+        details[1].starts_with("failures=2 factor=password service="),
+        "{details:?}"
+    );
+
+    env.lock_out(&alice);
+    let before = env.audit_events("alice").len();
+    env.authfail(&alice);
+    env.second_factor(&alice, vec![typed("123456")]);
+    env.account_phase(&alice);
+    let rows: Vec<(String, String)> = env
+        .audit(Some("alice"))
+        .into_iter()
+        .skip(before)
+        .map(|e| (e.event, e.detail))
+        .collect();
+    let modes: Vec<&str> = rows
+        .iter()
+        .map(|(event, detail)| {
+            assert_eq!(event, "login-locked");
+            detail.split(' ').next().unwrap()
+        })
+        .collect();
+    assert_eq!(modes, ["mode=authfail", "mode=auth", "mode=account"]);
 }

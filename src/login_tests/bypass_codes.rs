@@ -38,7 +38,7 @@ fn a_bypass_code_works_once() {
     assert_eq!(accepted.event, "code-accepted");
     assert_eq!(
         accepted.detail,
-        format!("method=bypass service={SERVICE} rhost={RHOST}")
+        format!("method=bypass factor=code service={SERVICE} rhost={RHOST}")
     );
 
     let (outcome, p) = env.second_factor(&alice, vec![typed(&codes[1])]);

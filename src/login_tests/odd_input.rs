@@ -49,7 +49,7 @@ fn a_valid_code_equal_to_the_password_is_refused_and_counted() {
     assert_eq!(
         failures,
         [format!(
-            "failures=1 reason=code-equals-password service={SERVICE} rhost={RHOST}"
+            "failures=1 reason=code-equals-password factor=code service={SERVICE} rhost={RHOST}"
         )]
     );
     // It was refused for being the password, not spent: with another

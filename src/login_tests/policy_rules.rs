@@ -8,13 +8,14 @@ use crate::attempt::Accepted;
 use crate::config::Policy;
 use crate::enroll;
 use crate::login::{
-    Denial, Outcome, CODE_PROMPT, ENROLL_PROMPT, MSG_LOCKED, MSG_NOT_ENROLLED, MSG_WRONG,
+    Denial, Outcome, CODE_PROMPT, ENROLL_PROMPT, MSG_LOCKED, MSG_NOT_ENROLLED, MSG_OPTIONAL_HINT,
+    MSG_SETUP_KEPT, MSG_SETUP_SAME, OFFER_PROMPT,
 };
 use crate::secret::{base32_encode, group4};
 use crate::store::{Account, Factor};
 
 const SETUP_REASON: &str = "Multi-factor authentication is required for this account";
-const SETUP_RETRY: &str = "That code does not match; check the app and try the next code.";
+use crate::login::MSG_SETUP_RETRY as SETUP_RETRY;
 
 fn required() -> TestEnv {
     TestEnv::with(|c| c.policy = Policy::Required)
@@ -32,7 +33,7 @@ fn optional_policy_lets_a_user_without_a_device_in_on_the_password() {
     let mut env = TestEnv::new();
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
     assert_eq!(outcome, Outcome::Passed("optional-no-device"));
-    assert!(p.shown.is_empty());
+    assert_eq!(p.shown, [Shown::Info(MSG_OPTIONAL_HINT.into())]);
     assert!(env.users_with_rows().is_empty());
 }
 
@@ -42,7 +43,7 @@ fn under_optional_policy_a_pending_device_is_not_a_factor() {
     env.add_pending_totp("alice", "phone", SECRET);
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
     assert_eq!(outcome, Outcome::Passed("optional-no-device"));
-    assert!(p.shown.is_empty());
+    assert_eq!(p.shown, [Shown::Info(MSG_OPTIONAL_HINT.into())]);
 }
 
 #[test]
@@ -108,7 +109,10 @@ fn required_policy_leads_a_user_without_a_device_through_setup() {
         Factor::Sms { .. } => panic!("a TOTP device was stored"),
     }
     assert_eq!(env.account("alice"), Account::default());
-    assert_eq!(env.audit_events("alice"), ["device-enrolled"]);
+    assert_eq!(
+        env.audit_events("alice"),
+        ["device-pending", "device-verified"]
+    );
     assert!(env.sms.sent.borrow().is_empty(), "TOTP setup texts nothing");
     env.remember_secret(b32.as_str());
 }
@@ -137,39 +141,112 @@ fn after_setup_at_login_the_next_login_asks_for_a_code_from_the_new_device() {
     assert_eq!(p.shown, [Shown::Prompt(CODE_PROMPT.into())]);
 }
 
+/// Issue 14 #4: wrong setup codes are setup mistakes, not guesses: three
+/// end the login without a failure counted, and the next login within ten
+/// minutes goes on with the same secret.
 #[test]
-fn setup_with_three_wrong_codes_is_denied_and_counts_three_failures() {
-    let mut env = required();
-    let answers = vec![
-        wrong_setup_code_at(T0),
-        wrong_setup_code_at(T0),
-        wrong_setup_code_at(T0),
-    ];
-    let (outcome, p) = env.second_factor(&user("alice"), answers);
-    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
-    assert_eq!(p.prompts(), [ENROLL_PROMPT; 3]);
-    assert_eq!(p.errors(), [SETUP_RETRY, SETUP_RETRY, MSG_WRONG]);
-    assert_eq!(env.account("alice").failures, 3);
-    assert!(env.devices("alice").is_empty());
-}
-
-#[test]
-fn setup_stops_when_its_wrong_codes_lock_the_account() {
+fn setup_mistakes_count_no_failure_and_the_retry_keeps_the_secret() {
     let mut env = required();
     let alice = user("alice");
-    for _ in 0..3 {
-        env.authfail(&alice);
-    }
     let answers = vec![
         wrong_setup_code_at(T0),
         wrong_setup_code_at(T0),
         wrong_setup_code_at(T0),
     ];
     let (outcome, p) = env.second_factor(&alice, answers);
-    assert_eq!(outcome, Outcome::Denied(Denial::Locked));
-    assert_eq!(p.errors(), [SETUP_RETRY, SETUP_RETRY, MSG_LOCKED]);
-    assert_eq!(env.account("alice").failures, 6);
-    assert!(env.devices("alice").is_empty());
+    assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+    assert_eq!(p.prompts(), [ENROLL_PROMPT; 3]);
+    assert_eq!(p.errors(), [SETUP_RETRY, SETUP_RETRY, MSG_SETUP_KEPT]);
+    assert_eq!(
+        env.account("alice"),
+        Account::default(),
+        "no failure counted"
+    );
+    let first = shown_secret(&p.shown);
+    env.remember_secret(base32_encode(&first).as_str());
+    let devices = env.devices("alice");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        (devices[0].name.as_str(), devices[0].verified),
+        ("login", false)
+    );
+    assert_eq!(
+        env.audit_events("alice"),
+        [
+            "device-pending",
+            "device-verify-failed",
+            "device-verify-failed",
+            "device-verify-failed"
+        ]
+    );
+
+    // Nine minutes later: the same secret, said so, and it can be finished.
+    env.clock.advance(9 * 60);
+    let now = env.now();
+    let (outcome, p) = env.second_factor(&alice, vec![setup_code_at(now)]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    assert_eq!(shown_secret(&p.shown).as_slice(), first.as_slice());
+    assert!(p.infos().contains(&MSG_SETUP_SAME), "{:?}", p.shown);
+    let devices = env.devices("alice");
+    assert_eq!(devices.len(), 1);
+    assert_eq!(
+        (devices[0].name.as_str(), devices[0].verified),
+        ("login", true)
+    );
+}
+
+#[test]
+fn after_ten_minutes_an_unfinished_setup_starts_over_with_a_new_secret() {
+    let mut env = required();
+    let alice = user("alice");
+    let (_, p) = env.second_factor(&alice, vec![wrong_setup_code_at(T0)]);
+    let first = shown_secret(&p.shown);
+    env.remember_secret(base32_encode(&first).as_str());
+
+    env.clock.advance(enroll::SETUP_LIFETIME);
+    let now = env.now();
+    let (outcome, p) = env.second_factor(&alice, vec![setup_code_at(now)]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    let second = shown_secret(&p.shown);
+    env.remember_secret(base32_encode(&second).as_str());
+    assert_ne!(second.as_slice(), first.as_slice());
+    assert!(!p.infos().contains(&MSG_SETUP_SAME));
+    let names: Vec<(String, bool)> = env
+        .devices("alice")
+        .into_iter()
+        .map(|d| (d.name, d.verified))
+        .collect();
+    assert_eq!(names, [("login".into(), true)], "the stale one is gone");
+    assert!(env
+        .audit_events("alice")
+        .contains(&"device-expired".to_string()));
+}
+
+/// Setup mistakes are limited on their own (three a login) and never lock:
+/// five failures before, and still five after three wrong setup codes.
+#[test]
+fn setup_mistakes_never_lock_the_account() {
+    let mut env = required();
+    let alice = user("alice");
+    for _ in 0..5 {
+        env.authfail(&alice);
+    }
+    for _ in 0..3 {
+        let answers = vec![
+            wrong_setup_code_at(T0),
+            wrong_setup_code_at(T0),
+            wrong_setup_code_at(T0),
+            wrong_setup_code_at(T0),
+        ];
+        let (outcome, p) = env.second_factor(&alice, answers);
+        assert_eq!(outcome, Outcome::Denied(Denial::WrongCode));
+        assert_eq!(p.prompts(), [ENROLL_PROMPT; 3], "three tries a login");
+        env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+    }
+    let account = env.account("alice");
+    assert_eq!(account.failures, 5);
+    assert_eq!(account.locked_at, None);
+    assert!(env.devices("alice").iter().all(|d| !d.verified));
 }
 
 #[test]
@@ -184,34 +261,44 @@ fn a_locked_user_without_a_device_is_not_offered_setup() {
 }
 
 #[test]
-fn hanging_up_during_setup_stores_nothing_and_counts_nothing() {
+fn hanging_up_during_setup_keeps_the_pending_secret_and_counts_nothing() {
     let mut env = required();
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
     assert_eq!(outcome, Outcome::ConversationFailed);
     assert_eq!(p.prompts(), [ENROLL_PROMPT]);
-    assert!(env.users_with_rows().is_empty());
+    env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+    assert_eq!(env.account("alice"), Account::default());
+    let devices = env.devices("alice");
+    assert_eq!(devices.len(), 1);
+    assert!(!devices[0].verified);
 }
 
 #[test]
-fn setup_at_login_picks_a_free_nickname_beside_a_pending_login_device() {
+fn setup_at_login_leaves_other_pending_devices_alone() {
     let mut env = required();
-    env.add_pending_totp("alice", "login", SECRET);
+    env.add_pending_totp("alice", "phone", SECRET);
     let (outcome, p) = env.second_factor(&user("alice"), vec![setup_code_at(T0)]);
     assert_eq!(outcome, Outcome::Enrolled);
-    env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+    let secret = shown_secret(&p.shown);
+    env.remember_secret(base32_encode(&secret).as_str());
+    assert_ne!(
+        secret.as_slice(),
+        SECRET,
+        "a new secret, not the pending device's"
+    );
     let names: Vec<(String, bool)> = env
         .devices("alice")
         .into_iter()
         .map(|d| (d.name, d.verified))
         .collect();
-    assert_eq!(names, [("login".into(), false), ("login-2".into(), true)]);
+    assert_eq!(names, [("phone".into(), false), ("login".into(), true)]);
 }
 
 #[test]
 fn required_policy_without_setup_at_login_refuses_with_a_message() {
     let mut env = TestEnv::with(|c| {
         c.policy = Policy::Required;
-        c.enroll_at_login = false;
+        c.enroll_at_login = crate::config::EnrollAtLogin::Off;
     });
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
     assert_eq!(outcome, Outcome::Denied(Denial::NotEnrolled));
@@ -314,4 +401,99 @@ fn an_unknown_user_is_refused_even_under_optional_policy_and_leaves_no_rows() {
     assert!(env.devices("ghost").is_empty());
     assert_eq!(env.live_one_time_codes("ghost"), 0);
     assert!(env.audit(None).is_empty(), "no audit rows either");
+}
+
+fn offering() -> TestEnv {
+    TestEnv::with(|c| c.enroll_at_login = crate::config::EnrollAtLogin::Offer)
+}
+
+/// Issue 14 #6: the hint goes, with `optional_hint = false`.
+#[test]
+fn the_optional_hint_can_be_turned_off() {
+    let mut env = TestEnv::with(|c| c.optional_hint = false);
+    let (outcome, p) = env.second_factor(&user("alice"), vec![]);
+    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert!(p.shown.is_empty(), "{:?}", p.shown);
+}
+
+#[test]
+fn an_accepted_offer_leads_through_setup() {
+    let mut env = offering();
+    let (outcome, p) = env.second_factor(&user("alice"), vec![typed("y"), setup_code_at(T0)]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    assert_eq!(p.prompts(), [OFFER_PROMPT, ENROLL_PROMPT]);
+    env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+    assert!(env.devices("alice")[0].verified);
+}
+
+#[test]
+fn a_declined_offer_is_remembered_and_the_hint_remains() {
+    let mut env = offering();
+    let alice = user("alice");
+    // Enter alone is "no", as the [y/N] says.
+    let (outcome, p) = env.second_factor(&alice, vec![typed("")]);
+    assert_eq!(outcome, Outcome::Passed("optional-offer-declined"));
+    assert_eq!(p.prompts(), [OFFER_PROMPT]);
+    assert!(env.devices("alice").is_empty());
+    assert_eq!(env.audit_events("alice"), ["setup-declined"]);
+
+    let (outcome, p) = env.second_factor(&alice, vec![]);
+    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(
+        p.shown,
+        [Shown::Info(MSG_OPTIONAL_HINT.into())],
+        "not asked again"
+    );
+    // Someone else is still asked.
+    let (_, p) = env.second_factor(&user("bob"), vec![typed("n")]);
+    assert_eq!(p.prompts(), [OFFER_PROMPT]);
+}
+
+/// Under `optional` the password is enough: an offer taken up but not
+/// finished still lets the user in, and the next login offers it again.
+#[test]
+fn an_unfinished_setup_after_an_accepted_offer_still_lets_the_user_in() {
+    let mut env = offering();
+    let alice = user("alice");
+    let answers = vec![
+        typed("yes"),
+        wrong_setup_code_at(T0),
+        wrong_setup_code_at(T0),
+        wrong_setup_code_at(T0),
+    ];
+    let (outcome, p) = env.second_factor(&alice, answers);
+    assert_eq!(outcome, Outcome::Passed("optional-setup-unfinished"));
+    env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+    assert_eq!(env.account("alice"), Account::default());
+    env.clock.advance(60);
+    let (outcome, p) = env.second_factor(&alice, vec![typed("y"), setup_code_at(T0 + 60)]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    assert_eq!(p.prompts(), [OFFER_PROMPT, ENROLL_PROMPT]);
+    assert!(p.infos().contains(&MSG_SETUP_SAME));
+}
+
+#[test]
+fn offer_under_required_policy_is_setup_without_a_question() {
+    let mut env = TestEnv::with(|c| {
+        c.policy = Policy::Required;
+        c.enroll_at_login = crate::config::EnrollAtLogin::Offer;
+    });
+    let (outcome, p) = env.second_factor(&user("alice"), vec![setup_code_at(T0)]);
+    assert_eq!(outcome, Outcome::Enrolled);
+    assert_eq!(p.prompts(), [ENROLL_PROMPT]);
+    env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
+}
+
+/// sshd's password method answers every question with the password: not
+/// a "no" to remember.
+#[test]
+fn the_password_as_the_answer_to_the_offer_is_not_remembered_as_a_no() {
+    let mut env = offering();
+    let alice = user("alice");
+    let (outcome, p) = env.second_factor_after_password(&alice, b"hunter2", vec![typed("hunter2")]);
+    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(p.prompts(), [OFFER_PROMPT]);
+    assert!(env.audit_events("alice").is_empty());
+    let (_, p) = env.second_factor(&alice, vec![typed("n")]);
+    assert_eq!(p.prompts(), [OFFER_PROMPT], "asked again");
 }

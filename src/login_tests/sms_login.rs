@@ -75,7 +75,7 @@ fn after_the_password_a_user_with_only_a_phone_is_texted_a_seven_digit_code() {
     );
     assert_eq!(
         env.audit(Some("alice")).pop().unwrap().detail,
-        format!("method=sms service={SERVICE} rhost={RHOST}")
+        format!("method=sms factor=code service={SERVICE} rhost={RHOST}")
     );
 }
 
@@ -169,7 +169,7 @@ fn a_wrong_sms_code_counts_as_a_failure_like_any_code() {
     assert_eq!(failures.len(), 1);
     assert_eq!(
         failures[0].detail,
-        format!("failures=1 service={SERVICE} rhost={RHOST}")
+        format!("failures=1 factor=code service={SERVICE} rhost={RHOST}")
     );
     // A wrong guess does not spend the right code, and the right one ends the run.
     let code = env.sms.last_code(7);

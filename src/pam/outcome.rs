@@ -39,6 +39,11 @@ pub fn pam_code(mode: Mode, result: &Result) -> c_int {
             PAM_SUCCESS
         }
         (Mode::Account, Result::Ran(Denied(Denial::UnknownUser))) => PAM_USER_UNKNOWN,
+        // A locked account: no retry can help. sshd stops offering
+        // keyboard-interactive on this connection instead of running the
+        // stack (and showing the locked message) again for each of the
+        // client's retries.
+        (Mode::SecondFactor, Result::Ran(Denied(Denial::Locked))) => PAM_MAXTRIES,
         (_, Result::Ran(ConversationFailed)) => PAM_CONV_ERR,
         _ => deny,
     }
@@ -73,9 +78,14 @@ mod tests {
             Result::Panicked,
         ];
         for r in &denied {
-            for mode in [Mode::Preauth, Mode::SecondFactor] {
-                assert_eq!(pam_code(mode, r), PAM_AUTH_ERR, "{mode:?} {r:?}");
-            }
+            assert_eq!(pam_code(Mode::Preauth, r), PAM_AUTH_ERR, "{r:?}");
+            let locked = *r == Result::Ran(Verdict::Denied(Denial::Locked));
+            let auth = if locked {
+                PAM_MAXTRIES
+            } else {
+                PAM_AUTH_ERR
+            };
+            assert_eq!(pam_code(Mode::SecondFactor, r), auth, "{r:?}");
             assert_ne!(pam_code(Mode::Account, r), PAM_SUCCESS, "{r:?}");
         }
         assert_eq!(

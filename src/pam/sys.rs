@@ -17,6 +17,7 @@ pub const PAM_BUF_ERR: c_int = 5;
 pub const PAM_PERM_DENIED: c_int = 6;
 pub const PAM_AUTH_ERR: c_int = 7;
 pub const PAM_USER_UNKNOWN: c_int = 10;
+pub const PAM_MAXTRIES: c_int = 11;
 pub const PAM_CONV_ERR: c_int = 19;
 
 // Item types for pam_get_item.

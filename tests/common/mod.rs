@@ -24,7 +24,8 @@ pub const CODE_PROMPT: &str = "Verification code: ";
 pub const ENROLL_PROMPT: &str = "Code shown by the app: ";
 pub const PASSWORD_PROMPT: &str = "Password: ";
 /// Every prompt a login can show; the driver answers them in order.
-pub const PROMPTS: [&str; 3] = [PASSWORD_PROMPT, CODE_PROMPT, ENROLL_PROMPT];
+pub const OFFER_PROMPT: &str = "Set up a second factor for this account now? [y/N]: ";
+pub const PROMPTS: [&str; 4] = [PASSWORD_PROMPT, CODE_PROMPT, ENROLL_PROMPT, OFFER_PROMPT];
 pub const SERVICE: &str = "mfa-test";
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 

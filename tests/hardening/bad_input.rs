@@ -414,7 +414,7 @@ fn configs(db: &Path) -> Vec<Case> {
         case("unknown section", with("[extra]\nkey = 1\n"), "toml:2: unknown field `extra`"),
         case("duplicate key", with("policy = \"required\"\npolicy = \"optional\"\n"), "toml:3: duplicate key `policy`"),
         case("exempt_groups string", with("exempt_groups = \"wheel\"\n"), "toml:2: invalid type: string \"wheel\""),
-        case("enroll_at_login text", with("enroll_at_login = \"yes\"\n"), "toml:2: invalid type: string \"yes\""),
+        case("enroll_at_login text", with("enroll_at_login = \"yes\"\n"), "toml:2: invalid value: string \"yes\", expected true, false or \"offer\""),
         case("unterminated string", with("issuer = \"abc\n"), "toml:2: invalid basic string"),
         case("NUL byte", [d.as_bytes(), b"\x00\n"].concat(), "toml:2: "),
         case("non-UTF-8", [d.as_bytes(), b"issuer = \"\xff\"\n"].concat(), "is not valid UTF-8 text"),

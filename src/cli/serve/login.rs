@@ -6,7 +6,7 @@ use super::state::Shared;
 use super::Peer;
 use pam_mfa::audit::{self, Level};
 use pam_mfa::config::{Config, OnUnavailable};
-use pam_mfa::login::{self, ConversationFailed, Login, Outcome, Prompter};
+use pam_mfa::login::{self, ConversationFailed, Denial, Login, Outcome, Prompter};
 use pam_mfa::protocol::{
     self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict,
 };
@@ -122,7 +122,7 @@ fn run(
     match result {
         Ok(outcome) => {
             shared.put_back(store, &config);
-            log_decision(&who, &outcome, request.debug);
+            log_decision(&who, request.mode, &outcome, request.debug);
             match outcome {
                 Outcome::Verified(_) | Outcome::Enrolled | Outcome::Passed(_) => Verdict::Success,
                 Outcome::Denied(d) => Verdict::Denied(d),
@@ -210,7 +210,7 @@ fn unavailable(
     Verdict::Unavailable { allow }
 }
 
-fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
+fn log_decision(who: &str, mode: Mode, outcome: &Outcome, debug: bool) {
     let (level, result) = match outcome {
         Outcome::Verified(a) => (Level::Info, format!("result=success method={}", a.method())),
         Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
@@ -218,7 +218,14 @@ fn log_decision(who: &str, outcome: &Outcome, debug: bool) {
             Level::Info,
             format!("result=success method=none reason={why}"),
         ),
-        Outcome::Denied(d) => (Level::Notice, format!("result=denied reason={d:?}")),
+        // authfail runs after a wrong password: that, not a code, was wrong.
+        Outcome::Denied(Denial::WrongCode) if mode == Mode::Authfail => {
+            (Level::Notice, "result=denied reason=wrong-password".into())
+        }
+        Outcome::Denied(d) => (
+            Level::Notice,
+            format!("result=denied reason={}", d.as_str()),
+        ),
         Outcome::ConversationFailed => (Level::Notice, "result=denied reason=conversation".into()),
     };
     // Routine passes of preauth/account would flood the log; keep them for debug.

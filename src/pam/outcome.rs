@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 
 use super::args::Mode;
-use super::sys::{PAM_AUTH_ERR, PAM_CONV_ERR, PAM_PERM_DENIED, PAM_SUCCESS, PAM_USER_UNKNOWN};
+use super::sys::{
+    PAM_AUTH_ERR, PAM_CONV_ERR, PAM_MAXTRIES, PAM_PERM_DENIED, PAM_SUCCESS, PAM_USER_UNKNOWN,
+};
 use crate::login::Denial;
 use crate::protocol::Verdict;
 use std::ffi::c_int;
@@ -80,11 +82,7 @@ mod tests {
         for r in &denied {
             assert_eq!(pam_code(Mode::Preauth, r), PAM_AUTH_ERR, "{r:?}");
             let locked = *r == Result::Ran(Verdict::Denied(Denial::Locked));
-            let auth = if locked {
-                PAM_MAXTRIES
-            } else {
-                PAM_AUTH_ERR
-            };
+            let auth = if locked { PAM_MAXTRIES } else { PAM_AUTH_ERR };
             assert_eq!(pam_code(Mode::SecondFactor, r), auth, "{r:?}");
             assert_ne!(pam_code(Mode::Account, r), PAM_SUCCESS, "{r:?}");
         }

@@ -487,8 +487,14 @@ mod tests {
         assert!(events[0].contains("policy-changed policy=required previous=optional"));
         assert!(events[1].starts_with("bob unlocked was_locked=true failures=6 by="));
         drop(tx);
-        // Nothing to clear: nothing written.
-        unlock(&mut ctx, "bob").unwrap();
+        // Nothing to clear: a known name is told so, an unknown one is
+        // refused as `temp-code` refuses it; neither writes anything.
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        unlock(&mut ctx, &me).unwrap();
+        assert_eq!(unlock(&mut ctx, "bob").unwrap_err().exit_code(), 6);
         assert_eq!(
             ctx.store
                 .begin()

@@ -2,7 +2,6 @@
 //! the lock, verify the code, record the result. Parallel attempts therefore
 //! never get more guesses than `lockout.deny`, nor use one code twice. The
 //! slow hashing comes before, outside that transaction.
-#![forbid(unsafe_code)]
 
 use crate::audit;
 use crate::codes::{self, Derivations, NotPrepared, OneTimePurpose};

@@ -1,7 +1,6 @@
 //! The audit trail: every security event goes to syslog (facility authpriv)
 //! and to the database's audit table. Callers pass fixed words and names
 //! only; no code, PIN or secret is ever an argument here.
-#![forbid(unsafe_code)]
 
 use crate::store::{AuditEntry, AuditLog, StoreResult};
 use std::sync::{Mutex, OnceLock};

@@ -1,6 +1,5 @@
 //! Bypass, SMS and temporary codes: generation, normalisation and salted
 //! slow hashing (PBKDF2-HMAC-SHA256, NIST SP 800-63B §5.1.2).
-#![forbid(unsafe_code)]
 
 use crate::secret::{constant_time_eq, random_below, random_bytes, random_digits};
 use zeroize::Zeroizing;

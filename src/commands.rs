@@ -1,6 +1,5 @@
 //! The `mfa` command line as types: parsed by clap in the command, and sent
 //! as they are to the daemon (serde), which decides on the typed request.
-#![forbid(unsafe_code)]
 
 use crate::codes::MAX_BYPASS_CODES;
 use crate::config::{Policy, DEFAULT_PATH};

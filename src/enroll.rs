@@ -1,7 +1,6 @@
 //! Enrolling a TOTP device: the secret, the otpauth URI, the terminal QR
 //! code, nickname rules, and storing the device. Shared by the login flow
 //! (setup at next login) and the `mfa device add totp` command.
-#![forbid(unsafe_code)]
 
 use crate::audit;
 use crate::config::Config;

@@ -1,6 +1,5 @@
 //! The `mfa` command's errors: each says what went wrong and what to do, and
 //! maps to a documented exit code.
-#![forbid(unsafe_code)]
 
 use crate::config::ConfigError;
 use crate::store::StoreError;

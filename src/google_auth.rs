@@ -1,6 +1,5 @@
 //! Reading a `~/.google_authenticator` file (pam_google_authenticator's
 //! format) so users keep their phones when a site migrates to pam_mfa.
-#![forbid(unsafe_code)]
 
 use crate::secret::{base32_decode, SecretBytes};
 use crate::totp::StepWindow;

@@ -25,9 +25,6 @@ pub mod store;
 pub mod totp;
 pub mod users;
 
-#[cfg(test)]
-mod login_tests;
-
 #[allow(unsafe_code)]
 pub mod pam;
 

@@ -1,6 +1,5 @@
 //! Failure counting and locking. Pure functions over [`Account`]; callers run
 //! them inside the store's exclusive transaction.
-#![forbid(unsafe_code)]
 
 use crate::config::LockoutConfig;
 use crate::store::Account;

@@ -4,7 +4,6 @@
 //!
 //! States: Start → (locked? → Denied) → (exempt / no factor → Passed or
 //! Enrolling) → Prompting → Verifying → Verified | Denied.
-#![forbid(unsafe_code)]
 
 use crate::attempt::{self, Accepted, AttemptResult, Context};
 use crate::audit;
@@ -816,3 +815,6 @@ pub fn is_unavailable(e: &StoreError) -> bool {
             | StoreError::Conflict(_)
     )
 }
+
+#[cfg(test)]
+mod tests;

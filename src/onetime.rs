@@ -2,7 +2,6 @@
 //! login code, the 4-digit enrollment PIN and the 8-digit temporary code.
 //! Stored only as salted hashes; texted after the transaction commits, so a
 //! slow gateway never holds the database lock.
-#![forbid(unsafe_code)]
 
 use crate::audit;
 use crate::codes::{self, OneTimePurpose};

@@ -1,5 +1,4 @@
 //! Account policy (`required` / `optional`) and exemptions.
-#![forbid(unsafe_code)]
 
 use crate::config::{Config, EnrollAtLogin, Policy};
 use crate::store::{Settings, StoreResult};

@@ -7,7 +7,6 @@
 //! ask) each answered by a [`ClientReply`] where asked, and last a
 //! [`Verdict`]. Who is calling comes only from the socket's peer
 //! credentials, never from the request.
-#![forbid(unsafe_code)]
 
 use crate::commands::{Command, DeviceCmd};
 use crate::login::Denial;

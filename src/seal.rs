@@ -5,7 +5,6 @@
 //! A sealed value is `VERSION || nonce (24 bytes) || ciphertext || tag`.
 //! The caller's associated data binds it to its place (user, device, field;
 //! see `store::sealing`): a value copied to another row does not open.
-#![forbid(unsafe_code)]
 
 use crate::config::trusted_owner;
 use crate::secret::SecretBytes;

@@ -1,6 +1,5 @@
 //! Random bytes from the OS, base32 as users type it, and constant-time
 //! comparison: the small pieces every secret-handling module shares.
-#![forbid(unsafe_code)]
 
 use zeroize::Zeroizing;
 

@@ -1,6 +1,5 @@
 //! Text messages: the [`SmsSender`] trait, the gateways an admin configures
 //! (`command`, `file`, `none`), phone-number rules and masking.
-#![forbid(unsafe_code)]
 
 use crate::config::{SmsBackend, SmsConfig};
 use std::fmt;

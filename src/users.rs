@@ -1,6 +1,5 @@
 //! Who a login name is: existence, uid and groups, from NSS. Resolved by the
 //! adapters (PAM glue, CLI) and handed to the core, which never calls NSS.
-#![forbid(unsafe_code)]
 
 use nix::unistd::{Group, User};
 use std::ffi::CString;

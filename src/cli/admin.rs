@@ -1,6 +1,5 @@
 //! `mfa admin policy|users|unlock|import-google-authenticator` (`admin show`
 //! shares `status`'s view).
-#![forbid(unsafe_code)]
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};

@@ -1,5 +1,4 @@
 //! `mfa bypass generate [--count N]`.
-#![forbid(unsafe_code)]
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};

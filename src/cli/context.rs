@@ -1,6 +1,5 @@
 //! Who may work on the database directly, opening it, and the small pieces
 //! every command shares: the target account, the clock, reading a code.
-#![forbid(unsafe_code)]
 
 use pam_mfa::attempt::MAX_CODE_BYTES;
 use pam_mfa::codes;

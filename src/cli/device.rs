@@ -1,5 +1,4 @@
 //! `mfa device list|add totp|verify|delete|remove-all`.
-#![forbid(unsafe_code)]
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};

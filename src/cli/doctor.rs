@@ -1,7 +1,6 @@
 //! `mfa doctor`: checks that the pieces fit — config, database, PAM stacks,
 //! sshd's effective settings, the SMS gateway and the daemon's socket —
 //! one line per check with the fix, non-zero exit on any failure.
-#![forbid(unsafe_code)]
 
 use super::output;
 use pam_mfa::config::{Config, SmsBackend};

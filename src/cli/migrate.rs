@@ -5,7 +5,6 @@
 //! Safe to re-run: each account is replaced as a whole in the destination,
 //! and audit rows already there are not copied twice. All of it is one
 //! transaction in the destination, so a failure leaves it as it was.
-#![forbid(unsafe_code)]
 
 use super::context::Ctx;
 use super::output;

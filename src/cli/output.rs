@@ -1,6 +1,5 @@
 //! Printing: human text or one JSON value on stdout, errors on stderr (and as
 //! JSON on stdout with --json), and the small formatting helpers.
-#![forbid(unsafe_code)]
 
 use pam_mfa::error::{exit, Error, Result};
 use serde::Serialize;

@@ -1,7 +1,6 @@
 //! The `mfa` command for ordinary users: the same commands, sent as typed
 //! requests to the daemon over its socket. The daemon runs them with the
 //! functions root's `mfa` runs, so output and exit codes match.
-#![forbid(unsafe_code)]
 
 use super::{AddCmd, Args, Command, DeviceCmd};
 use pam_mfa::error::exit;

@@ -1,5 +1,4 @@
 //! `mfa device add sms`, `device verify sms` and `admin temp-code`.
-#![forbid(unsafe_code)]
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};

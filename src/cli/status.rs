@@ -1,5 +1,4 @@
 //! `mfa status`, `mfa admin show NAME` and `mfa audit`: read-only views.
-#![forbid(unsafe_code)]
 
 use super::context::Ctx;
 use super::output::{self, printable, utc};

@@ -1,5 +1,4 @@
 //! Module arguments, in the manner of pam_faillock: a mode word plus options.
-#![forbid(unsafe_code)]
 
 use crate::config::DEFAULT_PATH;
 pub use crate::protocol::Mode;

@@ -2,7 +2,6 @@
 //! in, relay each line and question to the PAM conversation and each
 //! answer back, and return the daemon's verdict. Every wait on the daemon
 //! is bounded; the user's own typing time is not.
-#![forbid(unsafe_code)]
 
 use crate::login::{ConversationFailed, Prompter};
 use crate::protocol::{

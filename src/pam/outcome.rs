@@ -1,5 +1,4 @@
 //! The one place where results become PAM return codes. Its default denies.
-#![forbid(unsafe_code)]
 
 use super::args::Mode;
 use super::sys::{

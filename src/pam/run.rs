@@ -1,7 +1,6 @@
 //! What one `pam_sm_*` call does, once the glue has read the PAM items:
 //! find the daemon, run the login phase through it, and decide what an
 //! unreachable daemon means.
-#![forbid(unsafe_code)]
 
 use super::args::{Args, Mode};
 use super::client::{self, ClientError};

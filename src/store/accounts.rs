@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use super::sqlite::SqliteTx;
 use super::{Account, Accounts, StoreResult, UserSummary};
 use rusqlite::{params, OptionalExtension};

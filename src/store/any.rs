@@ -1,6 +1,5 @@
 //! The engine the config names, behind one type: callers open, pool and
 //! begin transactions without knowing which database holds the accounts.
-#![forbid(unsafe_code)]
 
 use super::postgres::{PgStore, PgTarget};
 use super::{OpenMode, SqliteStore, Store, StoreError, StoreResult, Tx};

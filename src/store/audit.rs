@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use super::sqlite::SqliteTx;
 use super::{AuditEntry, AuditLog, StoreResult};
 use rusqlite::params;

@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use super::sqlite::SqliteTx;
 use super::{Codes, OneTimeCode, StoreError, StoreResult, StoredCode};
 use crate::codes::{CodeHash, OneTimePurpose};

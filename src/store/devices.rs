@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use super::sealing::{read_factor_field, store_factor_field, FactorField, SecretsAtRest};
 use super::sqlite::SqliteTx;
 use super::{Device, Devices, Factor, StoreError, StoreResult};

@@ -3,7 +3,6 @@
 //! transaction: a write transaction ([`Store::begin`]), in which callers
 //! check the lock, verify and record, or a read snapshot
 //! ([`Store::begin_read`]) for phases that only look.
-#![forbid(unsafe_code)]
 
 mod accounts;
 mod any;

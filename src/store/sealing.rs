@@ -6,7 +6,6 @@
 //! version 1 and a sealed one. With a key, new rows fill only the sealed
 //! one; without, only the plaintext one (SQLite; PostgreSQL requires a key).
 //! Rows written before a key was configured keep reading as plaintext.
-#![forbid(unsafe_code)]
 
 use super::{StoreError, StoreResult};
 use crate::seal::SealKey;

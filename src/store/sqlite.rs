@@ -1,6 +1,5 @@
 //! SQLite engine: safe open (owner and mode checks), WAL, busy timeout, and
 //! schema migrations by `PRAGMA user_version`.
-#![forbid(unsafe_code)]
 
 use super::{Store, StoreError, StoreResult, Tx};
 use crate::config::trusted_owner;

@@ -1,5 +1,3 @@
-#![forbid(unsafe_code)]
-
 use super::sqlite::SqliteTx;
 use super::{StoreResult, Texts};
 use rusqlite::params;

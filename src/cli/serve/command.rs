@@ -1,7 +1,6 @@
 //! A command of a user who is not root: decided on the typed request, then
 //! run in the daemon's own process by the same functions root's `mfa`
 //! runs, with the output collected for the caller.
-#![forbid(unsafe_code)]
 
 use super::super::context::Ctx;
 use super::super::{dispatch, output, AddCmd, AdminCmd, BypassCmd, Command, DeviceCmd};

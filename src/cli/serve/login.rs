@@ -1,6 +1,5 @@
 //! A login phase for a PAM module: the same flow as ever (`pam_mfa::login`),
 //! talking to the user through the module over the socket.
-#![forbid(unsafe_code)]
 
 use super::state::Shared;
 use super::Peer;

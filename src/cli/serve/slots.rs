@@ -1,7 +1,6 @@
 //! How many connections the daemon serves at once, so that no one user can
 //! take every place: ordinary users get a few each and share a part, root
 //! (sshd, su, login and the like, and root's own `mfa`) keeps the rest.
-#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

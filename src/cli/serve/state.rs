@@ -1,7 +1,6 @@
 //! What the daemon keeps between requests: the config, read again only
 //! when the file changes, the secrets key likewise, and open stores,
 //! checked before each use.
-#![forbid(unsafe_code)]
 
 use pam_mfa::config::{Config, ConfigError};
 use pam_mfa::seal::SealKey;

@@ -1,7 +1,6 @@
 //! From the config's `postgresql://` URL to a verified connection: TLS by
 //! rustls, the password from the URL or a root-only file, and deadlines on
 //! everything, so that a login never waits long on the network.
-#![forbid(unsafe_code)]
 
 use crate::config::{check_owner_and_mode, Config};
 use crate::store::{StoreError, StoreResult};

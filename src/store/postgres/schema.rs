@@ -7,7 +7,6 @@
 //! (`oldest_reader`). The upgrade order (docs/admin-guide.md, "Many hosts"):
 //! one host runs `mfa admin init`, which migrates; the others keep working
 //! and are upgraded afterwards.
-#![forbid(unsafe_code)]
 
 use super::PgStore;
 use crate::store::{OpenMode, StoreError, StoreResult};

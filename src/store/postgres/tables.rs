@@ -2,7 +2,6 @@
 //! changes one account's state locks that account's row first
 //! (`PgTx::lock_account`); methods by row id follow a read by user in the
 //! same transaction, which took the lock.
-#![forbid(unsafe_code)]
 
 use super::PgTx;
 use crate::codes::{CodeHash, OneTimePurpose};

@@ -1,7 +1,6 @@
 //! The audit table records what happened, never a code or secret. Every
 //! [`TestEnv`] checks this when dropped; here the check itself is tested,
 //! and every flow runs against one database whose trail is read in full.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

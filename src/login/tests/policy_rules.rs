@@ -1,6 +1,5 @@
 //! Who is asked for what: policy optional/required, setup at login, exempt
 //! groups, and unknown users.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,6 +1,5 @@
 //! Temporary passcodes an administrator sends: valid five minutes, once, and
 //! only for accounts that are not locked.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

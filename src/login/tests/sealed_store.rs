@@ -1,7 +1,6 @@
 //! Secrets sealed at rest in the SQLite store: nothing readable on disk,
 //! logins as before, and a sealed row that cannot be opened makes the store
 //! unavailable, never a wrong code nor a counted failure.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,7 +1,6 @@
 //! Codes that reach a phone outside the login prompt: the 4-digit PIN that
 //! proves a new phone (from `mfa device add sms` or setup at login), and the
 //! 8-digit temporary code an administrator sends.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,7 +1,6 @@
 //! Lockout: six failures in a row, from wrong passwords or wrong codes, lock
 //! the account in every phase; a locked account is refused without looking
 //! at the code; `unlock_after` and root's exemption.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,6 +1,5 @@
 //! TOTP at the second-factor prompt: success, failure counting, replay and
 //! the window of steps either side of now.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

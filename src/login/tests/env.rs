@@ -1,7 +1,6 @@
 //! A test environment: a real SQLite store in a fresh temporary directory,
 //! the fakes, and one-line ways to run a login phase, set state up and read
 //! it back.
-#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

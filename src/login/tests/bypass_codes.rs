@@ -1,7 +1,6 @@
 //! Bypass codes at the code prompt: single use, one salt per set, forgiving
 //! about case, dashes and look-alike letters, and the 8-digit scratch codes
 //! imported from google-authenticator files.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,7 +1,6 @@
 //! Logging in with a phone: the 7-digit code texted after the password,
 //! `sms` typed at the prompt of a user who also has an app, and what happens
 //! when the gateway fails.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -1,7 +1,6 @@
 //! What a client may send instead of a code: the password (sshd's password
 //! method), nothing, far too much, bytes that are not text. Each is refused
 //! and counted like any wrong code, and nothing panics.
-#![forbid(unsafe_code)]
 
 use super::env::*;
 use super::fakes::*;

@@ -678,3 +678,36 @@ fn a_locked_account_is_told_once_per_connection() {
         "{transcript}"
     );
 }
+
+#[test]
+fn mfa_unavailable_is_told_once_per_connection() {
+    if !can_run() {
+        return;
+    }
+    let _exclusive = exclusive();
+    let dir = TempDir::new("sshd");
+    let user = TestUser::create();
+    let key = client_key(dir.path(), &user);
+    let (mut mfa, _secret) = enrolled(dir.path(), &user.name, "");
+    let _pam = PamFile::write(&key_stack(&mfa));
+    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
+    mfa.stop_daemon();
+    let mut args = vec![
+        "-o".to_owned(),
+        "NumberOfPasswordPrompts=3".to_owned(),
+        "-o".to_owned(),
+        "LogLevel=INFO".to_owned(),
+    ];
+    args.extend(key_args(&key));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let ssh = sshd.client(&user.name, &args);
+    let (code, transcript) = finish(ssh, &sshd);
+    assert_eq!(code, 255, "{transcript}");
+    assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
+    assert_eq!(
+        occurrences(&transcript, pam_mfa::login::MSG_UNAVAILABLE),
+        1,
+        "each keyboard-interactive retry must not repeat it: {transcript}"
+    );
+}

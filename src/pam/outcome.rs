@@ -45,6 +45,12 @@ pub fn pam_code(mode: Mode, result: &Result) -> c_int {
         // stack (and showing the locked message) again for each of the
         // client's retries.
         (Mode::SecondFactor, Result::Ran(Denied(Denial::Locked))) => PAM_MAXTRIES,
+        // Likewise while MFA is unavailable: a retry meets the same daemon.
+        // Not a way to tell names apart: it is the same for every user.
+        (
+            Mode::Preauth | Mode::SecondFactor,
+            Result::Unavailable { allow: false } | Result::Ran(Unavailable { allow: false }),
+        ) => PAM_MAXTRIES,
         (_, Result::Ran(ConversationFailed)) => PAM_CONV_ERR,
         _ => deny,
     }
@@ -79,9 +85,23 @@ mod tests {
             Result::Panicked,
         ];
         for r in &denied {
-            assert_eq!(pam_code(Mode::Preauth, r), PAM_AUTH_ERR, "{r:?}");
+            let unavailable = matches!(
+                r,
+                Result::Unavailable { allow: false }
+                    | Result::Ran(Verdict::Unavailable { allow: false })
+            );
+            let preauth = if unavailable {
+                PAM_MAXTRIES
+            } else {
+                PAM_AUTH_ERR
+            };
+            assert_eq!(pam_code(Mode::Preauth, r), preauth, "{r:?}");
             let locked = *r == Result::Ran(Verdict::Denied(Denial::Locked));
-            let auth = if locked { PAM_MAXTRIES } else { PAM_AUTH_ERR };
+            let auth = if locked || unavailable {
+                PAM_MAXTRIES
+            } else {
+                PAM_AUTH_ERR
+            };
             assert_eq!(pam_code(Mode::SecondFactor, r), auth, "{r:?}");
             assert_ne!(pam_code(Mode::Account, r), PAM_SUCCESS, "{r:?}");
         }

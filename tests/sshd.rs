@@ -377,6 +377,17 @@ const KBD_ONLY: [&str; 4] = [
     "PubkeyAuthentication=no",
 ];
 
+/// As [`key_args`], with the client's default 3 keyboard-interactive
+/// tries spelt out and its informational lines shown, to count messages.
+fn retrying_key_args(key: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["-o", "NumberOfPasswordPrompts=3", "-o", "LogLevel=INFO"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(key_args(key));
+    args
+}
+
 fn key_args(key: &Path) -> Vec<String> {
     [
         "-i",
@@ -647,13 +658,7 @@ fn a_locked_account_is_told_once_per_connection() {
     let (mfa, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
     let _pam = PamFile::write(&key_stack(&mfa));
     let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
-    let mut args = vec![
-        "-o".to_owned(),
-        "NumberOfPasswordPrompts=3".to_owned(),
-        "-o".to_owned(),
-        "LogLevel=INFO".to_owned(),
-    ];
-    args.extend(key_args(&key));
+    let args = retrying_key_args(&key);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let mut ssh = sshd.client(&user.name, &args);
@@ -692,13 +697,7 @@ fn mfa_unavailable_is_told_once_per_connection() {
     let _pam = PamFile::write(&key_stack(&mfa));
     let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
     mfa.stop_daemon();
-    let mut args = vec![
-        "-o".to_owned(),
-        "NumberOfPasswordPrompts=3".to_owned(),
-        "-o".to_owned(),
-        "LogLevel=INFO".to_owned(),
-    ];
-    args.extend(key_args(&key));
+    let args = retrying_key_args(&key);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let ssh = sshd.client(&user.name, &args);

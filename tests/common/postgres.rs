@@ -139,13 +139,20 @@ impl Postgres {
             .unwrap();
         self.server = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = self
-                .as_owner("pg_isready")
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+        // Both ways in: the daemon connects over TCP, the harness's psql over
+        // the socket, and a TCP answer alone once let psql find no socket.
+        let ready_at = |host: &std::ffi::OsStr| {
+            self.as_owner("pg_isready")
+                .arg("-q")
+                .arg("-h")
+                .arg(host)
+                .args(["-p", &self.port.to_string()])
                 .status()
-                .unwrap();
-            if ready.success() {
+                .unwrap()
+                .success()
+        };
+        loop {
+            if ready_at("127.0.0.1".as_ref()) && ready_at(self.dir.as_os_str()) {
                 return;
             }
             assert!(

@@ -4,12 +4,12 @@
 //! this file with `#[path]`.
 #![allow(dead_code)]
 
-use pam_mfa::codes::{normalize_bypass, normalize_digits};
-use pam_mfa::config::{Algorithm, Config};
-use pam_mfa::google_auth;
-use pam_mfa::protocol::{self, ClientReply, Request, MAX_FIELD_BYTES, MAX_LINE_BYTES};
-use pam_mfa::sms::{check_phone, mask_phone};
-use pam_mfa::totp::{self, TotpParams};
+use pam_mfa::internals::codes::{normalize_bypass, normalize_digits};
+use pam_mfa::internals::config::{Algorithm, Config};
+use pam_mfa::internals::google_auth;
+use pam_mfa::internals::protocol::{self, ClientReply, Request, MAX_FIELD_BYTES, MAX_LINE_BYTES};
+use pam_mfa::internals::sms::{check_phone, mask_phone};
+use pam_mfa::internals::totp::{self, TotpParams};
 use std::path::Path;
 
 /// Config::parse: a parsed config is within every documented range, and

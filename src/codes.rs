@@ -98,11 +98,13 @@ thread_local! {
 }
 
 /// How many PBKDF2 runs this thread has made.
+#[cfg(test)]
 pub fn derivations() -> u64 {
     DERIVATIONS.with(std::cell::Cell::get)
 }
 
 /// How many PBKDF2 runs this thread made inside a write transaction.
+#[cfg(test)]
 pub fn derivations_under_write_lock() -> u64 {
     DERIVATIONS_UNDER_WRITE_LOCK.with(std::cell::Cell::get)
 }
@@ -139,6 +141,7 @@ pub fn decoy_hash() -> &'static CodeHash {
 
 /// Finds which stored hash a code matches. Codes generated together share a
 /// salt, so a whole set of ten costs one derivation, not ten.
+#[cfg(test)]
 pub fn find_match<'a, I>(normalized_code: &str, hashes: I) -> Option<usize>
 where
     I: IntoIterator<Item = &'a CodeHash> + Clone,

@@ -65,7 +65,6 @@ pub trait Prompter {
 }
 
 pub struct Request<'a> {
-    pub user: &'a str,
     /// None when NSS does not know the user.
     pub info: Option<&'a UserInfo>,
     /// The first factor just entered, if the stack has one.
@@ -802,18 +801,6 @@ pub fn report_unavailable(
     if !allow && !quiet {
         prompter.error(MSG_UNAVAILABLE);
     }
-}
-
-/// Store errors the adapter reports as "MFA unavailable".
-pub fn is_unavailable(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Missing(_)
-            | StoreError::Unavailable(_)
-            | StoreError::Faulty(_)
-            | StoreError::Sql(_)
-            | StoreError::Conflict(_)
-    )
 }
 
 #[cfg(test)]

@@ -1,9 +1,7 @@
-//! `mfa`: the pam_mfa command. Everything it decides lives in the library;
-//! the command line is in `cli`.
+//! `mfa`: the pam_mfa command. Everything it does lives in the library, so
+//! the compiler sees one crate and reports what nothing uses.
 #![forbid(unsafe_code)]
 
-mod cli;
-
 fn main() {
-    std::process::exit(cli::main())
+    std::process::exit(pam_mfa::mfa_main())
 }

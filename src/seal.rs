@@ -280,7 +280,8 @@ impl SealKey {
 }
 
 /// Whether a stored value looks sealed by this module (for counting).
-pub fn looks_sealed(value: &[u8]) -> bool {
+#[cfg(test)]
+fn looks_sealed(value: &[u8]) -> bool {
     value.len() >= 1 + NONCE_BYTES + TAG_BYTES && value[0] == VERSION
 }
 

@@ -15,9 +15,9 @@ mod common;
 use common::daemon::*;
 use common::pty::{self, Pty};
 use common::*;
-use pam_mfa::commands::Command as MfaCommand;
-use pam_mfa::error::exit;
-use pam_mfa::protocol::{self, CommandRequest, Mode, Request, Response, Verdict};
+use pam_mfa::internals::commands::Command as MfaCommand;
+use pam_mfa::internals::error::exit;
+use pam_mfa::internals::protocol::{self, CommandRequest, Mode, Request, Response, Verdict};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -889,7 +889,7 @@ fn the_daemon_never_creates_the_database() {
     ran.assert_exit(exit::UNAVAILABLE);
     assert_eq!(json_error(&ran), "unavailable");
     let policy = command_line(
-        MfaCommand::Admin(pam_mfa::commands::AdminCmd::Policy { policy: None }),
+        MfaCommand::Admin(pam_mfa::internals::commands::AdminCmd::Policy { policy: None }),
         None,
         true,
     );
@@ -906,7 +906,10 @@ fn the_daemon_never_creates_the_database() {
         Some(Verdict::Unavailable { allow: false }),
         "{said:?}"
     );
-    assert!(said.said(pam_mfa::login::MSG_UNAVAILABLE), "{said:?}");
+    assert!(
+        said.said(pam_mfa::internals::login::MSG_UNAVAILABLE),
+        "{said:?}"
+    );
     assert!(said.asked().is_empty(), "{said:?}");
     d.write_config("policy = \"optional\"\non_unavailable = \"allow\"\n");
     let said = converse(
@@ -1003,7 +1006,7 @@ fn a_database_moved_aside_is_recreated_by_nothing_but_admin_init() {
 /// A command of any kind with values from `pick`: what a caller could send
 /// without the `mfa` command's own checks.
 fn any_command(rng: &mut Rng, pick: &mut dyn FnMut(&mut Rng) -> String) -> MfaCommand {
-    use pam_mfa::commands::{AddCmd, AdminCmd, BypassCmd, DeviceCmd, PolicyArg};
+    use pam_mfa::internals::commands::{AddCmd, AdminCmd, BypassCmd, DeviceCmd, PolicyArg};
     let flag = |rng: &mut Rng| rng.below(2) == 0;
     let number = |rng: &mut Rng| [0, 1, 10, 11, 100_000, 100_001, u32::MAX][rng.below(7)];
     match rng.below(18) {
@@ -1758,7 +1761,9 @@ fn a_bypass_only_account_needs_a_code_to_change_anything() {
     assert_eq!(said.asked(), ["Verification code: "], "{said:?}");
     assert_eq!(
         said.verdict,
-        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+        Some(Verdict::Denied(
+            pam_mfa::internals::login::Denial::WrongCode
+        ))
     );
     // With one of its codes, the change is made.
     d.client(&alice, &format!("--code {} device remove-all", codes[0]))
@@ -1875,7 +1880,9 @@ fn a_wrong_guess_uses_up_a_temporary_codes_try() {
         );
         assert_eq!(
             said.verdict,
-            Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+            Some(Verdict::Denied(
+                pam_mfa::internals::login::Denial::WrongCode
+            ))
         );
     }
     let said = converse(
@@ -1885,7 +1892,9 @@ fn a_wrong_guess_uses_up_a_temporary_codes_try() {
     );
     assert_eq!(
         said.verdict,
-        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode)),
+        Some(Verdict::Denied(
+            pam_mfa::internals::login::Denial::WrongCode
+        )),
         "a temporary code took a second guess: {said:?}"
     );
     assert_eq!(d.cli.lock_state(a), (4, false));
@@ -1931,7 +1940,9 @@ fn refusals_are_logged_and_odd_characters_are_escaped() {
     );
     assert_eq!(
         said.verdict,
-        Some(Verdict::Denied(pam_mfa::login::Denial::UnknownUser)),
+        Some(Verdict::Denied(
+            pam_mfa::internals::login::Denial::UnknownUser
+        )),
         "{said:?}"
     );
     let logged = d.logged(&["result=denied", "gpj."]);
@@ -2189,7 +2200,9 @@ fn syslog_reasons_and_audit_rows_name_what_was_wrong() {
     let said = converse(d.connect_as_root(), &login_line(Mode::Authfail, a), &[]);
     assert_eq!(
         said.verdict,
-        Some(Verdict::Denied(pam_mfa::login::Denial::WrongCode))
+        Some(Verdict::Denied(
+            pam_mfa::internals::login::Denial::WrongCode
+        ))
     );
     let line = d.logged(&[&format!("user={a}"), "mode=authfail", "result=denied"]);
     assert!(line.contains("reason=wrong-password"), "{line}");

@@ -12,7 +12,7 @@ mod common;
 
 use common::daemon::*;
 use common::*;
-use pam_mfa::protocol::{Mode, Verdict};
+use pam_mfa::internals::protocol::{Mode, Verdict};
 use serde_json::Value;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ mod common;
 use common::daemon::*;
 use common::pty::{self, Pty};
 use common::*;
-use pam_mfa::error::exit;
+use pam_mfa::internals::error::exit;
 use std::process::Command;
 
 /// The SMS outbox of a daemon whose texts go to a file.

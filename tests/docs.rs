@@ -2,7 +2,7 @@
 //! config key in pam_mfa.toml(5) and conf/pam_mfa.toml, every command and
 //! flag of `mfa --help` in mfa(1).
 
-use pam_mfa::config::Config;
+use pam_mfa::internals::config::Config;
 use std::path::Path;
 use std::process::Command;
 
@@ -166,13 +166,13 @@ fn assert_documented(page: &str, text: &str, message: &str) {
 /// drifted from the code).
 #[test]
 fn messages_of_the_library_are_quoted_as_written() {
-    use pam_mfa::login::{CHOICE_PROMPT, ENROLL_PROMPT, MSG_UNAVAILABLE, PIN_PROMPT};
-    use pam_mfa::onetime::INVALID_PIN;
+    use pam_mfa::internals::login::{CHOICE_PROMPT, ENROLL_PROMPT, MSG_UNAVAILABLE, PIN_PROMPT};
+    use pam_mfa::internals::onetime::INVALID_PIN;
     let pam8 = running_text(&repo("docs/pam_mfa.8"));
     let toml5 = running_text(&repo("docs/pam_mfa.toml.5"));
     let mfa1 = running_text(&repo("docs/mfa.1"));
     let guide = running_text(&repo("docs/admin-guide.md"));
-    let locked = pam_mfa::error::Error::locked_for_user("NAME").to_string();
+    let locked = pam_mfa::internals::error::Error::locked_for_user("NAME").to_string();
     for (page, text, message) in [
         ("pam_mfa(8)", &pam8, MSG_UNAVAILABLE),
         ("pam_mfa.toml(5)", &toml5, MSG_UNAVAILABLE),

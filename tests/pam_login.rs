@@ -804,7 +804,7 @@ fn a_sealed_store_logs_in_and_its_files_hold_no_secret() {
     let h = Harness::new();
     seal_with_new_key(&h, "");
     let secret = h.enroll_totp("alice", "phone");
-    let raw = pam_mfa::secret::base32_decode(&secret).unwrap();
+    let raw = pam_mfa::internals::secret::base32_decode(&secret).unwrap();
 
     let login = h.login("alice", &totp(&secret, 1));
     assert!(login.succeeded(), "{login:?}\n{}", h.daemon_log());

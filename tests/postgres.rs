@@ -218,7 +218,7 @@ fn a_dump_of_the_fleet_database_holds_no_secret_and_no_phone_number() {
     assert!(f.b.login("alice", &totp(&secret, 1)).succeeded());
 
     let dump = f.pg.dump();
-    let raw = pam_mfa::secret::base32_decode(&secret).expect("a base32 secret");
+    let raw = pam_mfa::internals::secret::base32_decode(&secret).expect("a base32 secret");
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     for needle in [
         secret.clone(),

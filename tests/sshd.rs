@@ -613,7 +613,7 @@ fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
     let (code, transcript) = finish(ssh, &sshd);
     assert_eq!(code, 255, "{transcript}");
     assert!(
-        transcript.contains(pam_mfa::login::MSG_UNAVAILABLE),
+        transcript.contains(pam_mfa::internals::login::MSG_UNAVAILABLE),
         "{transcript}"
     );
     assert!(transcript.contains("Permission denied"), "{transcript}");
@@ -668,7 +668,7 @@ fn a_locked_account_is_told_once_per_connection() {
     assert_eq!(code, 255, "{transcript}");
     assert_eq!(mfa.lock_state(&user.name), (1, true));
     assert_eq!(
-        occurrences(&transcript, pam_mfa::login::MSG_LOCKED),
+        occurrences(&transcript, pam_mfa::internals::login::MSG_LOCKED),
         1,
         "the locking attempt says so once: {transcript}"
     );
@@ -678,7 +678,7 @@ fn a_locked_account_is_told_once_per_connection() {
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert_eq!(
-        occurrences(&transcript, pam_mfa::login::MSG_LOCKED),
+        occurrences(&transcript, pam_mfa::internals::login::MSG_LOCKED),
         1,
         "{transcript}"
     );
@@ -705,7 +705,7 @@ fn mfa_unavailable_is_told_once_per_connection() {
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert_eq!(
-        occurrences(&transcript, pam_mfa::login::MSG_UNAVAILABLE),
+        occurrences(&transcript, pam_mfa::internals::login::MSG_UNAVAILABLE),
         1,
         "each keyboard-interactive retry must not repeat it: {transcript}"
     );

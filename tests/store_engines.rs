@@ -7,11 +7,13 @@
 mod common;
 
 use common::postgres::Postgres;
-use pam_mfa::codes::{hash_with_salt, CodeHash, OneTimePurpose};
-use pam_mfa::config::{Algorithm, Config};
-use pam_mfa::seal::SealKey;
-use pam_mfa::store::{Account, AnyStore, AuditEntry, Device, Factor, OpenMode, Store, StoreError};
-use pam_mfa::totp::{StepWindow, TotpParams};
+use pam_mfa::internals::codes::{hash_with_salt, CodeHash, OneTimePurpose};
+use pam_mfa::internals::config::{Algorithm, Config};
+use pam_mfa::internals::seal::SealKey;
+use pam_mfa::internals::store::{
+    Account, AnyStore, AuditEntry, Device, Factor, OpenMode, Store, StoreError,
+};
+use pam_mfa::internals::totp::{StepWindow, TotpParams};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

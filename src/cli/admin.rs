@@ -3,15 +3,15 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use pam_mfa::audit;
-use pam_mfa::config::{Algorithm, Policy};
-use pam_mfa::error::{Error, Result};
-use pam_mfa::google_auth::{self, MAX_FILE_BYTES};
-use pam_mfa::lockout;
-use pam_mfa::policy;
-use pam_mfa::seal::{KeyError, SealKey};
-use pam_mfa::store::{Account, Device, Factor, Store, UserSummary};
-use pam_mfa::totp::{StepWindow, TotpParams};
+use crate::audit;
+use crate::config::{Algorithm, Policy};
+use crate::error::{Error, Result};
+use crate::google_auth::{self, MAX_FILE_BYTES};
+use crate::lockout;
+use crate::policy;
+use crate::seal::{KeyError, SealKey};
+use crate::store::{Account, Device, Factor, Store, UserSummary};
+use crate::totp::{StepWindow, TotpParams};
 use serde::Serialize;
 use std::io::Read;
 use std::path::Path;
@@ -152,7 +152,7 @@ pub fn unlock(ctx: &mut Ctx, user: &str) -> Result<()> {
     let account = tx.account(user)?;
     // A typo is refused as `temp-code` refuses it, not "unlocked"; a name
     // the system no longer knows can still be cleared while it has a count.
-    if account == Account::default() && pam_mfa::users::lookup(user).is_none() {
+    if account == Account::default() && crate::users::lookup(user).is_none() {
         return Err(context::no_such_user(user));
     }
     let was_locked = lockout::is_locked(&account, &ctx.config.lockout, now);
@@ -236,7 +236,7 @@ struct Imported<'a> {
 
 /// What the import does not carry over or does differently, one sentence
 /// each, for the administrator (printed and in `--json`).
-fn import_notes(ga: &google_auth::GaFile, config: &pam_mfa::config::Config) -> Vec<String> {
+fn import_notes(ga: &google_auth::GaFile, config: &crate::config::Config) -> Vec<String> {
     let mut notes = Vec::new();
     if !ga.disallow_reuse {
         notes.push(
@@ -303,11 +303,11 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
     let ga =
         google_auth::parse(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
     // Scratch codes get one fresh salt, like a generated set.
-    let salt = pam_mfa::codes::new_salt()?;
+    let salt = crate::codes::new_salt()?;
     let scratch: Vec<_> = ga
         .scratch_codes
         .iter()
-        .map(|c| pam_mfa::codes::hash_with_salt(c, &salt))
+        .map(|c| crate::codes::hash_with_salt(c, &salt))
         .collect();
     // pam_google_authenticator's own window (3 codes when the file names
     // none) around the phone's clock, and the last step it accepted.
@@ -510,9 +510,9 @@ mod tests {
 #[cfg(test)]
 mod import_tests {
     use super::*;
-    use pam_mfa::attempt::{self, Accepted, AttemptResult, Context};
-    use pam_mfa::totp;
-    use pam_mfa::users::UserInfo;
+    use crate::attempt::{self, Accepted, AttemptResult, Context};
+    use crate::totp;
+    use crate::users::UserInfo;
 
     #[test]
     fn an_imported_file_works_at_login_and_keeps_existing_bypass_codes() {
@@ -543,7 +543,7 @@ mod import_tests {
             uid: 1000,
             groups: vec![],
         };
-        let secret = pam_mfa::secret::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
+        let secret = crate::secret::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
         let params = TotpParams {
             algorithm: Algorithm::SHA1,
             digits: 6,
@@ -659,7 +659,7 @@ mod import_tests {
             uid: 0,
             groups: vec![],
         };
-        let secret = pam_mfa::secret::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
+        let secret = crate::secret::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
         let params = TotpParams {
             algorithm: Algorithm::SHA1,
             digits: 6,

@@ -2,10 +2,10 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use pam_mfa::audit;
-use pam_mfa::codes::{self, CodeHash};
-use pam_mfa::error::{Error, Result};
-use pam_mfa::store::Store;
+use crate::audit;
+use crate::codes::{self, CodeHash};
+use crate::error::{Error, Result};
+use crate::store::Store;
 use serde::Serialize;
 use zeroize::Zeroizing;
 

@@ -1,15 +1,15 @@
 //! Who may work on the database directly, opening it, and the small pieces
 //! every command shares: the target account, the clock, reading a code.
 
-use pam_mfa::attempt::MAX_CODE_BYTES;
-use pam_mfa::codes;
-use pam_mfa::config::Config;
-use pam_mfa::config::StoreLocation;
-use pam_mfa::error::{Error, Result};
-use pam_mfa::store::{AnyStore, OpenMode};
-use pam_mfa::totp::{self, TotpParams};
-use pam_mfa::users;
-use pam_mfa::Clock;
+use crate::attempt::MAX_CODE_BYTES;
+use crate::codes;
+use crate::config::Config;
+use crate::config::StoreLocation;
+use crate::error::{Error, Result};
+use crate::store::{AnyStore, OpenMode};
+use crate::totp::{self, TotpParams};
+use crate::users;
+use crate::Clock;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -44,9 +44,9 @@ impl Ctx {
         if euid != 0 {
             // Decide before reading: a root-owned config is usually 0600.
             let meta = std::fs::metadata(config_path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::Config(
-                    pam_mfa::config::ConfigError::Missing(config_path.to_owned()),
-                ),
+                std::io::ErrorKind::NotFound => {
+                    Error::Config(crate::config::ConfigError::Missing(config_path.to_owned()))
+                }
                 _ => Error::Permission(NEEDS_ROOT.into()),
             })?;
             if meta.uid() != euid {
@@ -113,7 +113,7 @@ impl Ctx {
     pub fn target(&self, user: Option<String>) -> Result<String> {
         match user {
             // An alias works on its uid's account, as its logins do.
-            Some(user) => Ok(pam_mfa::users::account_name(&user)),
+            Some(user) => Ok(crate::users::account_name(&user)),
             None if self.invoker_known => Ok(self.invoker.clone()),
             None => Err(Error::NotFound(format!(
                 "your user id has no name in the user database; pass --user NAME (here: {})",
@@ -310,7 +310,7 @@ pub fn test_ctx(tag: &str) -> (Ctx, std::path::PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pam_mfa::config::Algorithm;
+    use crate::config::Algorithm;
 
     #[test]
     fn private_database_is_judged_by_the_nearest_existing_path() {

@@ -3,12 +3,12 @@
 use super::context::{self, Ctx};
 use super::output::{self, printable};
 use super::status::{device_lines, DeviceView};
-use pam_mfa::audit;
-use pam_mfa::codes::OneTimePurpose;
-use pam_mfa::enroll::{self, NewTotp};
-use pam_mfa::error::{Error, Result};
-use pam_mfa::login::ENROLL_PROMPT;
-use pam_mfa::store::{Device, Factor, Store, Tx};
+use crate::audit;
+use crate::codes::OneTimePurpose;
+use crate::enroll::{self, NewTotp};
+use crate::error::{Error, Result};
+use crate::login::ENROLL_PROMPT;
+use crate::store::{Device, Factor, Store, Tx};
 use serde::Serialize;
 
 /// Tries at a terminal before the new device is left pending.
@@ -345,7 +345,7 @@ pub fn remove_all(ctx: &mut Ctx, user: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pam_mfa::totp;
+    use crate::totp;
 
     fn me() -> String {
         nix::unistd::User::from_uid(nix::unistd::geteuid())

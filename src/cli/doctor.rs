@@ -3,10 +3,10 @@
 //! one line per check with the fix, non-zero exit on any failure.
 
 use super::output;
-use pam_mfa::config::{Config, SmsBackend};
-use pam_mfa::error::{exit, Result};
-use pam_mfa::seal::SealKey;
-use pam_mfa::store::{AnyStore, OpenMode, Store, SCHEMA_VERSION};
+use crate::config::{Config, SmsBackend};
+use crate::error::{exit, Result};
+use crate::seal::SealKey;
+use crate::store::{AnyStore, OpenMode, Store, SCHEMA_VERSION};
 use serde::Serialize;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -135,7 +135,7 @@ fn database(checks: &mut Vec<Check>, config: &Config, key: Option<Arc<SealKey>>)
                     format!(
                         "PostgreSQL {}: connected, schema version {}",
                         pg.describe(),
-                        pam_mfa::store::postgres::SCHEMA_VERSION
+                        crate::store::postgres::SCHEMA_VERSION
                     ),
                 ),
                 Err(e) => return check(checks, "database", Status::Fail, e.to_string()),

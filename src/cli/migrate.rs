@@ -8,11 +8,11 @@
 
 use super::context::Ctx;
 use super::output;
-use pam_mfa::audit;
-use pam_mfa::codes::OneTimePurpose;
-use pam_mfa::config::Config;
-use pam_mfa::error::{Error, Result};
-use pam_mfa::store::{AnyStore, AuditEntry, OpenMode, Store, Tx};
+use crate::audit;
+use crate::codes::OneTimePurpose;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::{AnyStore, AuditEntry, OpenMode, Store, Tx};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -163,7 +163,7 @@ fn check(source: &dyn Tx, dest: &mut AnyStore, now: i64) -> Result<()> {
                  copied: run the migration again, and report it if this repeats"
             ))
         };
-        let names = |devices: Vec<pam_mfa::store::Device>| -> Vec<(String, bool)> {
+        let names = |devices: Vec<crate::store::Device>| -> Vec<(String, bool)> {
             devices.into_iter().map(|d| (d.name, d.verified)).collect()
         };
         if names(source.devices(user)?) != names(tx.devices(user)?) {

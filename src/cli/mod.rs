@@ -1,5 +1,5 @@
 //! The `mfa` command: dispatch. The arguments are types of the library
-//! (`pam_mfa::commands`), shared with the daemon. Each command family lives
+//! (`crate::commands`), shared with the daemon. Each command family lives
 //! in its own file; root (or the owner of a private instance) runs them on
 //! the store directly, everyone else through `mfa serve`, which runs the
 //! same functions in its own process.
@@ -16,15 +16,15 @@ mod serve;
 mod sms;
 mod status;
 
+pub use crate::commands::*;
+use crate::config::Policy;
+use crate::error::{Error, Result};
 use clap::Parser;
 use context::Ctx;
-pub use pam_mfa::commands::*;
-use pam_mfa::config::Policy;
-use pam_mfa::error::{Error, Result};
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    pam_mfa::audit::set_ident("mfa");
+    crate::audit::set_ident("mfa");
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(e) => return output::clap_error(&e, std::env::args_os()),
@@ -82,9 +82,9 @@ pub fn main() -> i32 {
 /// config), else the default.
 fn socket_path(args: &Args) -> std::path::PathBuf {
     args.socket.clone().unwrap_or_else(|| {
-        pam_mfa::config::Config::load(&args.config)
+        crate::config::Config::load(&args.config)
             .map(|c| c.socket)
-            .unwrap_or_else(|_| pam_mfa::config::DEFAULT_SOCKET.into())
+            .unwrap_or_else(|_| crate::config::DEFAULT_SOCKET.into())
     })
 }
 
@@ -120,7 +120,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
             | AdminCmd::ImportGoogleAuthenticator { name, .. } = &mut cmd
             {
                 // An alias names its uid's account, as at login.
-                *name = pam_mfa::users::account_name(name);
+                *name = crate::users::account_name(name);
             }
             Command::Admin(cmd)
         }
@@ -141,7 +141,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
                 DeviceCmd::Add(AddCmd::Sms { phone, no_verify }) => {
                     sms::add(ctx, &user, &phone, no_verify)
                 }
-                DeviceCmd::Verify { nick, code } if nick == pam_mfa::enroll::SMS_NAME => {
+                DeviceCmd::Verify { nick, code } if nick == crate::enroll::SMS_NAME => {
                     sms::verify(ctx, &user, code)
                 }
                 DeviceCmd::Verify { nick, code } => device::verify(ctx, &user, &nick, code),
@@ -191,8 +191,8 @@ fn unreachable_here() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_PATH;
     use clap::error::ErrorKind;
-    use pam_mfa::config::DEFAULT_PATH;
     use std::path::PathBuf;
 
     fn parse(args: &[&str]) -> std::result::Result<Args, clap::Error> {

@@ -1,7 +1,7 @@
 //! Printing: human text or one JSON value on stdout, errors on stderr (and as
 //! JSON on stdout with --json), and the small formatting helpers.
 
-use pam_mfa::error::{exit, Error, Result};
+use crate::error::{exit, Error, Result};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -141,8 +141,8 @@ pub fn clap_error(e: &clap::Error, args: impl Iterator<Item = OsString>) -> i32 
 /// Text from the database made safe for a terminal: control characters
 /// (an escape sequence in a name, say) are shown escaped.
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if s.chars().any(pam_mfa::audit::invisible) {
-        Cow::Owned(pam_mfa::audit::defang(s))
+    if s.chars().any(crate::audit::invisible) {
+        Cow::Owned(crate::audit::defang(s))
     } else {
         Cow::Borrowed(s)
     }

@@ -3,8 +3,8 @@
 //! functions root's `mfa` runs, so output and exit codes match.
 
 use super::{AddCmd, Args, Command, DeviceCmd};
-use pam_mfa::error::exit;
-use pam_mfa::protocol::{self, CommandRequest, LineReader, Response};
+use crate::error::exit;
+use crate::protocol::{self, CommandRequest, LineReader, Response};
 use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -41,7 +41,7 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
                 phone,
                 no_verify: false,
             }));
-            return add_then_verify(&socket, request, pam_mfa::enroll::SMS_NAME);
+            return add_then_verify(&socket, request, crate::enroll::SMS_NAME);
         }
         command => request.command = command,
     }
@@ -54,10 +54,10 @@ pub fn run(args: Args, socket: std::path::PathBuf) -> i32 {
 /// What the first code of a new device is asked with: a phone gets a PIN
 /// by text, an app shows a code.
 fn first_code_prompt(nick: &str) -> &'static str {
-    if nick == pam_mfa::enroll::SMS_NAME {
-        pam_mfa::login::PIN_PROMPT
+    if nick == crate::enroll::SMS_NAME {
+        crate::login::PIN_PROMPT
     } else {
-        pam_mfa::login::ENROLL_PROMPT
+        crate::login::ENROLL_PROMPT
     }
 }
 
@@ -69,7 +69,7 @@ fn user_flag(user: Option<&str>) -> String {
         .flatten()
         .map(|u| u.name);
     match user {
-        Some(u) if me.as_deref() != Some(pam_mfa::users::account_name(u).as_str()) => {
+        Some(u) if me.as_deref() != Some(crate::users::account_name(u).as_str()) => {
             format!("--user {u} ")
         }
         _ => String::new(),
@@ -143,8 +143,8 @@ fn add_then_verify(socket: &Path, mut request: CommandRequest, name: &str) -> i3
     if let Some(uri) = value["otpauth_uri"].as_str() {
         let setup = zeroize::Zeroizing::new(format!(
             "Scan this QR code with an authenticator app:\n{}\nOr type this secret: {}\nURI: {uri}",
-            pam_mfa::enroll::qr_text(uri).as_str(),
-            pam_mfa::secret::group4(value["secret"].as_str().unwrap_or_default()).as_str(),
+            crate::enroll::qr_text(uri).as_str(),
+            crate::secret::group4(value["secret"].as_str().unwrap_or_default()).as_str(),
         ));
         // With --json stdout carries only the final object.
         if json {
@@ -175,7 +175,7 @@ fn verify_interactively(
         "the device \"{name}\" is saved as pending: finish with `mfa {flag}device verify {name}`"
     );
     let tries = if std::io::stdin().is_terminal() {
-        pam_mfa::onetime::PIN_TRIES
+        crate::onetime::PIN_TRIES
     } else {
         1
     };

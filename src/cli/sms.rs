@@ -2,10 +2,10 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use pam_mfa::error::{Error, Result};
-use pam_mfa::onetime::{self, TempCode, PIN_TRIES};
-use pam_mfa::sms::{self, check_phone, mask_phone};
-use pam_mfa::store::Store;
+use crate::error::{Error, Result};
+use crate::onetime::{self, TempCode, PIN_TRIES};
+use crate::sms::{self, check_phone, mask_phone};
+use crate::store::Store;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -60,7 +60,7 @@ pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()
 fn ask_pin(ctx: &mut Ctx, user: &str, later: &str) -> Result<()> {
     let tries = if context::interactive() { PIN_TRIES } else { 1 };
     for left in (0..tries).rev() {
-        let Some(pin) = context::read_code(pam_mfa::login::PIN_PROMPT)? else {
+        let Some(pin) = context::read_code(crate::login::PIN_PROMPT)? else {
             return Err(Error::Usage(format!("no PIN was entered; {later}")));
         };
         let now = ctx.now();
@@ -164,11 +164,11 @@ pub fn temp_code(ctx: &mut Ctx, user: &str, show: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attempt::{self, Accepted, AttemptResult, Context};
     use crate::cli::device;
-    use pam_mfa::attempt::{self, Accepted, AttemptResult, Context};
-    use pam_mfa::codes::OneTimePurpose;
-    use pam_mfa::store::Account;
-    use pam_mfa::users::UserInfo;
+    use crate::codes::OneTimePurpose;
+    use crate::store::Account;
+    use crate::users::UserInfo;
     use std::path::{Path, PathBuf};
 
     const PHONE: &str = "5551234567";

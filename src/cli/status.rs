@@ -2,12 +2,12 @@
 
 use super::context::Ctx;
 use super::output::{self, printable, utc};
-use pam_mfa::config::Policy;
-use pam_mfa::error::Result;
-use pam_mfa::lockout;
-use pam_mfa::policy;
-use pam_mfa::store::{Device, DeviceKind, Store};
-use pam_mfa::users;
+use crate::config::Policy;
+use crate::error::Result;
+use crate::lockout;
+use crate::policy;
+use crate::store::{Device, DeviceKind, Store};
+use crate::users;
 use serde::Serialize;
 
 #[derive(Serialize)]

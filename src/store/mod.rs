@@ -15,7 +15,7 @@ mod settings;
 mod sqlite;
 mod texts;
 
-pub use any::{AnyStore, StoreClock};
+pub use any::AnyStore;
 pub use postgres::url_check as postgres_url_check;
 pub use sealing::SecretsAtRest;
 pub use sqlite::{OpenMode, SqliteStore, SCHEMA_VERSION};

@@ -5,9 +5,9 @@
 
 use super::pty;
 use super::{is_root, mfa_bin, module_path, now, totp_at, write_file, Cli, TempDir};
-use pam_mfa::commands::Command as MfaCommand;
-use pam_mfa::error::exit;
-use pam_mfa::protocol::{
+use pam_mfa::internals::commands::Command as MfaCommand;
+use pam_mfa::internals::error::exit;
+use pam_mfa::internals::protocol::{
     self, ClientReply, CommandRequest, Envelope, LoginRequest, Mode, Request, Response,
     ServerMessage, Verdict,
 };

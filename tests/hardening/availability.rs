@@ -12,7 +12,7 @@
 
 use crate::common::*;
 use crate::support::*;
-use pam_mfa::login::MSG_UNAVAILABLE;
+use pam_mfa::internals::login::MSG_UNAVAILABLE;
 use std::time::{Duration, Instant};
 
 /// The bounds: a daemon that is not running answers at once...

@@ -12,8 +12,8 @@
 
 use crate::common::*;
 use crate::support::*;
-use pam_mfa::login::MSG_UNAVAILABLE;
-use pam_mfa::protocol::{self, Envelope, LoginRequest, Mode, Request};
+use pam_mfa::internals::login::MSG_UNAVAILABLE;
+use pam_mfa::internals::protocol::{self, Envelope, LoginRequest, Mode, Request};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 

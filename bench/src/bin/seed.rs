@@ -9,11 +9,11 @@
 //! TOTP device and a `device-imported` audit entry), and the two kinds are
 //! compared before the tree is used.
 
-use pam_mfa::audit;
-use pam_mfa::config::Algorithm;
-use pam_mfa::secret::base32_encode;
-use pam_mfa::store::{Device, Factor, OpenMode, SqliteStore, Store};
-use pam_mfa::totp::{StepWindow, TotpParams};
+use pam_mfa::internals::audit;
+use pam_mfa::internals::config::Algorithm;
+use pam_mfa::internals::secret::base32_encode;
+use pam_mfa::internals::store::{Device, Factor, OpenMode, SqliteStore, Store};
+use pam_mfa::internals::totp::{StepWindow, TotpParams};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::{chown, DirBuilderExt, PermissionsExt};

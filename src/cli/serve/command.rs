@@ -6,17 +6,17 @@ use super::super::context::Ctx;
 use super::super::{dispatch, output, AddCmd, AdminCmd, BypassCmd, Command, DeviceCmd};
 use super::state::Shared;
 use super::Peer;
-use pam_mfa::attempt::{self, AttemptResult, Context};
-use pam_mfa::audit;
-use pam_mfa::codes::OneTimePurpose;
-use pam_mfa::config::Config;
-use pam_mfa::enroll;
-use pam_mfa::error::{exit, Error, Result};
-use pam_mfa::protocol::{CommandRequest, Response};
-use pam_mfa::sms::{self, check_phone};
-use pam_mfa::store::{AnyStore, DeviceKind, Store};
-use pam_mfa::users::{self, UserInfo};
-use pam_mfa::{lockout, Clock};
+use crate::attempt::{self, AttemptResult, Context};
+use crate::audit;
+use crate::codes::OneTimePurpose;
+use crate::config::Config;
+use crate::enroll;
+use crate::error::{exit, Error, Result};
+use crate::protocol::{CommandRequest, Response};
+use crate::sms::{self, check_phone};
+use crate::store::{AnyStore, DeviceKind, Store};
+use crate::users::{self, UserInfo};
+use crate::{lockout, Clock};
 
 pub const STEP_UP: &str = "this needs a current verification code";
 
@@ -508,7 +508,7 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
         let app = devices
             .iter()
             .any(|d| d.verified && d.kind() == DeviceKind::Totp);
-        let phone = pam_mfa::onetime::sms_device(&*tx, user)?
+        let phone = crate::onetime::sms_device(&*tx, user)?
             .filter(|(d, _)| d.verified)
             .map(|(_, phone)| phone);
         Ok((phone, app))
@@ -531,7 +531,7 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
     }
     let sender = sms::from_config(&config.sms);
     let now = store.clock().now();
-    match pam_mfa::onetime::send_login_code(store, config, sender.as_ref(), user, &phone, now) {
+    match crate::onetime::send_login_code(store, config, sender.as_ref(), user, &phone, now) {
         Ok(()) => Error::WrongCode(format!(
             "{STEP_UP}: one was texted to {masked} (valid 5 minutes); enter it, or a bypass code, {ADMIN}"
         )),

@@ -1,18 +1,16 @@
-//! A login phase for a PAM module: the same flow as ever (`pam_mfa::login`),
+//! A login phase for a PAM module: the same flow as ever (`crate::login`),
 //! talking to the user through the module over the socket.
 
 use super::state::Shared;
 use super::Peer;
-use pam_mfa::audit::{self, Level};
-use pam_mfa::config::{Config, OnUnavailable};
-use pam_mfa::login::{self, ConversationFailed, Denial, Login, Outcome, Prompter};
-use pam_mfa::protocol::{
-    self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict,
-};
-use pam_mfa::secret::SecretBytes;
-use pam_mfa::sms::{self, SmsError, SmsSender};
-use pam_mfa::store::{Store, StoreError};
-use pam_mfa::{users, Clock};
+use crate::audit::{self, Level};
+use crate::config::{Config, OnUnavailable};
+use crate::login::{self, ConversationFailed, Denial, Login, Outcome, Prompter};
+use crate::protocol::{self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict};
+use crate::secret::SecretBytes;
+use crate::sms::{self, SmsError, SmsSender};
+use crate::store::{Store, StoreError};
+use crate::{users, Clock};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -31,7 +29,7 @@ pub fn serve(
     // Stands in for the password in the flow: the module sends
     // "equals the password" instead of an answer that does, and the flow
     // refuses a code equal to the password as it always has.
-    let marker = match pam_mfa::secret::random_bytes(32) {
+    let marker = match crate::secret::random_bytes(32) {
         Ok(m) => m,
         Err(_) => return finish(stream, Verdict::Unavailable { allow: false }),
     };
@@ -94,7 +92,6 @@ fn run(
     };
     let clock = store.clock();
     let flow_request = login::Request {
-        user: &request.user,
         info: info.as_ref(),
         password: Some(marker),
         service: &request.service,

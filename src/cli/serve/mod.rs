@@ -9,11 +9,11 @@ mod login;
 mod slots;
 mod state;
 
+use crate::audit;
+use crate::config::Config;
+use crate::error::{exit, Error, Result};
+use crate::protocol::{self, LineReader, Request, Response};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use pam_mfa::audit;
-use pam_mfa::config::Config;
-use pam_mfa::error::{exit, Error, Result};
-use pam_mfa::protocol::{self, LineReader, Request, Response};
 use slots::Slots;
 use state::Shared;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -175,7 +175,7 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     let meta = std::fs::metadata(dir)
         .map_err(|e| Error::Failed(format!("cannot use {}: {e}", dir.display())))?;
     let sticky = meta.mode() & 0o1000 != 0;
-    if (meta.mode() & 0o022 != 0 && !sticky) || !pam_mfa::config::trusted_owner(meta.uid()) {
+    if (meta.mode() & 0o022 != 0 && !sticky) || !crate::config::trusted_owner(meta.uid()) {
         return Err(Error::Failed(format!(
             "{} is writable by others or not ours: another user could replace the socket; use a directory only root can write (e.g. /run/pam_mfa)",
             dir.display()
@@ -248,8 +248,8 @@ fn reply(stream: &UnixStream, response: &Response) {
 /// Audit rows older than `audit_days` go, at start and hourly; the purge is
 /// itself a row of the trail. A store that is not there yet is no error.
 fn purge_old_audit(shared: &Shared) {
-    use pam_mfa::store::Store;
-    use pam_mfa::Clock;
+    use crate::store::Store;
+    use crate::Clock;
     let Ok(config) = shared.config() else { return };
     if config.audit_days == 0 {
         return;

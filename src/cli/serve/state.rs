@@ -2,9 +2,9 @@
 //! when the file changes, the secrets key likewise, and open stores,
 //! checked before each use.
 
-use pam_mfa::config::{Config, ConfigError};
-use pam_mfa::seal::SealKey;
-use pam_mfa::store::{AnyStore, OpenMode, StoreResult};
+use crate::config::{Config, ConfigError};
+use crate::seal::SealKey;
+use crate::store::{AnyStore, OpenMode, StoreResult};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

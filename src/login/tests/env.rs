@@ -29,10 +29,10 @@ pub enum Phase {
     Account,
 }
 
-/// A user NSS knows, or only a name typed at the login prompt.
+/// A user NSS knows, or one it does not (the flow then sees no name).
 pub enum Who<'a> {
     Known(&'a UserInfo),
-    Unknown(&'a str),
+    Unknown,
 }
 
 pub struct TestEnv {
@@ -88,12 +88,11 @@ impl TestEnv {
         password: Option<&[u8]>,
         answers: Vec<Answer>,
     ) -> (Outcome, FakePrompter) {
-        let (name, info) = match who {
-            Who::Known(u) => (u.name.as_str(), Some(u)),
-            Who::Unknown(name) => (name, None),
+        let info = match who {
+            Who::Known(u) => Some(u),
+            Who::Unknown => None,
         };
         let req = Request {
-            user: name,
             info,
             password,
             service: SERVICE,

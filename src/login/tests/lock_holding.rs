@@ -97,7 +97,6 @@ fn read_only_phases_answer_while_another_process_holds_the_write_lock() {
     // only the verdict needs the write lock, and a busy store denies.
     let mut prompter = FakePrompter::new(vec![typed(code_at(SECRET, T0))]);
     let req = crate::login::Request {
-        user: "alice",
         info: Some(&alice),
         password: None,
         service: SERVICE,

@@ -354,12 +354,7 @@ fn an_unknown_user_sees_exactly_what_a_real_user_with_a_wrong_code_sees() {
     env.add_totp("alice", "phone", SECRET);
     let wrong = wrong_code(SECRET, T0);
     let (real, real_p) = env.second_factor(&user("alice"), vec![typed(&wrong)]);
-    let (ghost, ghost_p) = env.run(
-        Phase::SecondFactor,
-        Who::Unknown("ghost"),
-        None,
-        vec![typed(&wrong)],
-    );
+    let (ghost, ghost_p) = env.run(Phase::SecondFactor, Who::Unknown, None, vec![typed(&wrong)]);
     assert_eq!(real, Outcome::Denied(Denial::WrongCode));
     assert_eq!(ghost, Outcome::Denied(Denial::UnknownUser));
     assert_eq!(ghost_p.shown, real_p.shown);
@@ -369,7 +364,7 @@ fn an_unknown_user_sees_exactly_what_a_real_user_with_a_wrong_code_sees() {
 #[test]
 fn an_unknown_user_is_refused_even_under_optional_policy_and_leaves_no_rows() {
     let mut env = TestEnv::new();
-    let ghost = || Who::Unknown("ghost");
+    let ghost = || Who::Unknown;
     assert_eq!(
         env.run(Phase::Preauth, ghost(), None, vec![]).0,
         Outcome::Passed("unknown-user-preauth")

@@ -54,7 +54,6 @@ fn second_factor_result(
     answers: Vec<Answer>,
 ) -> (Result<Outcome, StoreError>, FakePrompter) {
     let req = Request {
-        user: &user.name,
         info: Some(user),
         password: None,
         service: SERVICE,

@@ -150,11 +150,7 @@ pub fn unlock(ctx: &mut Ctx, user: &str) -> Result<()> {
     let by = ctx.by();
     let tx = ctx.store.begin()?;
     let account = tx.account(user)?;
-    // A typo is refused as `temp-code` refuses it, not "unlocked"; a name
-    // the system no longer knows can still be cleared while it has a count.
-    if account == Account::default() && crate::users::lookup(user).is_none() {
-        return Err(context::no_such_user(user));
-    }
+    context::require_known_account(user, account != Account::default())?;
     let was_locked = lockout::is_locked(&account, &ctx.config.lockout, now);
     if account != Account::default() {
         tx.put_account(user, &Account::default())?;

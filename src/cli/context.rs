@@ -200,6 +200,17 @@ pub fn require_system_user(name: &str) -> Result<()> {
     }
 }
 
+/// Commands that read or clear an account refuse a name that is neither a
+/// system user nor in the store, so a typo is told, not shown as empty; a
+/// user deleted from the system can still be seen and cleared while the
+/// store holds something for the name.
+pub fn require_known_account(name: &str, in_store: bool) -> Result<()> {
+    if in_store {
+        return Ok(());
+    }
+    require_system_user(name)
+}
+
 /// How every command refuses a name the user database does not know.
 pub fn no_such_user(name: &str) -> Error {
     Error::NotFound(format!(

@@ -1,6 +1,6 @@
 //! `mfa status`, `mfa admin show NAME` and `mfa audit`: read-only views.
 
-use super::context::Ctx;
+use super::context::{self, Ctx};
 use super::output::{self, printable, utc};
 use crate::config::Policy;
 use crate::error::Result;
@@ -68,6 +68,13 @@ pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
     let tx = ctx.store.begin_read()?;
     let account = lockout::current(tx.account(user)?, &ctx.config.lockout, now);
     let locked = lockout::is_locked(&account, &ctx.config.lockout, now);
+    let devices = tx.devices(user)?;
+    let bypass_codes_left = tx.bypass_codes(user)?.len();
+    if info.is_none() {
+        let in_store =
+            account != Default::default() || !devices.is_empty() || bypass_codes_left > 0;
+        context::require_known_account(user, in_store)?;
+    }
     let view = StatusView {
         user: user.to_owned(),
         system_account: info.is_some(),
@@ -78,8 +85,8 @@ pub fn show(ctx: &mut Ctx, user: &str) -> Result<()> {
         locked,
         failures: account.failures,
         locked_at: account.locked_at.filter(|_| locked),
-        devices: tx.devices(user)?.iter().map(DeviceView::from).collect(),
-        bypass_codes_left: tx.bypass_codes(user)?.len(),
+        devices: devices.iter().map(DeviceView::from).collect(),
+        bypass_codes_left,
     };
     drop(tx);
     if ctx.json {
@@ -147,4 +154,34 @@ pub fn audit(ctx: &mut Ctx, user: Option<&str>, host: Option<&str>, limit: u32) 
         })
         .collect();
     output::text(&lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Account;
+
+    #[test]
+    fn a_name_neither_the_system_nor_the_store_knows_is_refused_not_shown_empty() {
+        let (mut ctx, dir) = context::test_ctx("status_unknown");
+        let e = show(&mut ctx, "nosuchuserxyz").unwrap_err();
+        assert_eq!(e.exit_code(), 6, "{e}");
+        assert!(
+            e.to_string().contains("there is no user nosuchuserxyz"),
+            "{e}"
+        );
+        // A user deleted from the system is still shown while the store
+        // holds something for the name, so an administrator can clear it.
+        let now = ctx.now();
+        let tx = ctx.store.begin().unwrap();
+        let failed = Account {
+            failures: 2,
+            last_failure: Some(now),
+            ..Account::default()
+        };
+        tx.put_account("nosuchuserxyz", &failed).unwrap();
+        tx.commit().unwrap();
+        show(&mut ctx, "nosuchuserxyz").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -267,6 +267,25 @@ fn a_phone_only_user_is_texted_a_step_up_code() {
 
 // ------------------------------------------------------------ items 5, 11
 
+/// Ctrl-C at a hidden prompt ends the command as Ctrl-C does, and leaves
+/// the terminal echoing: the shell and the commands after it are not left
+/// typing blind.
+#[test]
+fn ctrl_c_at_a_hidden_prompt_gives_the_terminal_its_echo_back() {
+    if !can_run() {
+        return;
+    }
+    let d = Daemon::start("policy = \"optional\"\n");
+    let alice = TestUser::create(&[]);
+    let mut term = Pty::spawn(d.command(&alice, "device add totp --name phone"));
+    term.expect(ENROLL_PROMPT, TIMEOUT);
+    assert!(!term.echoes(), "echo is off at the prompt");
+    term.send_raw(b"12\x03");
+    let status = term.wait(TIMEOUT);
+    assert_eq!(pty::code(status), 128 + 2, "{}", term.transcript());
+    assert!(term.echoes(), "echo still off after Ctrl-C");
+}
+
 /// `device add totp` through the daemon: the QR code, then the code is
 /// asked with echo off; a wrong code is asked again; no "finish later"
 /// hint when it ends verified, and one naming the command when it ends

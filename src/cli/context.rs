@@ -254,36 +254,102 @@ pub fn read_line_hidden(prompt: Option<&str>) -> std::io::Result<Option<Zeroizin
 
 /// Turns the terminal's echo off while it lives, and back on when dropped
 /// (also when reading fails). Does nothing when stdin is not a terminal.
-struct EchoOff(Option<nix::sys::termios::Termios>);
+///
+/// Ctrl-C, a hangup, SIGTERM or SIGQUIT at the prompt would end the process
+/// before any drop runs, leaving the terminal silent for the shell and every
+/// command after it. So while echo is off those signals are blocked in this
+/// thread, and one watcher thread waits for them: it puts the terminal back
+/// and then lets the signal take its default course. No signal handler, so
+/// no unsafe code.
+struct EchoOff {
+    active: bool,
+}
+
+/// The terminal settings to put back, while echo is off.
+static ECHO_RESTORE: std::sync::Mutex<Option<nix::sys::termios::Termios>> =
+    std::sync::Mutex::new(None);
+
+fn interrupting_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+fn restore_echo() {
+    let mut saved = ECHO_RESTORE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(saved) = saved.take() {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &saved,
+        );
+    }
+}
+
+/// Started once, with the signals already blocked (a thread inherits its
+/// creator's mask, and `sigwait` needs them blocked).
+fn start_interrupt_watcher() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("echo-restore".into())
+            .spawn(|| loop {
+                let Ok(signal) = interrupting_signals().wait() else {
+                    continue;
+                };
+                restore_echo();
+                eprintln!();
+                let mut only = nix::sys::signal::SigSet::empty();
+                only.add(signal);
+                let _ = only.thread_unblock();
+                let _ = nix::sys::signal::raise(signal);
+                // Still here: the signal is ignored, so carry on waiting.
+                let _ = only.thread_block();
+            });
+    });
+}
 
 impl EchoOff {
     fn new() -> EchoOff {
         use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
         let stdin = std::io::stdin();
         if !stdin.is_terminal() {
-            return EchoOff(None);
+            return EchoOff { active: false };
         }
         let Ok(saved) = tcgetattr(&stdin) else {
-            return EchoOff(None);
+            return EchoOff { active: false };
         };
         let mut quiet = saved.clone();
         quiet.local_flags.remove(LocalFlags::ECHO);
         quiet.local_flags.insert(LocalFlags::ECHONL);
-        match tcsetattr(&stdin, SetArg::TCSANOW, &quiet) {
-            Ok(()) => EchoOff(Some(saved)),
-            Err(_) => EchoOff(None),
+        if interrupting_signals().thread_block().is_err() {
+            return EchoOff { active: false };
         }
+        start_interrupt_watcher();
+        *ECHO_RESTORE.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
+        let active = tcsetattr(&stdin, SetArg::TCSANOW, &quiet).is_ok();
+        if !active {
+            restore_echo();
+            let _ = interrupting_signals().thread_unblock();
+        }
+        EchoOff { active }
     }
 }
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
+        if self.active {
+            restore_echo();
+            // A signal that came while reading is delivered here.
+            let _ = interrupting_signals().thread_unblock();
         }
     }
 }

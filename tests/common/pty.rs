@@ -196,12 +196,26 @@ impl Pty {
         let _ = self.writer.write_all(&line);
     }
 
-    /// Waits for the program to exit and for its output to drain.
-    pub fn finish(mut self, timeout: Duration) -> (ExitStatus, String) {
+    /// Types bytes as they are: ^C (0x03) here interrupts, as at a keyboard.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.writer.write_all(bytes);
+    }
+
+    /// Whether the terminal echoes what is typed (on Linux the master reads
+    /// the slave's settings, also after the program has exited).
+    pub fn echoes(&self) -> bool {
+        let settings = nix::sys::termios::tcgetattr(&self.writer).expect("tcgetattr on pty");
+        settings
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    }
+
+    /// Waits for the program to exit (its output may still be draining).
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
-        let status = loop {
+        loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                break status;
+                return status;
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
@@ -212,7 +226,12 @@ impl Pty {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
-        };
+        }
+    }
+
+    /// Waits for the program to exit and for its output to drain.
+    pub fn finish(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let status = self.wait(timeout);
         // Output written just before exit is still in the pty; wait for EOF,
         // but not forever: a leftover grandchild could keep the slave open.
         let (lock, cv) = &*self.state;

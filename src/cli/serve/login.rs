@@ -215,7 +215,7 @@ fn log_decision(who: &str, mode: Mode, outcome: &Outcome, debug: bool) {
         Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
         Outcome::Passed(why) => (
             Level::Info,
-            format!("result=success method=none reason={why}"),
+            format!("result=success method=none reason={}", why.as_str()),
         ),
         // authfail runs after a wrong password: that, not a code, was wrong.
         Outcome::Denied(Denial::WrongCode) if mode == Mode::Authfail => {
@@ -228,11 +228,7 @@ fn log_decision(who: &str, mode: Mode, outcome: &Outcome, debug: bool) {
         Outcome::ConversationFailed => (Level::Notice, "result=denied reason=conversation".into()),
     };
     // Routine passes of preauth/account would flood the log; keep them for debug.
-    if matches!(
-        outcome,
-        Outcome::Passed("not-locked" | "unknown-user-preauth")
-    ) && !debug
-    {
+    if matches!(outcome, Outcome::Passed(why) if why.is_routine()) && !debug {
         return;
     }
     audit::syslog(level, &format!("{who} {result}"));

@@ -2,7 +2,7 @@
 //! code, nickname rules, and storing the device. Shared by the login flow
 //! (setup at next login) and the `mfa device add totp` command.
 
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::config::Config;
 use crate::secret::{base32_encode, group4, SecretBytes};
 use crate::store::{Device, Factor, StoreResult, Tx};
@@ -127,7 +127,7 @@ pub fn purge_stale_pending(tx: &dyn Tx, user: &str, now: i64) -> StoreResult<usi
                 tx,
                 now,
                 user,
-                "device-expired",
+                AuditEvent::DeviceExpired,
                 &format!("device={} kind={}", device.name, device.kind().as_str()),
             )?;
         } else {
@@ -168,9 +168,9 @@ pub fn store_totp(
         },
     })?;
     let event = if verified_step.is_some() {
-        "device-enrolled"
+        AuditEvent::DeviceEnrolled
     } else {
-        "device-pending"
+        AuditEvent::DevicePending
     };
     audit::record(
         tx,

@@ -6,7 +6,7 @@
 //! Enrolling) → Prompting → Verifying → Verified | Denied.
 
 use crate::attempt::{self, Accepted, AttemptResult, Context};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes;
 use crate::config::Config;
 use crate::enroll::{self, NewTotp};
@@ -276,7 +276,7 @@ impl Login<'_> {
         let now = self.clock.now();
         let tx = self.store.begin()?;
         let detail = format!("mode={mode} {}", req.detail());
-        audit::record(&*tx, now, user, "login-locked", &detail)?;
+        audit::record(&*tx, now, user, AuditEvent::LoginLocked, &detail)?;
         tx.commit()
     }
 
@@ -381,7 +381,7 @@ impl Login<'_> {
                 audit::Level::Error,
                 &format!(
                     "{} could not text a login code: {}",
-                    audit::format_line(user, "sms-send-failed", ""),
+                    audit::format_line(user, AuditEvent::SmsSendFailed, ""),
                     audit::escape(&e.to_string())
                 ),
             );
@@ -407,7 +407,7 @@ impl Login<'_> {
                 &*tx,
                 now,
                 user,
-                "failures-reset",
+                AuditEvent::FailuresReset,
                 "reason=login-without-code",
             )?;
         }
@@ -530,7 +530,13 @@ impl Login<'_> {
             {
                 let tx = self.store.begin()?;
                 policy::decline_offer(&*tx, &user.name, now)?;
-                audit::record(&*tx, now, &user.name, "setup-declined", &req.detail())?;
+                audit::record(
+                    &*tx,
+                    now,
+                    &user.name,
+                    AuditEvent::SetupDeclined,
+                    &req.detail(),
+                )?;
                 tx.commit()?;
             }
             self.reset_failures(&user.name, failures, now)?;
@@ -601,7 +607,7 @@ impl Login<'_> {
                         audit::Level::Error,
                         &format!(
                             "{} SMS setup at login failed: {}",
-                            audit::format_line(&user.name, "sms-send-failed", ""),
+                            audit::format_line(&user.name, AuditEvent::SmsSendFailed, ""),
                             audit::escape(&e.to_string())
                         ),
                     );
@@ -735,7 +741,7 @@ impl Login<'_> {
                 &*tx,
                 now,
                 &user.name,
-                "device-expired",
+                AuditEvent::DeviceExpired,
                 &format!("device={} kind=totp setup-at-login", device.name),
             )?;
         }
@@ -812,7 +818,7 @@ impl Login<'_> {
             Some(step) => {
                 tx.mark_verified(setup.id)?;
                 tx.set_last_step(setup.id, step)?;
-                audit::record(&*tx, now, &user.name, "device-verified", &device)?;
+                audit::record(&*tx, now, &user.name, AuditEvent::DeviceVerified, &device)?;
                 tx.put_account(&user.name, &Default::default())?;
                 tx.commit()?;
                 self.prompter.info(&format!(
@@ -822,7 +828,13 @@ impl Login<'_> {
                 Ok(Some(Outcome::Enrolled))
             }
             None => {
-                audit::record(&*tx, now, &user.name, "device-verify-failed", &device)?;
+                audit::record(
+                    &*tx,
+                    now,
+                    &user.name,
+                    AuditEvent::DeviceVerifyFailed,
+                    &device,
+                )?;
                 tx.commit()?;
                 Ok(None)
             }

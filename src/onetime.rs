@@ -3,7 +3,7 @@
 //! Stored only as salted hashes; texted after the transaction commits, so a
 //! slow gateway never holds the database lock.
 
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::{self, OneTimePurpose};
 use crate::config::Config;
 use crate::enroll::SMS_NAME;
@@ -187,7 +187,7 @@ fn count_text(
             tx,
             now,
             user,
-            "sms-limited",
+            AuditEvent::SmsLimited,
             &format!(
                 "purpose={} scope={scope} sent={count} max={max}",
                 purpose.as_str()
@@ -222,7 +222,7 @@ fn store_code(
     purpose: OneTimePurpose,
     attempts: u32,
     now: i64,
-    event: &str,
+    event: AuditEvent,
     detail: &str,
 ) -> Result<Zeroizing<String>> {
     let code = codes::new_numeric_code(purpose)?;
@@ -252,7 +252,7 @@ fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose, now: i6
 fn void_code_in(tx: &dyn Tx, user: &str, purpose: OneTimePurpose, now: i64) -> StoreResult<()> {
     tx.delete_one_time_codes(user, purpose)?;
     let detail = format!("purpose={}", purpose.as_str());
-    audit::record(tx, now, user, "sms-send-failed", &detail)
+    audit::record(tx, now, user, AuditEvent::SmsSendFailed, &detail)
 }
 
 /// Texts a 7-digit login code (valid 5 minutes, single use) to `phone`.
@@ -273,7 +273,7 @@ pub fn send_login_code(
         OneTimePurpose::SmsLogin,
         attempts,
         now,
-        "sms-code-sent",
+        AuditEvent::SmsCodeSent,
         "",
     )?;
     let text = Zeroizing::new(format!(
@@ -326,7 +326,7 @@ pub fn start_sms_enrollment(
             &*tx,
             now,
             user,
-            "device-pending",
+            AuditEvent::DevicePending,
             &format!("device=sms phone={}", mask_phone(phone)),
         )?;
         tx.commit()?;
@@ -338,7 +338,7 @@ pub fn start_sms_enrollment(
         OneTimePurpose::SmsEnroll,
         PIN_TRIES,
         now,
-        "sms-pin-sent",
+        AuditEvent::SmsPinSent,
         "",
     )?;
     let text = Zeroizing::new(format!(
@@ -363,7 +363,7 @@ fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
                 &*tx,
                 now,
                 user,
-                "device-deleted",
+                AuditEvent::DeviceDeleted,
                 "device=sms reason=pin-not-sent",
             )?;
         }
@@ -447,7 +447,7 @@ fn verify_sms_pin_in(
             &*tx,
             now,
             user,
-            "device-verify-failed",
+            AuditEvent::DeviceVerifyFailed,
             &format!("device=sms tries_left={left}"),
         )?;
         tx.commit()?;
@@ -459,7 +459,7 @@ fn verify_sms_pin_in(
         &*tx,
         now,
         user,
-        "device-enrolled",
+        AuditEvent::DeviceEnrolled,
         &format!("device=sms kind=sms phone={}", mask_phone(&phone)),
     )?;
     tx.commit()?;
@@ -508,7 +508,7 @@ pub fn issue_temp_code(
         OneTimePurpose::Temporary,
         TEMP_CODE_TRIES,
         now,
-        "temp-code-issued",
+        AuditEvent::TempCodeIssued,
         &format!("delivery={how} {by}"),
     )?;
     let Some(phone) = phone else {

@@ -2,7 +2,7 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use pam_mfa::audit;
+use pam_mfa::audit::{self, AuditEvent};
 use pam_mfa::codes::{self, CodeHash};
 use pam_mfa::error::{Error, Result};
 use pam_mfa::store::Store;
@@ -63,7 +63,7 @@ fn store_new_set(ctx: &mut Ctx, user: &str, count: u32) -> Result<(Vec<Zeroizing
         &*tx,
         now,
         user,
-        "bypass-generated",
+        AuditEvent::BypassGenerated,
         &format!("count={count} replaced={replaced} {detail}"),
     )?;
     tx.commit()?;

@@ -7,7 +7,7 @@ use super::super::{dispatch, output, AddCmd, AdminCmd, BypassCmd, Command, Devic
 use super::state::Shared;
 use super::Peer;
 use pam_mfa::attempt::{self, AttemptResult, Context};
-use pam_mfa::audit;
+use pam_mfa::audit::{self, AuditEvent};
 use pam_mfa::codes::OneTimePurpose;
 use pam_mfa::config::Config;
 use pam_mfa::enroll;
@@ -125,7 +125,7 @@ fn refusal(e: &Error, caller: &UserInfo, request: &CommandRequest) -> Response {
         audit::Level::Notice,
         &format!(
             "{} result=refused command=\"{}\" kind={kind} target={}: {}",
-            audit::format_line(&caller.name, "command", ""),
+            audit::format_line(&caller.name, AuditEvent::Command, ""),
             command_name(&request.command),
             audit::quote(request.user.as_deref().unwrap_or(&caller.name)),
             audit::escape(&e.to_string())
@@ -164,7 +164,7 @@ fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &
     );
     let now = store.clock().now();
     let recorded = store.begin().and_then(|tx| {
-        audit::record(&*tx, now, &caller.name, "admin-refused", &detail)?;
+        audit::record(&*tx, now, &caller.name, AuditEvent::AdminRefused, &detail)?;
         tx.commit()
     });
     if let Err(e) = recorded {
@@ -172,7 +172,7 @@ fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &
             audit::Level::Error,
             &format!(
                 "{} could not record a refusal in the audit trail: {e}",
-                audit::format_line(&caller.name, "admin-refused", "")
+                audit::format_line(&caller.name, AuditEvent::AdminRefused, "")
             ),
         );
     }
@@ -540,7 +540,7 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
                 audit::Level::Warning,
                 &format!(
                     "{} result=not-texted: {}",
-                    audit::format_line(user, "step-up", ""),
+                    audit::format_line(user, AuditEvent::StepUp, ""),
                     audit::escape(&e.to_string())
                 ),
             );

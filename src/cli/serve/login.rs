@@ -3,7 +3,7 @@
 
 use super::state::Shared;
 use super::Peer;
-use pam_mfa::audit::{self, Level};
+use pam_mfa::audit::{self, AuditEvent, Level};
 use pam_mfa::config::{Config, OnUnavailable};
 use pam_mfa::login::{self, ConversationFailed, Denial, Login, Outcome, Prompter};
 use pam_mfa::protocol::{
@@ -69,7 +69,7 @@ fn run(
     };
     let who = audit::format_line(
         &request.user,
-        "login",
+        AuditEvent::Login,
         &format!(
             "mode={} service={} rhost={} uid={} pid={}{account}",
             request.mode.as_str(),
@@ -166,7 +166,7 @@ fn refuse(
         {
             let now = store.clock().now();
             let tx = store.begin().ok()?;
-            audit::record(&*tx, now, &caller.name, "login-refused", &detail).ok()?;
+            audit::record(&*tx, now, &caller.name, AuditEvent::LoginRefused, &detail).ok()?;
             tx.commit().ok()?;
         }
         shared.put_back(store, &config);

@@ -62,21 +62,47 @@ pub fn qr_text(data: &str) -> Zeroizing<String> {
     }
 }
 
+/// Why a device nickname is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadNickname {
+    Length,
+    Characters,
+    /// `sms`, the SMS device's own name.
+    Reserved,
+}
+
+impl std::fmt::Display for BadNickname {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadNickname::Length => write!(
+                f,
+                "a device nickname must be 1 to {MAX_NICKNAME} characters"
+            ),
+            BadNickname::Characters => {
+                f.write_str("a device nickname may contain only letters, digits, '-', '_' and '.'")
+            }
+            BadNickname::Reserved => {
+                f.write_str("\"sms\" is the name of the SMS device; choose another nickname")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadNickname {}
+
 /// Nicknames: 1–32 letters, digits, `-`, `_` or `.`; not `sms`.
-pub fn check_nickname(name: &str) -> Result<(), String> {
+pub fn check_nickname(name: &str) -> Result<(), BadNickname> {
     if name.is_empty() || name.len() > MAX_NICKNAME {
-        return Err(format!(
-            "a device nickname must be 1 to {MAX_NICKNAME} characters"
-        ));
+        return Err(BadNickname::Length);
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err("a device nickname may contain only letters, digits, '-', '_' and '.'".into());
+        return Err(BadNickname::Characters);
     }
     if name.eq_ignore_ascii_case(SMS_NAME) {
-        return Err("\"sms\" is the name of the SMS device; choose another nickname".into());
+        return Err(BadNickname::Reserved);
     }
     Ok(())
 }

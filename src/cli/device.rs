@@ -61,7 +61,7 @@ struct Added<'a> {
 }
 
 pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Result<()> {
-    enroll::check_nickname(name).map_err(Error::Usage)?;
+    enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
     context::require_system_user(user)?;
     // Refuse a taken nickname before showing a secret nobody could keep.
     if ctx

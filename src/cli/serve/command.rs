@@ -301,7 +301,10 @@ fn decide(
     config: &Config,
     store: &mut AnyStore,
 ) -> std::result::Result<Plan, Refusal> {
-    request.command.check_values().map_err(Error::Usage)?;
+    request
+        .command
+        .check_values()
+        .map_err(|e| Error::Usage(e.to_string()))?;
     // root here: uid 0 or the daemon's own user (a private instance).
     let member =
         !root && !config.admin_group.is_empty() && caller.groups.contains(&config.admin_group);
@@ -447,7 +450,7 @@ fn check_arguments(
     let devices = store.begin_read()?.devices(user)?;
     match command {
         DeviceCmd::Add(AddCmd::Totp { name, .. }) => {
-            enroll::check_nickname(name).map_err(Error::Usage)?;
+            enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
             if devices.iter().any(|d| &d.name == name) {
                 return Err(Error::Conflict(format!(
                     "{user} already has a device named \"{name}\"; choose another with --name, \

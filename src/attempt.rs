@@ -3,7 +3,7 @@
 //! never get more guesses than `lockout.deny`, nor use one code twice. The
 //! slow hashing comes before, outside that transaction.
 
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::{self, Derivations, NotPrepared, OneTimePurpose};
 use crate::config::Config;
 use crate::lockout;
@@ -125,7 +125,13 @@ fn finish_attempt(
         Some(accepted) => {
             tx.put_account(&user.name, &Default::default())?;
             let detail = format!("method={} {}", accepted.method(), ctx.detail);
-            audit::record(&*tx, now, &user.name, "code-accepted", detail.trim_end())?;
+            audit::record(
+                &*tx,
+                now,
+                &user.name,
+                AuditEvent::CodeAccepted,
+                detail.trim_end(),
+            )?;
             // A TOTP success spends nothing and only lowers the failure
             // count, so it skips the fsync every login would otherwise pay.
             // Losing it to a power cut within seconds would re-open its
@@ -184,13 +190,13 @@ pub(crate) fn record_failure_in(
         lockout::record_failure(&account, &config.lockout, now, user.is_root());
     tx.put_account(&user.name, &next)?;
     let detail = format!("failures={} {detail}", next.failures);
-    audit::record(tx, now, &user.name, "failure", detail.trim_end())?;
+    audit::record(tx, now, &user.name, AuditEvent::Failure, detail.trim_end())?;
     if locked_now {
         audit::record(
             tx,
             now,
             &user.name,
-            "locked",
+            AuditEvent::Locked,
             &format!("failures={}", next.failures),
         )?;
     }

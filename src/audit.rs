@@ -15,6 +15,124 @@ pub enum Level {
     Debug,
 }
 
+/// What an audit row or log line is about. The words are stored in the
+/// audit table and logged as `event=`; they never change (see pam_mfa(8),
+/// LOGGING).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A command the daemon refused to run for its caller.
+    AdminRefused,
+    /// Old audit rows were deleted (`audit_days`).
+    AuditPurged,
+    /// A new set of bypass codes.
+    BypassGenerated,
+    /// A code was accepted at login or step-up.
+    CodeAccepted,
+    /// A command the daemon ran (syslog only).
+    Command,
+    /// A device was deleted.
+    DeviceDeleted,
+    /// A device was set up and verified at once.
+    DeviceEnrolled,
+    /// An unfinished setup was removed.
+    DeviceExpired,
+    /// A device was imported from another tool.
+    DeviceImported,
+    /// A device waits for its first code or PIN.
+    DevicePending,
+    /// A pending device was proved with a code.
+    DeviceVerified,
+    /// A wrong code or PIN for a pending device.
+    DeviceVerifyFailed,
+    /// Every device of an account was removed.
+    DevicesRemoved,
+    /// A failed attempt, counted toward the lockout.
+    Failure,
+    /// A run of failures ended without a code.
+    FailuresReset,
+    /// The failure that locked the account.
+    Locked,
+    /// A login asked of the daemon (syslog only).
+    Login,
+    /// An attempt on an account already locked.
+    LoginLocked,
+    /// A program asked about an account not its own.
+    LoginRefused,
+    /// The policy was changed.
+    PolicyChanged,
+    /// The offer to set up a device was declined.
+    SetupDeclined,
+    /// A login code was texted.
+    SmsCodeSent,
+    /// A text was refused by the hourly limits.
+    SmsLimited,
+    /// An enrollment PIN was texted.
+    SmsPinSent,
+    /// A text could not be sent.
+    SmsSendFailed,
+    /// A step-up for a command (syslog only).
+    StepUp,
+    /// The database was created.
+    StoreCreated,
+    /// The database was copied to another engine.
+    StoreMigrated,
+    /// An administrator issued a temporary code.
+    TempCodeIssued,
+    /// An administrator unlocked the account.
+    Unlocked,
+}
+
+impl AuditEvent {
+    /// The word stored and logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::AdminRefused => "admin-refused",
+            AuditEvent::AuditPurged => "audit-purged",
+            AuditEvent::BypassGenerated => "bypass-generated",
+            AuditEvent::CodeAccepted => "code-accepted",
+            AuditEvent::Command => "command",
+            AuditEvent::DeviceDeleted => "device-deleted",
+            AuditEvent::DeviceEnrolled => "device-enrolled",
+            AuditEvent::DeviceExpired => "device-expired",
+            AuditEvent::DeviceImported => "device-imported",
+            AuditEvent::DevicePending => "device-pending",
+            AuditEvent::DeviceVerified => "device-verified",
+            AuditEvent::DeviceVerifyFailed => "device-verify-failed",
+            AuditEvent::DevicesRemoved => "devices-removed",
+            AuditEvent::Failure => "failure",
+            AuditEvent::FailuresReset => "failures-reset",
+            AuditEvent::Locked => "locked",
+            AuditEvent::Login => "login",
+            AuditEvent::LoginLocked => "login-locked",
+            AuditEvent::LoginRefused => "login-refused",
+            AuditEvent::PolicyChanged => "policy-changed",
+            AuditEvent::SetupDeclined => "setup-declined",
+            AuditEvent::SmsCodeSent => "sms-code-sent",
+            AuditEvent::SmsLimited => "sms-limited",
+            AuditEvent::SmsPinSent => "sms-pin-sent",
+            AuditEvent::SmsSendFailed => "sms-send-failed",
+            AuditEvent::StepUp => "step-up",
+            AuditEvent::StoreCreated => "store-created",
+            AuditEvent::StoreMigrated => "store-migrated",
+            AuditEvent::TempCodeIssued => "temp-code-issued",
+            AuditEvent::Unlocked => "unlocked",
+        }
+    }
+
+    /// The syslog level of its line: what may need a look (a failure, a
+    /// lock, a refusal, a limit) is a notice, the rest information.
+    pub fn level(self) -> Level {
+        match self {
+            AuditEvent::Locked
+            | AuditEvent::Failure
+            | AuditEvent::LoginLocked
+            | AuditEvent::AdminRefused
+            | AuditEvent::SmsLimited => Level::Notice,
+            _ => Level::Info,
+        }
+    }
+}
+
 static IDENT: OnceLock<&'static str> = OnceLock::new();
 static HOST: OnceLock<String> = OnceLock::new();
 static LOGGER: Mutex<Option<Logger<LoggerBackend, Formatter3164>>> = Mutex::new(None);
@@ -83,22 +201,18 @@ pub fn record(
     log: &dyn AuditLog,
     now: i64,
     user: &str,
-    event: &str,
+    event: AuditEvent,
     detail: &str,
 ) -> StoreResult<()> {
-    let level = match event {
-        "locked" | "failure" | "login-locked" | "admin-refused" | "sms-limited" => Level::Notice,
-        _ => Level::Info,
-    };
     let detail = defang(detail);
     log.append_audit(&AuditEntry {
         time: now,
         host: host_name().to_owned(),
         user: user.to_owned(),
-        event: event.to_owned(),
+        event: event.as_str().to_owned(),
         detail: detail.clone(),
     })?;
-    log.syslog_after_commit(level, format_line(user, event, &detail));
+    log.syslog_after_commit(event.level(), format_line(user, event, &detail));
     Ok(())
 }
 
@@ -115,7 +229,7 @@ pub fn purge_old(log: &dyn AuditLog, audit_days: u32, now: i64, by: &str) -> Sto
             log,
             now,
             by,
-            "audit-purged",
+            AuditEvent::AuditPurged,
             &format!("rows={purged} before={before} audit_days={audit_days}"),
         )?;
     }
@@ -125,8 +239,9 @@ pub fn purge_old(log: &dyn AuditLog, audit_days: u32, now: i64, by: &str) -> Sto
 /// `user=alice event=wrong-code service=sshd ...`; user names are quoted
 /// when they hold anything unusual so a log line cannot be forged, nor
 /// shown in another order (bidi controls such as U+202E).
-pub fn format_line(user: &str, event: &str, detail: &str) -> String {
+pub fn format_line(user: &str, event: AuditEvent, detail: &str) -> String {
     let user = quote(user);
+    let event = event.as_str();
     if detail.is_empty() {
         format!("user={user} event={event}")
     } else {
@@ -216,14 +331,18 @@ mod tests {
 
     #[test]
     fn odd_user_names_cannot_forge_lines() {
-        let line = format_line("evil\nuser=root event=unlock", "wrong-code", "");
+        let line = format_line("evil\nuser=root event=unlock", AuditEvent::Failure, "");
         assert!(!line.contains('\n'));
         assert!(line.starts_with("user=\"evil\\nuser=root"), "{line}");
     }
 
     #[test]
     fn bidi_and_invisible_characters_are_escaped() {
-        let line = format_line("mal\u{202e}txt.exe", "failure", "service=\"su\u{2066}\"");
+        let line = format_line(
+            "mal\u{202e}txt.exe",
+            AuditEvent::Failure,
+            "service=\"su\u{2066}\"",
+        );
         assert!(!line.chars().any(invisible), "{line}");
         assert!(line.contains("user=\"mal\\u{202e}txt.exe\""), "{line}");
         assert!(line.contains("service=\"su\\u{2066}\""), "{line}");

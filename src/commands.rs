@@ -206,37 +206,64 @@ impl From<PolicyArg> for Policy {
     }
 }
 
-pub fn parse_count(s: &str) -> std::result::Result<u32, String> {
+/// A value out of range, for clap's value parsers and [`Command::check_values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadValue {
+    /// `bypass generate --count`.
+    Count,
+    /// `audit --limit`, as its value parser says it (clap names the option).
+    Limit,
+    /// `audit --limit`, named.
+    LimitOption,
+    /// `audit --host`.
+    Host,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadValue::Count => write!(
+                f,
+                "the number of bypass codes must be between 1 and {MAX_BYPASS_CODES}"
+            ),
+            BadValue::Limit => write!(f, "must be a number between 1 and {MAX_AUDIT_LIMIT}"),
+            BadValue::LimitOption => write!(f, "--limit {}", BadValue::Limit),
+            BadValue::Host => f.write_str("--host must be a host name (1 to 255 characters)"),
+        }
+    }
+}
+
+impl std::error::Error for BadValue {}
+
+pub fn parse_count(s: &str) -> std::result::Result<u32, BadValue> {
     match s.parse::<u32>() {
         Ok(n) if (1..=MAX_BYPASS_CODES).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "the number of bypass codes must be between 1 and {MAX_BYPASS_CODES}"
-        )),
+        _ => Err(BadValue::Count),
     }
 }
 
 pub const MAX_AUDIT_LIMIT: u32 = 100_000;
 
-pub fn parse_limit(s: &str) -> std::result::Result<u32, String> {
+pub fn parse_limit(s: &str) -> std::result::Result<u32, BadValue> {
     match s.parse::<u32>() {
         Ok(n) if (1..=MAX_AUDIT_LIMIT).contains(&n) => Ok(n),
-        _ => Err(format!("must be a number between 1 and {MAX_AUDIT_LIMIT}")),
+        _ => Err(BadValue::Limit),
     }
 }
 
 impl Command {
     /// The checks clap's value parsers make, for a command that arrived
     /// as a typed request (the daemon) rather than as words.
-    pub fn check_values(&self) -> Result<(), String> {
+    pub fn check_values(&self) -> Result<(), BadValue> {
         match self {
             Command::Bypass(BypassCmd::Generate { count }) => {
                 parse_count(&count.to_string()).map(drop)
             }
             Command::Audit { limit, host } => {
-                parse_limit(&limit.to_string()).map_err(|e| format!("--limit {e}"))?;
+                parse_limit(&limit.to_string()).map_err(|_| BadValue::LimitOption)?;
                 match host {
                     Some(h) if h.is_empty() || h.len() > 255 || h.chars().any(char::is_control) => {
-                        Err("--host must be a host name (1 to 255 characters)".into())
+                        Err(BadValue::Host)
                     }
                     _ => Ok(()),
                 }

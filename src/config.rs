@@ -356,18 +356,37 @@ pub fn trusted_owner(uid: u32) -> bool {
 }
 
 /// Checks owner and mode of an already opened file's metadata.
-pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), String> {
+pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), Untrusted> {
     if !trusted_owner(meta.uid()) {
-        return Err(format!("it is owned by uid {}, not root", meta.uid()));
+        return Err(Untrusted::Owner(meta.uid()));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by group or others (mode {:04o})",
-            meta.mode() & 0o7777
-        ));
+        return Err(Untrusted::Writable(meta.mode() & 0o7777));
     }
     Ok(())
 }
+
+/// Why a file is not trusted (see [`check_owner_and_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// Owned by this uid, neither root nor the process's own.
+    Owner(u32),
+    /// Writable by group or others; the mode bits.
+    Writable(u32),
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Untrusted::Owner(uid) => write!(f, "it is owned by uid {uid}, not root"),
+            Untrusted::Writable(mode) => {
+                write!(f, "it is writable by group or others (mode {mode:04o})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Untrusted {}
 
 /// Which engine the `database` key selects: its scheme decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,7 +424,7 @@ impl Config {
         }
         check_owner_and_mode(&meta).map_err(|why| ConfigError::Unsafe {
             path: path.to_owned(),
-            why,
+            why: why.to_string(),
         })?;
         let mut bytes = Vec::new();
         file.take(MAX_CONFIG_BYTES + 1)
@@ -446,7 +465,7 @@ impl Config {
         match self.store_location() {
             StoreLocation::Postgres(url) => {
                 if let Err(why) = crate::store::postgres_url_check(url) {
-                    return Err(invalid("database", &why));
+                    return Err(invalid("database", &why.to_string()));
                 }
                 if self.secrets_key_path().is_none() {
                     return Err(invalid(

@@ -2,7 +2,7 @@
 //! code, nickname rules, and storing the device. Shared by the login flow
 //! (setup at next login) and the `mfa device add totp` command.
 
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::config::Config;
 use crate::secret::{base32_encode, group4, SecretBytes};
 use crate::store::{Device, Factor, StoreResult, Tx};
@@ -62,21 +62,47 @@ pub fn qr_text(data: &str) -> Zeroizing<String> {
     }
 }
 
+/// Why a device nickname is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadNickname {
+    Length,
+    Characters,
+    /// `sms`, the SMS device's own name.
+    Reserved,
+}
+
+impl std::fmt::Display for BadNickname {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadNickname::Length => write!(
+                f,
+                "a device nickname must be 1 to {MAX_NICKNAME} characters"
+            ),
+            BadNickname::Characters => {
+                f.write_str("a device nickname may contain only letters, digits, '-', '_' and '.'")
+            }
+            BadNickname::Reserved => {
+                f.write_str("\"sms\" is the name of the SMS device; choose another nickname")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadNickname {}
+
 /// Nicknames: 1–32 letters, digits, `-`, `_` or `.`; not `sms`.
-pub fn check_nickname(name: &str) -> Result<(), String> {
+pub fn check_nickname(name: &str) -> Result<(), BadNickname> {
     if name.is_empty() || name.len() > MAX_NICKNAME {
-        return Err(format!(
-            "a device nickname must be 1 to {MAX_NICKNAME} characters"
-        ));
+        return Err(BadNickname::Length);
     }
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err("a device nickname may contain only letters, digits, '-', '_' and '.'".into());
+        return Err(BadNickname::Characters);
     }
     if name.eq_ignore_ascii_case(SMS_NAME) {
-        return Err("\"sms\" is the name of the SMS device; choose another nickname".into());
+        return Err(BadNickname::Reserved);
     }
     Ok(())
 }
@@ -127,7 +153,7 @@ pub fn purge_stale_pending(tx: &dyn Tx, user: &str, now: i64) -> StoreResult<usi
                 tx,
                 now,
                 user,
-                "device-expired",
+                AuditEvent::DeviceExpired,
                 &format!("device={} kind={}", device.name, device.kind().as_str()),
             )?;
         } else {
@@ -168,9 +194,9 @@ pub fn store_totp(
         },
     })?;
     let event = if verified_step.is_some() {
-        "device-enrolled"
+        AuditEvent::DeviceEnrolled
     } else {
-        "device-pending"
+        AuditEvent::DevicePending
     };
     audit::record(
         tx,

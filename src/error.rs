@@ -2,6 +2,8 @@
 //! maps to a documented exit code.
 
 use crate::config::ConfigError;
+use crate::lockout::{self, Remedy};
+use crate::onetime::OnetimeError;
 use crate::store::StoreError;
 use std::fmt;
 
@@ -91,15 +93,11 @@ impl Error {
 
     /// `locked` as a user who is not an administrator reads it.
     pub fn locked_for_user(user: &str) -> Error {
-        Error::Locked(format!(
-            "the account {user} is locked after too many failed attempts; an administrator must unlock it: ask your administrator"
-        ))
+        Error::Locked(lockout::locked_message(user, Remedy::AskAdministrator))
     }
 
     pub fn locked(user: &str) -> Error {
-        Error::Locked(format!(
-            "the account {user} is locked after too many failed attempts; an administrator must unlock it with `mfa admin unlock {user}`"
-        ))
+        Error::Locked(lockout::locked_message(user, Remedy::Unlock))
     }
 }
 
@@ -135,8 +133,31 @@ impl From<StoreError> for Error {
                 Error::Unavailable(m)
             }
             StoreError::Conflict(m) => Error::Conflict(m),
-            StoreError::Sql(e) => Error::Failed(format!("database error: {e}")),
-            e @ StoreError::Postgres(_) => Error::Failed(e.to_string()),
+            e @ StoreError::Failed(_) => Error::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<OnetimeError> for Error {
+    /// Each kind keeps the exit code and words `mfa` always had.
+    fn from(e: OnetimeError) -> Self {
+        let m = e.to_string();
+        match e {
+            OnetimeError::Store(e) => e.into(),
+            OnetimeError::Random(e) => e.into(),
+            OnetimeError::BadPhone(_) => Error::Usage(m),
+            OnetimeError::Locked { .. } | OnetimeError::LockedTempCode { .. } => Error::Locked(m),
+            OnetimeError::NoSmsDevice { .. }
+            | OnetimeError::NoPhoneForTempCode { .. }
+            | OnetimeError::PinGone => Error::NotFound(m),
+            OnetimeError::HasSmsDevice { .. } | OnetimeError::AlreadyVerified { .. } => {
+                Error::Conflict(m)
+            }
+            OnetimeError::WrongPin { .. } => Error::WrongCode(m),
+            OnetimeError::Limited { .. } => Error::Limited(m),
+            OnetimeError::Sms(_)
+            | OnetimeError::PinNotSent(_)
+            | OnetimeError::PinChanging { .. } => Error::Failed(m),
         }
     }
 }

@@ -42,7 +42,7 @@ pub fn mfa_main() -> i32 {
 #[doc(hidden)]
 pub mod internals {
     pub mod audit {
-        pub use crate::audit::record;
+        pub use crate::audit::{record, AuditEvent};
     }
     pub mod codes {
         pub use crate::codes::{

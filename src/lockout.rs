@@ -9,6 +9,27 @@ use std::time::Duration;
 /// the daemon's next message, so a paused login is still answered.
 pub const MAX_FAILURE_DELAY: Duration = Duration::from_secs(8);
 
+/// What a locked message tells the reader to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// A user who is not an administrator: ask one.
+    AskAdministrator,
+    /// An administrator: the command that unlocks it.
+    Unlock,
+}
+
+/// The one wording of "this account is locked" for `mfa` and the daemon's
+/// commands (the login prompt says it as `login::MSG_LOCKED`).
+pub fn locked_message(user: &str, remedy: Remedy) -> String {
+    let how = match remedy {
+        Remedy::AskAdministrator => ": ask your administrator".to_owned(),
+        Remedy::Unlock => format!(" with `mfa admin unlock {user}`"),
+    };
+    format!(
+        "the account {user} is locked after too many failed attempts; an administrator must unlock it{how}"
+    )
+}
+
 /// Whether the account is locked now. A lock with its own end (root's) or
 /// with `unlock_after` > 0 expires.
 pub fn is_locked(account: &Account, rules: &LockoutConfig, now: i64) -> bool {

@@ -6,13 +6,12 @@
 //! Enrolling) → Prompting → Verifying → Verified | Denied.
 
 use crate::attempt::{self, Accepted, AttemptResult, Context};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes;
 use crate::config::Config;
 use crate::enroll::{self, NewTotp};
-use crate::error::Error;
 use crate::lockout;
-use crate::onetime;
+use crate::onetime::{self, OnetimeError};
 use crate::policy::{self, NoFactor};
 use crate::secret::{constant_time_eq, SecretBytes};
 use crate::sms::SmsSender;
@@ -50,6 +49,49 @@ const ENROLL_TRIES: u32 = 3;
 /// The conversation could not be held (client gone, PAM error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConversationFailed;
+
+/// Why a flow stops before a verdict: the conversation failed (the outcome
+/// is [`Outcome::ConversationFailed`]) or the store did (the caller reports
+/// "MFA unavailable", as `on_unavailable` says). `?` turns either into one.
+#[derive(Debug)]
+enum Stop {
+    Hangup,
+    Store(StoreError),
+}
+
+impl From<ConversationFailed> for Stop {
+    fn from(_: ConversationFailed) -> Self {
+        Stop::Hangup
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+type Flow<T> = Result<T, Stop>;
+
+/// A flow's end as the adapters take it.
+fn settle(flow: Flow<Outcome>) -> StoreResult<Outcome> {
+    match flow {
+        Ok(outcome) => Ok(outcome),
+        Err(Stop::Hangup) => Ok(Outcome::ConversationFailed),
+        Err(Stop::Store(e)) => Err(e),
+    }
+}
+
+/// A one-time code step that failed otherwise than by a wrong PIN, a lock
+/// or a limit ends as the store failing would: "MFA unavailable", never
+/// as a wrong code. Errors that are not the store's deny whatever
+/// `on_unavailable` says (they are faults, not a missing store).
+fn unavailable(e: OnetimeError) -> Stop {
+    match e {
+        OnetimeError::Store(e) => Stop::Store(e),
+        other => Stop::Store(StoreError::Faulty(other.to_string())),
+    }
+}
 
 pub trait Prompter {
     /// Shows a line of information (it may travel with the next prompt).
@@ -94,9 +136,46 @@ pub enum Outcome {
     /// A device was set up during this login and proved with a code.
     Enrolled,
     /// Let through without a second factor; the reason is for the log.
-    Passed(&'static str),
+    Passed(PassReason),
     Denied(Denial),
     ConversationFailed,
+}
+
+/// Why a login passed without a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassReason {
+    /// `preauth` for a name NSS does not know: the password module decides.
+    UnknownUserPreauth,
+    /// `preauth` or the account phase: the account is not locked.
+    NotLocked,
+    /// A member of an exempt group.
+    ExemptGroup,
+    /// Under `optional`, an account without a device.
+    OptionalNoDevice,
+    /// Under `optional`, the offer to set one up was declined.
+    OptionalOfferDeclined,
+    /// Under `optional`, a setup at login was not finished.
+    OptionalSetupUnfinished,
+}
+
+impl PassReason {
+    /// The word syslog gives as `reason=` (see pam_mfa(8), LOGGING).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassReason::UnknownUserPreauth => "unknown-user-preauth",
+            PassReason::NotLocked => "not-locked",
+            PassReason::ExemptGroup => "exempt-group",
+            PassReason::OptionalNoDevice => "optional-no-device",
+            PassReason::OptionalOfferDeclined => "optional-offer-declined",
+            PassReason::OptionalSetupUnfinished => "optional-setup-unfinished",
+        }
+    }
+
+    /// The routine passes of `preauth` and the account phase, which would
+    /// flood the log: logged only with `debug`.
+    pub fn is_routine(self) -> bool {
+        matches!(self, PassReason::NotLocked | PassReason::UnknownUserPreauth)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -152,11 +231,11 @@ impl Login<'_> {
     pub fn preauth(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
         let Some(user) = req.info else {
             // Unknown users meet the password module like everyone else.
-            return Ok(Outcome::Passed("unknown-user-preauth"));
+            return Ok(Outcome::Passed(PassReason::UnknownUserPreauth));
         };
         let now = self.clock.now();
         attempt::is_locked(self.store, self.config, &user.name, now)?;
-        Ok(Outcome::Passed("not-locked"))
+        Ok(Outcome::Passed(PassReason::NotLocked))
     }
 
     /// `authfail` mode: the password was wrong; count it. Nothing is said
@@ -196,7 +275,7 @@ impl Login<'_> {
         let now = self.clock.now();
         let tx = self.store.begin()?;
         let detail = format!("mode={mode} {}", req.detail());
-        audit::record(&*tx, now, user, "login-locked", &detail)?;
+        audit::record(&*tx, now, user, AuditEvent::LoginLocked, &detail)?;
         tx.commit()
     }
 
@@ -206,35 +285,43 @@ impl Login<'_> {
             return Ok(Outcome::Denied(Denial::UnknownUser));
         };
         if attempt::is_locked(self.store, self.config, &user.name, self.clock.now())? {
-            self.audit_locked(&user.name, "account", req)?;
-            self.prompter.error(MSG_LOCKED);
-            return Ok(Outcome::Denied(Denial::Locked));
+            return self.refuse_locked(&user.name, "account", req);
         }
-        Ok(Outcome::Passed("not-locked"))
+        Ok(Outcome::Passed(PassReason::NotLocked))
+    }
+
+    /// An account found locked: audited (see `audit_locked`) and told so.
+    fn refuse_locked(&mut self, user: &str, mode: &str, req: &Request<'_>) -> StoreResult<Outcome> {
+        self.audit_locked(user, mode, req)?;
+        Ok(self.locked_now())
+    }
+
+    /// The locked message, and the verdict that goes with it.
+    fn locked_now(&mut self) -> Outcome {
+        self.prompter.error(MSG_LOCKED);
+        Outcome::Denied(Denial::Locked)
     }
 
     /// The second factor.
     pub fn second_factor(&mut self, req: &Request<'_>) -> StoreResult<Outcome> {
+        settle(self.second_factor_flow(req))
+    }
+
+    fn second_factor_flow(&mut self, req: &Request<'_>) -> Flow<Outcome> {
         let Some(user) = req.info else {
             // Same prompt as a real user, then the same refusal.
-            return Ok(match self.prompter.ask_hidden(CODE_PROMPT) {
-                Ok(_) => {
-                    self.prompter.error(MSG_WRONG);
-                    Outcome::Denied(Denial::UnknownUser)
-                }
-                Err(ConversationFailed) => Outcome::ConversationFailed,
-            });
+            self.prompter.ask_hidden(CODE_PROMPT)?;
+            self.prompter.error(MSG_WRONG);
+            return Ok(Outcome::Denied(Denial::UnknownUser));
         };
         let now = self.clock.now();
         let factors = self.factors(&user.name, now)?;
         if factors.locked {
-            self.audit_locked(&user.name, "auth", req)?;
-            self.prompter.error(MSG_LOCKED);
-            return Ok(Outcome::Denied(Denial::Locked));
+            return Ok(self.refuse_locked(&user.name, "auth", req)?);
         }
         if policy::is_exempt(user, self.config) {
             self.reset_failures(&user.name, factors.failures, now)?;
-            return Ok(Outcome::Passed("exempt-group"));
+            return Ok(Outcome::Passed(PassReason::ExemptGroup));
         }
         if !factors.any {
             let policy = {
@@ -245,7 +332,7 @@ impl Login<'_> {
                 NoFactor::PasswordOnly => {
                     self.reset_failures(&user.name, factors.failures, now)?;
                     self.optional_hint();
-                    Ok(Outcome::Passed("optional-no-device"))
+                    Ok(Outcome::Passed(PassReason::OptionalNoDevice))
                 }
                 NoFactor::Refuse => {
                     self.prompter.error(MSG_NOT_ENROLLED);
@@ -266,20 +353,14 @@ impl Login<'_> {
             (Some(_), true) => CODE_OR_SMS_PROMPT.to_owned(),
             (None, _) => CODE_PROMPT.to_owned(),
         };
-        let mut typed = match self.prompter.ask_hidden(&prompt) {
-            Ok(t) => t,
-            Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-        };
+        let mut typed = self.prompter.ask_hidden(&prompt)?;
         if let (Some(phone), true) = (&sms_phone, factors.has_totp) {
             if typed.trim_ascii().eq_ignore_ascii_case(b"sms") {
                 let prompt = self.text_login_code(&user.name, phone);
-                typed = match self.prompter.ask_hidden(&prompt) {
-                    Ok(t) => t,
-                    Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-                };
+                typed = self.prompter.ask_hidden(&prompt)?;
             }
         }
-        self.verify(user, req, &typed)
+        Ok(self.verify(user, req, &typed)?)
     }
 
     /// Texts a login code and returns the prompt naming the masked number.
@@ -288,10 +369,10 @@ impl Login<'_> {
     fn text_login_code(&mut self, user: &str, phone: &str) -> String {
         let now = self.clock.now();
         let sent = onetime::send_login_code(self.store, self.config, self.sms, user, phone, now);
-        if let Err(Error::Limited(m)) = sent {
+        if let Err(e @ OnetimeError::Limited { .. }) = sent {
             // Audited as sms-limited; a code from an app or a bypass code
             // still works at the plain prompt.
-            self.prompter.error(&format!("{m}."));
+            self.prompter.error(&format!("{e}."));
             return CODE_PROMPT.to_owned();
         }
         if let Err(e) = sent {
@@ -299,7 +380,7 @@ impl Login<'_> {
                 audit::Level::Error,
                 &format!(
                     "{} could not text a login code: {}",
-                    audit::format_line(user, "sms-send-failed", ""),
+                    audit::format_line(user, AuditEvent::SmsSendFailed, ""),
                     audit::escape(&e.to_string())
                 ),
             );
@@ -325,7 +406,7 @@ impl Login<'_> {
                 &*tx,
                 now,
                 user,
-                "failures-reset",
+                AuditEvent::FailuresReset,
                 "reason=login-without-code",
             )?;
         }
@@ -383,20 +464,14 @@ impl Login<'_> {
                 }
                 Outcome::Verified(accepted)
             }
-            AttemptResult::Wrong { locked_now, .. } => {
-                self.prompter
-                    .error(if locked_now { MSG_LOCKED } else { MSG_WRONG });
-                Outcome::Denied(if locked_now {
-                    Denial::Locked
-                } else {
-                    Denial::WrongCode
-                })
+            AttemptResult::Wrong {
+                locked_now: true, ..
+            } => self.locked_now(),
+            AttemptResult::Wrong { .. } => {
+                self.prompter.error(MSG_WRONG);
+                Outcome::Denied(Denial::WrongCode)
             }
-            AttemptResult::Locked => {
-                self.audit_locked(&user.name, "auth", req)?;
-                self.prompter.error(MSG_LOCKED);
-                Outcome::Denied(Denial::Locked)
-            }
+            AttemptResult::Locked => self.refuse_locked(&user.name, "auth", req)?,
         })
     }
 
@@ -424,7 +499,7 @@ impl Login<'_> {
     /// asked again once declined. The password alone is enough under this
     /// policy, so a setup that is declined or not finished still lets the
     /// user in; only a lock or a hang-up refuses.
-    fn offer(&mut self, user: &UserInfo, req: &Request<'_>, failures: u32) -> StoreResult<Outcome> {
+    fn offer(&mut self, user: &UserInfo, req: &Request<'_>, failures: u32) -> Flow<Outcome> {
         let now = self.clock.now();
         let declined = {
             let tx = self.store.begin_read()?;
@@ -433,12 +508,9 @@ impl Login<'_> {
         if declined {
             self.reset_failures(&user.name, failures, now)?;
             self.optional_hint();
-            return Ok(Outcome::Passed("optional-no-device"));
+            return Ok(Outcome::Passed(PassReason::OptionalNoDevice));
         }
-        let answer = match self.prompter.ask_visible(OFFER_PROMPT) {
-            Ok(t) => t,
-            Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-        };
+        let answer = self.prompter.ask_visible(OFFER_PROMPT)?;
         // sshd's password method answers every question with the password:
         // that is nobody's answer, so nothing is remembered.
         if req
@@ -447,7 +519,7 @@ impl Login<'_> {
         {
             self.reset_failures(&user.name, failures, now)?;
             self.optional_hint();
-            return Ok(Outcome::Passed("optional-no-device"));
+            return Ok(Outcome::Passed(PassReason::OptionalNoDevice));
         }
         let yes = matches!(
             answer.trim_ascii().to_ascii_lowercase().as_slice(),
@@ -457,7 +529,13 @@ impl Login<'_> {
             {
                 let tx = self.store.begin()?;
                 policy::decline_offer(&*tx, &user.name, now)?;
-                audit::record(&*tx, now, &user.name, "setup-declined", &req.detail())?;
+                audit::record(
+                    &*tx,
+                    now,
+                    &user.name,
+                    AuditEvent::SetupDeclined,
+                    &req.detail(),
+                )?;
                 tx.commit()?;
             }
             self.reset_failures(&user.name, failures, now)?;
@@ -465,13 +543,13 @@ impl Login<'_> {
                 "No second factor for now; you will not be asked again. \
                  Add one at any time with `mfa device add totp`.",
             );
-            return Ok(Outcome::Passed("optional-offer-declined"));
+            return Ok(Outcome::Passed(PassReason::OptionalOfferDeclined));
         }
         match self.enroll(user, req)? {
             Outcome::Denied(Denial::WrongCode | Denial::Internal | Denial::NotEnrolled) => {
                 // Under `optional` the password alone lets the user in.
                 self.reset_failures(&user.name, failures, self.clock.now())?;
-                Ok(Outcome::Passed("optional-setup-unfinished"))
+                Ok(Outcome::Passed(PassReason::OptionalSetupUnfinished))
             }
             outcome => Ok(outcome),
         }
@@ -483,12 +561,9 @@ impl Login<'_> {
     /// toward the lockout; three end the login (audited as
     /// `device-verify-failed`), and the same secret is shown again at a
     /// login within [`enroll::SETUP_LIFETIME`].
-    fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
+    fn enroll(&mut self, user: &UserInfo, req: &Request<'_>) -> Flow<Outcome> {
         if self.sms.available() {
-            let choice = match self.prompter.ask_visible(CHOICE_PROMPT) {
-                Ok(t) => t,
-                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-            };
+            let choice = self.prompter.ask_visible(CHOICE_PROMPT)?;
             if choice.trim_ascii() == b"2" {
                 return self.enroll_sms(user);
             }
@@ -497,13 +572,12 @@ impl Login<'_> {
     }
 
     /// SMS setup at login: a phone number, a texted PIN, three tries each.
-    fn enroll_sms(&mut self, user: &UserInfo) -> StoreResult<Outcome> {
+    /// Only wrong PINs end it as a wrong code; a store that fails is "MFA
+    /// unavailable", as anywhere else in the login.
+    fn enroll_sms(&mut self, user: &UserInfo) -> Flow<Outcome> {
         let mut started = false;
         for _ in 0..ENROLL_TRIES {
-            let typed = match self.prompter.ask_visible(PHONE_PROMPT) {
-                Ok(t) => t,
-                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-            };
+            let typed = self.prompter.ask_visible(PHONE_PROMPT)?;
             let phone = String::from_utf8_lossy(&typed).trim().to_owned();
             if let Err(m) = check_phone(&phone) {
                 self.prompter.error(m);
@@ -522,16 +596,17 @@ impl Login<'_> {
                     started = true;
                     break;
                 }
-                Err(Error::Limited(m)) => {
-                    self.prompter.error(&format!("{m}."));
+                Err(e @ OnetimeError::Limited { .. }) => {
+                    self.prompter.error(&format!("{e}."));
                     return Ok(Outcome::Denied(Denial::Internal));
                 }
+                Err(OnetimeError::Store(e)) => return Err(e.into()),
                 Err(e) => {
                     audit::syslog(
                         audit::Level::Error,
                         &format!(
                             "{} SMS setup at login failed: {}",
-                            audit::format_line(&user.name, "sms-send-failed", ""),
+                            audit::format_line(&user.name, AuditEvent::SmsSendFailed, ""),
                             audit::escape(&e.to_string())
                         ),
                     );
@@ -545,10 +620,7 @@ impl Login<'_> {
             return Ok(Outcome::Denied(Denial::NotEnrolled));
         }
         for _ in 0..onetime::PIN_TRIES {
-            let typed = match self.prompter.ask_hidden(PIN_PROMPT) {
-                Ok(t) => t,
-                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-            };
+            let typed = self.prompter.ask_hidden(PIN_PROMPT)?;
             let pin = Zeroizing::new(String::from_utf8_lossy(&typed).into_owned());
             match onetime::verify_sms_pin(
                 self.store,
@@ -563,12 +635,9 @@ impl Login<'_> {
                         .info("Your phone is set up. A code will be texted to it at each login.");
                     return Ok(Outcome::Enrolled);
                 }
-                Err(Error::WrongCode(_)) => self.prompter.error(onetime::INVALID_PIN),
-                Err(Error::Locked(_)) => {
-                    self.prompter.error(MSG_LOCKED);
-                    return Ok(Outcome::Denied(Denial::Locked));
-                }
-                Err(_) => break,
+                Err(OnetimeError::WrongPin { .. }) => self.prompter.error(onetime::INVALID_PIN),
+                Err(OnetimeError::Locked { .. }) => return Ok(self.locked_now()),
+                Err(e) => return Err(unavailable(e)),
             }
         }
         self.void_pending_sms(&user.name)?;
@@ -598,13 +667,13 @@ impl Login<'_> {
         tx.commit()
     }
 
-    fn enroll_totp(&mut self, user: &UserInfo, req: &Request<'_>) -> StoreResult<Outcome> {
+    fn enroll_totp(&mut self, user: &UserInfo, req: &Request<'_>) -> Flow<Outcome> {
         let now = self.clock.now();
         let detail = format!("setup-at-login {}", req.detail());
         let (setup, same) = match self.pending_setup(user, now, &detail)? {
             Ok(found) => found,
-            Err(message) => {
-                self.prompter.error(&message);
+            Err(why) => {
+                self.prompter.error(&why.to_string());
                 return Ok(Outcome::Denied(Denial::Internal));
             }
         };
@@ -619,10 +688,7 @@ impl Login<'_> {
         self.prompter
             .info(&format!("URI: {}", setup.new.uri.as_str()));
         for attempt in 1..=ENROLL_TRIES {
-            let typed = match self.prompter.ask_hidden(ENROLL_PROMPT) {
-                Ok(t) => t,
-                Err(ConversationFailed) => return Ok(Outcome::ConversationFailed),
-            };
+            let typed = self.prompter.ask_hidden(ENROLL_PROMPT)?;
             match self.finish_enrollment(user, req, &setup, &typed, &detail)? {
                 Some(outcome) => return Ok(outcome),
                 // After the last try there is no next code to try: the login
@@ -643,7 +709,7 @@ impl Login<'_> {
         user: &UserInfo,
         now: i64,
         detail: &str,
-    ) -> StoreResult<Result<(PendingSetup, bool), String>> {
+    ) -> StoreResult<Result<(PendingSetup, bool), NoSetup>> {
         let tx = self.store.begin()?;
         let mut live = None;
         for device in tx.devices(&user.name)? {
@@ -674,7 +740,7 @@ impl Login<'_> {
                 &*tx,
                 now,
                 &user.name,
-                "device-expired",
+                AuditEvent::DeviceExpired,
                 &format!("device={} kind=totp setup-at-login", device.name),
             )?;
         }
@@ -683,7 +749,7 @@ impl Login<'_> {
             return Ok(Ok((setup, true)));
         }
         let Ok(new) = NewTotp::generate(self.config, &user.name) else {
-            return Ok(Err("No secret could be made; ask an administrator.".into()));
+            return Ok(Err(NoSetup::NoSecret));
         };
         let name = enroll::free_nickname(&*tx, &user.name, "login")?;
         let id = match enroll::store_totp(&*tx, &user.name, &name, &new, None, now, detail) {
@@ -691,7 +757,7 @@ impl Login<'_> {
             // Too many devices waiting for verification: said as it is.
             Err(StoreError::Conflict(m)) => {
                 drop(tx);
-                return Ok(Err(format!("No device can be set up now: {m}.")));
+                return Ok(Err(NoSetup::Refused(m)));
             }
             Err(e) => return Err(e),
         };
@@ -715,9 +781,7 @@ impl Login<'_> {
             // Nothing goes to the client while the write lock is held: a
             // client that stops reading must not stall other logins.
             drop(tx);
-            self.audit_locked(&user.name, "auth", req)?;
-            self.prompter.error(MSG_LOCKED);
-            return Ok(Some(Outcome::Denied(Denial::Locked)));
+            return Ok(Some(self.refuse_locked(&user.name, "auth", req)?));
         }
         let still_pending = tx
             .devices(&user.name)?
@@ -753,7 +817,7 @@ impl Login<'_> {
             Some(step) => {
                 tx.mark_verified(setup.id)?;
                 tx.set_last_step(setup.id, step)?;
-                audit::record(&*tx, now, &user.name, "device-verified", &device)?;
+                audit::record(&*tx, now, &user.name, AuditEvent::DeviceVerified, &device)?;
                 tx.put_account(&user.name, &Default::default())?;
                 tx.commit()?;
                 self.prompter.info(&format!(
@@ -763,10 +827,33 @@ impl Login<'_> {
                 Ok(Some(Outcome::Enrolled))
             }
             None => {
-                audit::record(&*tx, now, &user.name, "device-verify-failed", &device)?;
+                audit::record(
+                    &*tx,
+                    now,
+                    &user.name,
+                    AuditEvent::DeviceVerifyFailed,
+                    &device,
+                )?;
                 tx.commit()?;
                 Ok(None)
             }
+        }
+    }
+}
+
+/// Why no device can be set up at login (told to the user as it is).
+enum NoSetup {
+    /// No secret could be made (no randomness).
+    NoSecret,
+    /// The store refused the device (too many waiting for verification).
+    Refused(String),
+}
+
+impl std::fmt::Display for NoSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoSetup::NoSecret => f.write_str("No secret could be made; ask an administrator."),
+            NoSetup::Refused(m) => write!(f, "No device can be set up now: {m}."),
         }
     }
 }

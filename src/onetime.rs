@@ -3,14 +3,14 @@
 //! Stored only as salted hashes; texted after the transaction commits, so a
 //! slow gateway never holds the database lock.
 
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::{self, OneTimePurpose};
 use crate::config::Config;
 use crate::enroll::SMS_NAME;
-use crate::error::{Error, Result};
 use crate::lockout;
-use crate::sms::{check_phone, mask_phone, SmsSender};
-use crate::store::{Device, Factor, Store, StoreResult, Tx};
+use crate::sms::{check_phone, mask_phone, SmsError, SmsSender};
+use crate::store::{Device, Factor, Store, StoreError, StoreResult, Tx};
+use std::fmt;
 use zeroize::Zeroizing;
 
 /// Wrong PINs before an enrollment PIN is void.
@@ -25,6 +25,114 @@ pub const INVALID_PIN: &str = "invalid PIN: enter the 4-digit PIN from the text 
 /// How long a text counts against `[sms] max_per_user_hour` and
 /// `max_per_host_hour`.
 pub const TEXT_WINDOW: i64 = 3600;
+
+/// Why a one-time code could not be made, sent or accepted. Each says what
+/// to do; `mfa` maps them to its exit codes (see `crate::error`).
+#[derive(Debug)]
+pub enum OnetimeError {
+    /// Not a phone number pam_mfa texts (the text says why).
+    BadPhone(&'static str),
+    /// The user's account is locked; only an administrator unlocks it.
+    Locked { user: String },
+    /// A temporary code was asked for a locked account: unlock it first.
+    LockedTempCode { user: String },
+    /// The user has no SMS device (pending or verified).
+    NoSmsDevice { user: String },
+    /// The user has no verified SMS device to text a temporary code to.
+    NoPhoneForTempCode { user: String },
+    /// The enrollment PIN expired or its tries were used up.
+    PinGone,
+    /// The user already has an SMS device.
+    HasSmsDevice { user: String },
+    /// The user's SMS device is verified already.
+    AlreadyVerified { user: String },
+    /// A wrong PIN; `left` tries remain (0: the PIN is void).
+    WrongPin { left: u32 },
+    /// A text would pass `max_per_user_hour` or `max_per_host_hour`; the
+    /// next may go in `minutes`.
+    Limited { minutes: i64 },
+    /// The text could not be sent (or no gateway is configured).
+    Sms(SmsError),
+    /// The enrollment PIN could not be texted, so the phone was dropped.
+    PinNotSent(SmsError),
+    /// The PIN kept changing while it was being checked.
+    PinChanging { user: String },
+    /// The store failed.
+    Store(StoreError),
+    /// The system random number generator failed.
+    Random(getrandom::Error),
+}
+
+impl fmt::Display for OnetimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnetimeError::BadPhone(m) => f.write_str(m),
+            OnetimeError::Locked { user } => {
+                f.write_str(&lockout::locked_message(user, lockout::Remedy::Unlock))
+            }
+            OnetimeError::LockedTempCode { user } => write!(
+                f,
+                "the account {user} is locked; unlock it first with `mfa admin unlock {user}`, then send the temporary code"
+            ),
+            OnetimeError::NoSmsDevice { user } => write!(
+                f,
+                "{user} has no SMS device; add one with `mfa device add sms PHONE`"
+            ),
+            OnetimeError::NoPhoneForTempCode { user } => write!(
+                f,
+                "{user} has no verified SMS device to text the code to; use --show to see it and pass it on"
+            ),
+            OnetimeError::PinGone => f.write_str(
+                "the PIN has expired or was used up: delete the device with `mfa device delete sms` and add it again",
+            ),
+            OnetimeError::HasSmsDevice { user } => write!(
+                f,
+                "{user} already has an SMS device; delete it first with `mfa device delete sms`"
+            ),
+            OnetimeError::AlreadyVerified { user } => {
+                write!(f, "the SMS device of {user} is already verified")
+            }
+            OnetimeError::WrongPin { left: 0 } => write!(
+                f,
+                "{INVALID_PIN}; that was the last try: delete the device with `mfa device delete sms` and add it again"
+            ),
+            OnetimeError::WrongPin { left } => write!(
+                f,
+                "{INVALID_PIN} ({left} {} left)",
+                if *left == 1 { "try" } else { "tries" }
+            ),
+            OnetimeError::Limited { minutes } => f.write_str(&too_many_texts(*minutes)),
+            OnetimeError::Sms(e) => e.fmt(f),
+            OnetimeError::PinNotSent(e) => write!(
+                f,
+                "{e}; the phone was not added: add it again once text messages can be sent"
+            ),
+            OnetimeError::PinChanging { user } => {
+                write!(f, "the PIN of {user} changed during each check; try again")
+            }
+            OnetimeError::Store(e) => e.fmt(f),
+            OnetimeError::Random(e) => {
+                write!(f, "the system random number generator failed: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OnetimeError {}
+
+impl From<StoreError> for OnetimeError {
+    fn from(e: StoreError) -> Self {
+        OnetimeError::Store(e)
+    }
+}
+
+impl From<getrandom::Error> for OnetimeError {
+    fn from(e: getrandom::Error) -> Self {
+        OnetimeError::Random(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, OnetimeError>;
 
 /// What the user reads when a text would pass a limit.
 pub fn too_many_texts(minutes: i64) -> String {
@@ -54,7 +162,7 @@ fn count_text(
     user: &str,
     purpose: OneTimePurpose,
     now: i64,
-) -> StoreResult<std::result::Result<(), Error>> {
+) -> StoreResult<Result<()>> {
     tx.purge_texts(now - TEXT_WINDOW)?;
     let host = this_host();
     let since = now - TEXT_WINDOW + 1;
@@ -79,13 +187,15 @@ fn count_text(
             tx,
             now,
             user,
-            "sms-limited",
+            AuditEvent::SmsLimited,
             &format!(
                 "purpose={} scope={scope} sent={count} max={max}",
                 purpose.as_str()
             ),
         )?;
-        return Ok(Err(Error::Limited(too_many_texts((wait + 59) / 60))));
+        return Ok(Err(OnetimeError::Limited {
+            minutes: (wait + 59) / 60,
+        }));
     }
     tx.record_text(user, &host, purpose.as_str(), now)?;
     Ok(Ok(()))
@@ -112,7 +222,7 @@ fn store_code(
     purpose: OneTimePurpose,
     attempts: u32,
     now: i64,
-    event: &str,
+    event: AuditEvent,
     detail: &str,
 ) -> Result<Zeroizing<String>> {
     let code = codes::new_numeric_code(purpose)?;
@@ -142,7 +252,7 @@ fn void_code(store: &mut dyn Store, user: &str, purpose: OneTimePurpose, now: i6
 fn void_code_in(tx: &dyn Tx, user: &str, purpose: OneTimePurpose, now: i64) -> StoreResult<()> {
     tx.delete_one_time_codes(user, purpose)?;
     let detail = format!("purpose={}", purpose.as_str());
-    audit::record(tx, now, user, "sms-send-failed", &detail)
+    audit::record(tx, now, user, AuditEvent::SmsSendFailed, &detail)
 }
 
 /// Texts a 7-digit login code (valid 5 minutes, single use) to `phone`.
@@ -163,7 +273,7 @@ pub fn send_login_code(
         OneTimePurpose::SmsLogin,
         attempts,
         now,
-        "sms-code-sent",
+        AuditEvent::SmsCodeSent,
         "",
     )?;
     let text = Zeroizing::new(format!(
@@ -172,7 +282,7 @@ pub fn send_login_code(
     ));
     sender.send(phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::SmsLogin, now);
-        Error::Failed(e.to_string())
+        OnetimeError::Sms(e)
     })
 }
 
@@ -186,19 +296,15 @@ pub fn start_sms_enrollment(
     phone: &str,
     now: i64,
 ) -> Result<()> {
-    check_phone(phone).map_err(|m| Error::Usage(m.into()))?;
+    check_phone(phone).map_err(OnetimeError::BadPhone)?;
     if !sender.available() {
-        return Err(Error::Failed(
-            crate::sms::SmsError::NotConfigured.to_string(),
-        ));
+        return Err(OnetimeError::Sms(SmsError::NotConfigured));
     }
     {
         let tx = store.begin()?;
         crate::enroll::purge_stale_pending(&*tx, user, now)?;
         if sms_device(&*tx, user)?.is_some() {
-            return Err(Error::Conflict(format!(
-                "{user} already has an SMS device; delete it first with `mfa device delete sms`"
-            )));
+            return Err(OnetimeError::HasSmsDevice { user: user.into() });
         }
         // Counted with the pending device: over the limit, no device is
         // left behind to delete.
@@ -220,7 +326,7 @@ pub fn start_sms_enrollment(
             &*tx,
             now,
             user,
-            "device-pending",
+            AuditEvent::DevicePending,
             &format!("device=sms phone={}", mask_phone(phone)),
         )?;
         tx.commit()?;
@@ -232,7 +338,7 @@ pub fn start_sms_enrollment(
         OneTimePurpose::SmsEnroll,
         PIN_TRIES,
         now,
-        "sms-pin-sent",
+        AuditEvent::SmsPinSent,
         "",
     )?;
     let text = Zeroizing::new(format!(
@@ -241,9 +347,7 @@ pub fn start_sms_enrollment(
     ));
     sender.send(phone, &text).map_err(|e| {
         drop_unsent_phone(store, user, now);
-        Error::Failed(format!(
-            "{e}; the phone was not added: add it again once text messages can be sent"
-        ))
+        OnetimeError::PinNotSent(e)
     })
 }
 
@@ -259,7 +363,7 @@ fn drop_unsent_phone(store: &mut dyn Store, user: &str, now: i64) {
                 &*tx,
                 now,
                 user,
-                "device-deleted",
+                AuditEvent::DeviceDeleted,
                 "device=sms reason=pin-not-sent",
             )?;
         }
@@ -297,9 +401,7 @@ pub fn verify_sms_pin(
             return Ok(done);
         }
     }
-    Err(Error::Failed(format!(
-        "the PIN of {user} changed during each check; try again"
-    )))
+    Err(OnetimeError::PinChanging { user: user.into() })
 }
 
 /// `verify_sms_pin`'s write transaction; `NotPrepared` when the PIN
@@ -313,17 +415,13 @@ fn verify_sms_pin_in(
 ) -> Result<std::result::Result<(), codes::NotPrepared>> {
     let tx = store.begin()?;
     if lockout::is_locked(&tx.account(user)?, &config.lockout, now) {
-        return Err(Error::locked(user));
+        return Err(OnetimeError::Locked { user: user.into() });
     }
     let Some((device, phone)) = sms_device(&*tx, user)? else {
-        return Err(Error::NotFound(format!(
-            "{user} has no SMS device; add one with `mfa device add sms PHONE`"
-        )));
+        return Err(OnetimeError::NoSmsDevice { user: user.into() });
     };
     if device.verified {
-        return Err(Error::Conflict(format!(
-            "the SMS device of {user} is already verified"
-        )));
+        return Err(OnetimeError::AlreadyVerified { user: user.into() });
     }
     let pending = tx
         .one_time_codes(user, now)?
@@ -331,9 +429,7 @@ fn verify_sms_pin_in(
         .find(|c| c.purpose == OneTimePurpose::SmsEnroll);
     let Some(pending) = pending else {
         tx.commit()?; // keep the purge of the expired PIN
-        return Err(Error::NotFound(
-            "the PIN has expired or was used up: delete the device with `mfa device delete sms` and add it again".into(),
-        ));
+        return Err(OnetimeError::PinGone);
     };
     let matches = match derived.map(|d| d.matches(&pending.hash)) {
         None => false,
@@ -351,17 +447,11 @@ fn verify_sms_pin_in(
             &*tx,
             now,
             user,
-            "device-verify-failed",
+            AuditEvent::DeviceVerifyFailed,
             &format!("device=sms tries_left={left}"),
         )?;
         tx.commit()?;
-        let hint = if left == 0 {
-            "; that was the last try: delete the device with `mfa device delete sms` and add it again"
-                .to_owned()
-        } else {
-            format!(" ({left} {} left)", if left == 1 { "try" } else { "tries" })
-        };
-        return Err(Error::WrongCode(format!("{INVALID_PIN}{hint}")));
+        return Err(OnetimeError::WrongPin { left });
     }
     tx.delete_one_time_code(pending.id)?;
     tx.mark_verified(device.id)?;
@@ -369,7 +459,7 @@ fn verify_sms_pin_in(
         &*tx,
         now,
         user,
-        "device-enrolled",
+        AuditEvent::DeviceEnrolled,
         &format!("device=sms kind=sms phone={}", mask_phone(&phone)),
     )?;
     tx.commit()?;
@@ -399,9 +489,7 @@ pub fn issue_temp_code(
     let phone = {
         let tx = store.begin()?;
         if lockout::is_locked(&tx.account(user)?, &config.lockout, now) {
-            return Err(Error::Locked(format!(
-                "the account {user} is locked; unlock it first with `mfa admin unlock {user}`, then send the temporary code"
-            )));
+            return Err(OnetimeError::LockedTempCode { user: user.into() });
         }
         sms_device(&*tx, user)?
             .filter(|(d, _)| d.verified)
@@ -410,11 +498,7 @@ pub fn issue_temp_code(
     let phone = match (show, phone) {
         (true, _) => None,
         (false, Some(phone)) => Some(phone),
-        (false, None) => {
-            return Err(Error::NotFound(format!(
-                "{user} has no verified SMS device to text the code to; use --show to see it and pass it on"
-            )))
-        }
+        (false, None) => return Err(OnetimeError::NoPhoneForTempCode { user: user.into() }),
     };
     let how = if show { "shown" } else { "texted" };
     let code = store_code(
@@ -424,7 +508,7 @@ pub fn issue_temp_code(
         OneTimePurpose::Temporary,
         TEMP_CODE_TRIES,
         now,
-        "temp-code-issued",
+        AuditEvent::TempCodeIssued,
         &format!("delivery={how} {by}"),
     )?;
     let Some(phone) = phone else {
@@ -436,7 +520,7 @@ pub fn issue_temp_code(
     ));
     sender.send(&phone, &text).map_err(|e| {
         void_code(store, user, OneTimePurpose::Temporary, now);
-        Error::Failed(e.to_string())
+        OnetimeError::Sms(e)
     })?;
     Ok(TempCode::Texted(mask_phone(&phone)))
 }

@@ -383,20 +383,36 @@ impl<'a> LineReader<'a> {
 /// trusted with logins and codes: root's daemon, or (a private instance, as
 /// in the tests) one of our own user. A socket that another user managed to
 /// put at the path would otherwise answer "success", or collect codes.
-pub fn check_listener(stream: &UnixStream) -> Result<(), String> {
+pub fn check_listener(stream: &UnixStream) -> Result<(), Untrusted> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    let listener =
-        getsockopt(stream, PeerCredentials).map_err(|e| format!("cannot tell who listens: {e}"))?;
+    let listener = getsockopt(stream, PeerCredentials).map_err(Untrusted::Unknown)?;
     let own = nix::unistd::geteuid().as_raw();
     if listener.uid() == 0 || listener.uid() == own {
         Ok(())
     } else {
-        Err(format!(
-            "it is served by uid {}, not root: not trusted",
-            listener.uid()
-        ))
+        Err(Untrusted::Uid(listener.uid()))
     }
 }
+
+/// Why the socket's listener is not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// Its credentials could not be read.
+    Unknown(nix::errno::Errno),
+    /// It runs as this uid, neither root nor the caller.
+    Uid(u32),
+}
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Untrusted::Unknown(e) => write!(f, "cannot tell who listens: {e}"),
+            Untrusted::Uid(uid) => write!(f, "it is served by uid {uid}, not root: not trusted"),
+        }
+    }
+}
+
+impl std::error::Error for Untrusted {}
 
 /// Writes a whole line without raising SIGPIPE: the module runs inside
 /// programs (sshd, su, screen lockers) that may not ignore it, and a daemon

@@ -3,7 +3,7 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::config::{Algorithm, Policy};
 use crate::error::{Error, Result};
 use crate::google_auth::{self, MAX_FILE_BYTES};
@@ -47,7 +47,7 @@ pub fn init(ctx: &mut Ctx) -> Result<()> {
         let detail = format!("database={:?} {}", view.database, ctx.by());
         let now = ctx.now();
         let tx = ctx.store.begin()?;
-        audit::record(&*tx, now, &ctx.invoker, "store-created", &detail)?;
+        audit::record(&*tx, now, &ctx.invoker, AuditEvent::StoreCreated, &detail)?;
         tx.commit()?;
     }
     if ctx.json {
@@ -78,7 +78,7 @@ pub fn policy(ctx: &mut Ctx, new: Option<Policy>) -> Result<()> {
         Some(new) => {
             policy::set(&*tx, new)?;
             let detail = format!("policy={} previous={} {by}", new.as_str(), old.as_str());
-            audit::record(&*tx, now, &ctx.invoker, "policy-changed", &detail)?;
+            audit::record(&*tx, now, &ctx.invoker, AuditEvent::PolicyChanged, &detail)?;
             tx.commit()?;
             PolicyView {
                 policy: new,
@@ -155,7 +155,7 @@ pub fn unlock(ctx: &mut Ctx, user: &str) -> Result<()> {
     if account != Account::default() {
         tx.put_account(user, &Account::default())?;
         let detail = format!("was_locked={was_locked} failures={} {by}", account.failures);
-        audit::record(&*tx, now, user, "unlocked", &detail)?;
+        audit::record(&*tx, now, user, AuditEvent::Unlocked, &detail)?;
         tx.commit()?;
     }
     if ctx.json {
@@ -355,7 +355,7 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
         window.offset,
         scratch.len()
     );
-    audit::record(&*tx, now, user, "device-imported", &detail)?;
+    audit::record(&*tx, now, user, AuditEvent::DeviceImported, &detail)?;
     tx.commit()?;
     if ctx.json {
         return output::json(&Imported {

@@ -2,7 +2,7 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::{self, CodeHash};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -63,7 +63,7 @@ fn store_new_set(ctx: &mut Ctx, user: &str, count: u32) -> Result<(Vec<Zeroizing
         &*tx,
         now,
         user,
-        "bypass-generated",
+        AuditEvent::BypassGenerated,
         &format!("count={count} replaced={replaced} {detail}"),
     )?;
     tx.commit()?;

@@ -3,7 +3,7 @@
 use super::context::{self, Ctx};
 use super::output::{self, printable};
 use super::status::{device_lines, DeviceView};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::OneTimePurpose;
 use crate::enroll::{self, NewTotp};
 use crate::error::{Error, Result};
@@ -61,7 +61,7 @@ struct Added<'a> {
 }
 
 pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Result<()> {
-    enroll::check_nickname(name).map_err(Error::Usage)?;
+    enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
     context::require_system_user(user)?;
     // Refuse a taken nickname before showing a secret nobody could keep.
     if ctx
@@ -110,7 +110,7 @@ pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Resul
     enroll::store_totp(&*tx, user, name, &new, verified_step, now, &detail)?;
     if let Some(Err(NoCode::Wrong)) = step {
         let failed = format!("device={name} {detail}");
-        audit::record(&*tx, now, user, "device-verify-failed", &failed)?;
+        audit::record(&*tx, now, user, AuditEvent::DeviceVerifyFailed, &failed)?;
     }
     tx.commit()?;
     let verified = verified_step.is_some();
@@ -211,7 +211,7 @@ pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Re
                 &*tx,
                 now,
                 user,
-                "device-verified",
+                AuditEvent::DeviceVerified,
                 &format!("device={nick} {detail}"),
             )?;
             tx.commit()?;
@@ -221,7 +221,7 @@ pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Re
                 &*tx,
                 now,
                 user,
-                "device-verify-failed",
+                AuditEvent::DeviceVerifyFailed,
                 &format!("device={nick} {detail}"),
             )?;
             tx.commit()?;
@@ -288,7 +288,7 @@ pub fn delete(ctx: &mut Ctx, user: &str, nick: &str) -> Result<()> {
         &*tx,
         now,
         user,
-        "device-deleted",
+        AuditEvent::DeviceDeleted,
         &format!("device={nick} {detail}"),
     )?;
     tx.commit()?;
@@ -325,7 +325,7 @@ pub fn remove_all(ctx: &mut Ctx, user: &str) -> Result<()> {
         &*tx,
         now,
         user,
-        "devices-removed",
+        AuditEvent::DevicesRemoved,
         &format!("devices={devices} bypass_codes={codes} {detail}"),
     )?;
     tx.commit()?;

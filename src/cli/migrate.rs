@@ -8,7 +8,7 @@
 
 use super::context::Ctx;
 use super::output;
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::OneTimePurpose;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -70,7 +70,7 @@ pub fn migrate(ctx: &mut Ctx, to: &str) -> Result<()> {
             "accounts={} devices={} audit_rows={} {}",
             copied.accounts, copied.devices, copied.audit_rows, by
         );
-        audit::record(&*tx, now, &invoker, "store-migrated", &detail)?;
+        audit::record(&*tx, now, &invoker, AuditEvent::StoreMigrated, &detail)?;
         tx.commit()?;
     }
     check(&*source, &mut dest, now)?;

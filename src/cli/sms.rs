@@ -3,7 +3,7 @@
 use super::context::{self, Ctx};
 use super::output::{self, printable};
 use crate::error::{Error, Result};
-use crate::onetime::{self, TempCode, PIN_TRIES};
+use crate::onetime::{self, OnetimeError, TempCode, PIN_TRIES};
 use crate::sms::{self, check_phone, mask_phone};
 use crate::store::Store;
 use serde::Serialize;
@@ -66,10 +66,10 @@ fn ask_pin(ctx: &mut Ctx, user: &str, later: &str) -> Result<()> {
         let now = ctx.now();
         match onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now) {
             Ok(()) => return Ok(()),
-            Err(Error::WrongCode(m)) if left > 0 && !m.contains("last try") => {
-                output::note(&format!("mfa: {m}"))
+            Err(e @ OnetimeError::WrongPin { left: pin_left }) if left > 0 && pin_left > 0 => {
+                output::note(&format!("mfa: {e}"))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(Error::WrongCode(onetime::INVALID_PIN.into()))

@@ -16,7 +16,7 @@ pub struct Args {
 /// Parses the arguments of an `auth` line (`account` lines take only
 /// `config=`, `socket=` and `debug`). Anything unknown is an error: a typo must not
 /// silently change what the module enforces.
-pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
+pub fn parse(args: &[String], account_phase: bool) -> Result<Args, BadArgument> {
     let mut parsed = Args {
         mode: if account_phase {
             Mode::Account
@@ -32,13 +32,9 @@ pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
         match arg.as_str() {
             "debug" => parsed.debug = true,
             "preauth" | "authfail" if account_phase => {
-                return Err(format!(
-                    "argument {arg:?} is for auth lines, not account lines"
-                ))
+                return Err(BadArgument::AuthOnly(arg.clone()))
             }
-            "preauth" | "authfail" if mode_word.is_some() => {
-                return Err("give at most one of preauth and authfail".into())
-            }
+            "preauth" | "authfail" if mode_word.is_some() => return Err(BadArgument::TwoModes),
             "preauth" => {
                 mode_word = Some(arg);
                 parsed.mode = Mode::Preauth;
@@ -53,7 +49,7 @@ pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
                 } else if let Some(path) = arg.strip_prefix("socket=") {
                     parsed.socket = Some(absolute(arg, path)?);
                 } else {
-                    return Err(format!("unknown argument {arg:?}"));
+                    return Err(BadArgument::Unknown(arg.clone()));
                 }
             }
         }
@@ -61,13 +57,40 @@ pub fn parse(args: &[String], account_phase: bool) -> Result<Args, String> {
     Ok(parsed)
 }
 
-fn absolute(arg: &str, path: &str) -> Result<PathBuf, String> {
+fn absolute(arg: &str, path: &str) -> Result<PathBuf, BadArgument> {
     if path.starts_with('/') {
         Ok(PathBuf::from(path))
     } else {
-        Err(format!("{arg:?}: needs an absolute path"))
+        Err(BadArgument::Relative(arg.to_owned()))
     }
 }
+
+/// A module argument that is refused (logged, and the login denied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadArgument {
+    /// `preauth` or `authfail` on an account line.
+    AuthOnly(String),
+    /// Both `preauth` and `authfail`, or one twice.
+    TwoModes,
+    /// `config=` or `socket=` with a relative path.
+    Relative(String),
+    Unknown(String),
+}
+
+impl std::fmt::Display for BadArgument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadArgument::AuthOnly(arg) => {
+                write!(f, "argument {arg:?} is for auth lines, not account lines")
+            }
+            BadArgument::TwoModes => f.write_str("give at most one of preauth and authfail"),
+            BadArgument::Relative(arg) => write!(f, "{arg:?}: needs an absolute path"),
+            BadArgument::Unknown(arg) => write!(f, "unknown argument {arg:?}"),
+        }
+    }
+}
+
+impl std::error::Error for BadArgument {}
 
 #[cfg(test)]
 mod tests {

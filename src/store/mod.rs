@@ -25,14 +25,15 @@ use crate::secret::SecretBytes;
 use crate::totp::{StepWindow, TotpParams};
 use std::fmt;
 
-/// What went wrong with the store. The split matters for
-/// `on_unavailable = "allow"`: only a store that is not there
-/// ([`StoreError::Missing`]) or that pam_mfa refuses to use
+/// What went wrong with the store, in words that hold for every engine:
+/// each engine (`sqlite`, `postgres`) maps its driver's errors to these.
+/// The split matters for `on_unavailable = "allow"`: only a store that is
+/// not there ([`StoreError::Missing`]) or that pam_mfa refuses to use
 /// ([`StoreError::Unavailable`]) may let the password decide. A store that
-/// is there but fails ([`StoreError::Faulty`], [`StoreError::Sql`]) always
-/// denies: busy, timeouts, I/O errors, a full or read-only disk and resource
-/// limits (EFBIG, EMFILE, ENOMEM) can be provoked by a caller, and a
-/// failure that cannot be recorded must not become a way in.
+/// is there but fails ([`StoreError::Faulty`], [`StoreError::Failed`])
+/// always denies: busy, timeouts, I/O errors, a full or read-only disk and
+/// resource limits (EFBIG, EMFILE, ENOMEM) can be provoked by a caller, and
+/// a failure that cannot be recorded must not become a way in.
 #[derive(Debug)]
 pub enum StoreError {
     /// No database at the configured place: not created yet (`mfa admin
@@ -47,11 +48,11 @@ pub enum StoreError {
     Faulty(String),
     /// A row that must be unique already exists.
     Conflict(String),
-    /// Anything else SQLite reported mid-transaction (treated as faulty).
-    Sql(rusqlite::Error),
-    /// Anything else PostgreSQL reported about a statement (not about
-    /// reaching it: that is `Unavailable`).
-    Postgres(tokio_postgres::Error),
+    /// Anything else the engine reported about a statement mid-transaction
+    /// (treated as faulty): the engine's message, shown after "database
+    /// error: ". Reaching the engine is not this: that is `Unavailable` or
+    /// `Faulty`.
+    Failed(String),
 }
 
 impl StoreError {
@@ -69,8 +70,7 @@ impl fmt::Display for StoreError {
             | StoreError::Unavailable(m)
             | StoreError::Faulty(m)
             | StoreError::Conflict(m) => f.write_str(m),
-            StoreError::Sql(e) => write!(f, "database error: {e}"),
-            StoreError::Postgres(e) => write!(f, "database error: {}", postgres::explain(e)),
+            StoreError::Failed(m) => write!(f, "database error: {m}"),
         }
     }
 }
@@ -82,26 +82,6 @@ impl From<crate::seal::KeyError> for StoreError {
     /// nor written, so the store is unavailable.
     fn from(e: crate::seal::KeyError) -> Self {
         StoreError::Unavailable(e.to_string())
-    }
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-                StoreError::Unavailable(format!(
-                    "the database is corrupt ({e}); restore it from a backup"
-                ))
-            }
-            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => {
-                StoreError::Faulty(format!("the database cannot be written: {e}"))
-            }
-            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
-                StoreError::Faulty(format!("the database is busy: {e}"))
-            }
-            _ => StoreError::Sql(e),
-        }
     }
 }
 

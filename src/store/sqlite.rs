@@ -77,6 +77,28 @@ impl SqliteTx<'_> {
     }
 }
 
+/// SQLite's errors in the store's terms: corrupt is unavailable; busy,
+/// read-only, full or unopenable is faulty; the rest failed.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                StoreError::Unavailable(format!(
+                    "the database is corrupt ({e}); restore it from a backup"
+                ))
+            }
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) | Some(ErrorCode::DiskFull) => {
+                StoreError::Faulty(format!("the database cannot be written: {e}"))
+            }
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                StoreError::Faulty(format!("the database is busy: {e}"))
+            }
+            _ => StoreError::Failed(e.to_string()),
+        }
+    }
+}
+
 /// Refused as it stands (owner, mode, type): the admin must fix it.
 fn unavailable(path: &Path, what: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("database {}: {what}", path.display()))
@@ -234,7 +256,7 @@ impl SqliteStore {
             seal_key,
         };
         store.prepare().map_err(|e| match e {
-            StoreError::Sql(e) => faulty(path, e),
+            StoreError::Failed(e) => faulty(path, e),
             StoreError::Unavailable(m) => unavailable(path, m),
             StoreError::Faulty(m) => faulty(path, m),
             other => other,

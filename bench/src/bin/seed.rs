@@ -293,7 +293,7 @@ fn run() -> Result<(), String> {
                 &*tx,
                 now,
                 &name,
-                "device-imported",
+                audit::AuditEvent::DeviceImported,
                 "device=google-authenticator kind=totp step=30 window=1 window_ahead=1 \
                  clock_offset=0 last_used_step=none scratch_codes=0 by=root",
             )

@@ -7,7 +7,7 @@ use super::super::{dispatch, output, AddCmd, AdminCmd, BypassCmd, Command, Devic
 use super::state::Shared;
 use super::Peer;
 use crate::attempt::{self, AttemptResult, Context};
-use crate::audit;
+use crate::audit::{self, AuditEvent};
 use crate::codes::OneTimePurpose;
 use crate::config::Config;
 use crate::enroll;
@@ -19,6 +19,54 @@ use crate::users::{self, UserInfo};
 use crate::{lockout, Clock};
 
 pub const STEP_UP: &str = "this needs a current verification code";
+
+/// Why the daemon will not run a request.
+#[derive(Debug)]
+enum Refusal {
+    /// A current code is needed first; the text (starting with
+    /// [`STEP_UP`]) says how to give one. Answered as a wrong code, of
+    /// kind `step-up`.
+    StepUp(String),
+    /// Anything else, as `mfa` itself reports it.
+    Error(Error),
+}
+
+impl Refusal {
+    fn kind(&self) -> &'static str {
+        match self {
+            Refusal::StepUp(_) => "step-up",
+            Refusal::Error(e) => e.kind(),
+        }
+    }
+
+    fn exit_code(&self) -> i32 {
+        match self {
+            Refusal::StepUp(_) => exit::WRONG_CODE,
+            Refusal::Error(e) => e.exit_code(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::StepUp(m) => f.write_str(m),
+            Refusal::Error(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
+impl From<crate::store::StoreError> for Refusal {
+    fn from(e: crate::store::StoreError) -> Self {
+        Refusal::Error(e.into())
+    }
+}
 
 pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Response {
     let Some(caller) = users::lookup_uid(peer.uid) else {
@@ -33,7 +81,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     let config = match shared.config() {
         Ok(c) => c,
         Err(e) => {
-            let e = Error::from(e);
+            let e = Refusal::Error(e.into());
             let response = refusal(&e, &caller, &request);
             return for_caller(response, peer.privileged(), "configuration");
         }
@@ -41,7 +89,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     let mut store = match shared.store(&config) {
         Ok(s) => s,
         Err(e) => {
-            let response = refusal(&Error::from(e), &caller, &request);
+            let response = refusal(&Refusal::Error(e.into()), &caller, &request);
             let admin = peer.privileged() || member_of_admin_group(&config, &caller);
             return for_caller(response, admin, "database");
         }
@@ -116,16 +164,13 @@ fn for_caller(response: Response, admin: bool, what: &str) -> Response {
 }
 
 /// A refusal by the daemon itself, logged (who asked what) and answered.
-fn refusal(e: &Error, caller: &UserInfo, request: &CommandRequest) -> Response {
-    let kind = match e {
-        Error::WrongCode(m) if m.starts_with(STEP_UP) => "step-up",
-        e => e.kind(),
-    };
+fn refusal(e: &Refusal, caller: &UserInfo, request: &CommandRequest) -> Response {
+    let kind = e.kind();
     audit::syslog(
         audit::Level::Notice,
         &format!(
             "{} result=refused command=\"{}\" kind={kind} target={}: {}",
-            audit::format_line(&caller.name, "command", ""),
+            audit::format_line(&caller.name, AuditEvent::Command, ""),
             command_name(&request.command),
             audit::quote(request.user.as_deref().unwrap_or(&caller.name)),
             audit::escape(&e.to_string())
@@ -138,8 +183,8 @@ fn refusal(e: &Error, caller: &UserInfo, request: &CommandRequest) -> Response {
 /// the caller's own account (a row under whatever name it sent would let
 /// anyone write rows for any name). Wrong step-up codes are there already,
 /// as failures.
-fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &CommandRequest) {
-    if matches!(e, Error::WrongCode(_)) {
+fn record_refusal(store: &mut AnyStore, e: &Refusal, caller: &UserInfo, request: &CommandRequest) {
+    if matches!(e, Refusal::StepUp(_) | Refusal::Error(Error::WrongCode(_))) {
         return;
     }
     let detail = format!(
@@ -164,7 +209,7 @@ fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &
     );
     let now = store.clock().now();
     let recorded = store.begin().and_then(|tx| {
-        audit::record(&*tx, now, &caller.name, "admin-refused", &detail)?;
+        audit::record(&*tx, now, &caller.name, AuditEvent::AdminRefused, &detail)?;
         tx.commit()
     });
     if let Err(e) = recorded {
@@ -172,7 +217,7 @@ fn record_refusal(store: &mut AnyStore, e: &Error, caller: &UserInfo, request: &
             audit::Level::Error,
             &format!(
                 "{} could not record a refusal in the audit trail: {e}",
-                audit::format_line(&caller.name, "admin-refused", "")
+                audit::format_line(&caller.name, AuditEvent::AdminRefused, "")
             ),
         );
     }
@@ -255,8 +300,11 @@ fn decide(
     root: bool,
     config: &Config,
     store: &mut AnyStore,
-) -> Result<Plan> {
-    request.command.check_values().map_err(Error::Usage)?;
+) -> std::result::Result<Plan, Refusal> {
+    request
+        .command
+        .check_values()
+        .map_err(|e| Error::Usage(e.to_string()))?;
     // root here: uid 0 or the daemon's own user (a private instance).
     let member =
         !root && !config.admin_group.is_empty() && caller.groups.contains(&config.admin_group);
@@ -271,7 +319,8 @@ fn decide(
         ) => {
             return Err(Error::Permission(
                 "run this command as root on the host, not through the daemon".into(),
-            ))
+            )
+            .into())
         }
         Command::Admin(_) | Command::Audit { .. } if !admin => {
             return Err(Error::Permission(format!(
@@ -281,7 +330,8 @@ fn decide(
                 } else {
                     format!(" or membership of the group {}", config.admin_group)
                 }
-            )))
+            ))
+            .into())
         }
         // It reads a file as root: through the daemon an admin_group member
         // could read root-only files with it.
@@ -289,7 +339,8 @@ fn decide(
             return Err(Error::Permission(
                 "import-google-authenticator reads files as root: run it as root on the host"
                     .into(),
-            ))
+            )
+            .into())
         }
         Command::Admin(command) => {
             if member {
@@ -310,7 +361,8 @@ fn decide(
         command if !self_service(command) => {
             return Err(Error::Permission(
                 "this command is not available through the daemon".into(),
-            ))
+            )
+            .into())
         }
         _ => {}
     }
@@ -318,7 +370,8 @@ fn decide(
         return Err(Error::Permission(format!(
             "you may manage only your own account ({}), not {target}",
             caller.name
-        )));
+        ))
+        .into());
     }
     match &mut request.command {
         // The daemon cannot ask for the first code or PIN; the client does,
@@ -327,9 +380,7 @@ fn decide(
             AddCmd::Totp { no_verify, .. } | AddCmd::Sms { no_verify, .. },
         )) => *no_verify = true,
         Command::Device(DeviceCmd::Verify { code: None, .. }) => {
-            return Err(Error::Usage(
-                "give the code: mfa device verify NICK CODE".into(),
-            ))
+            return Err(Error::Usage("give the code: mfa device verify NICK CODE".into()).into())
         }
         _ => {}
     }
@@ -346,9 +397,9 @@ fn decide(
         // Another account's devices and codes are as good as a code for
         // it: root's are root's alone, and a member proves who it is.
         if users::lookup(&target).is_some_and(|u| u.is_root()) {
-            return Err(Error::Permission(
-                "only root manages root's devices and codes".into(),
-            ));
+            return Err(
+                Error::Permission("only root manages root's devices and codes".into()).into(),
+            );
         }
         admin_step_up(request, caller, config, store)?;
     }
@@ -399,7 +450,7 @@ fn check_arguments(
     let devices = store.begin_read()?.devices(user)?;
     match command {
         DeviceCmd::Add(AddCmd::Totp { name, .. }) => {
-            enroll::check_nickname(name).map_err(Error::Usage)?;
+            enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
             if devices.iter().any(|d| &d.name == name) {
                 return Err(Error::Conflict(format!(
                     "{user} already has a device named \"{name}\"; choose another with --name, \
@@ -454,10 +505,10 @@ fn check_own_account(
     user: &str,
     config: &Config,
     store: &mut AnyStore,
-) -> Result<()> {
+) -> std::result::Result<(), Refusal> {
     let (locked, has_factor) = guard_of(store, config, user)?;
     if locked && !matches!(request.command, Command::Status) {
-        return Err(Error::locked_for_user(user));
+        return Err(Error::locked_for_user(user).into());
     }
     if !needs_step_up(&request.command) || !has_factor {
         return Ok(());
@@ -472,19 +523,21 @@ fn admin_step_up(
     caller: &UserInfo,
     config: &Config,
     store: &mut AnyStore,
-) -> Result<()> {
+) -> std::result::Result<(), Refusal> {
     let (locked, has_factor) = guard_of(store, config, &caller.name)?;
     if locked {
         return Err(Error::Locked(format!(
             "your own account {} is locked: an administrator must unlock it before you administer",
             caller.name
-        )));
+        ))
+        .into());
     }
     if !has_factor {
         return Err(Error::Permission(format!(
             "administrative commands through the daemon need a second factor on your own account ({}): set one up with `mfa device add totp`",
             caller.name
-        )));
+        ))
+        .into());
     }
     let detail = format!(
         "factor=step-up via=daemon for=\"{}\"",
@@ -500,7 +553,7 @@ pub const TEXT_ME: &str = "sms";
 /// device is a phone (it has no code of its own to give) is texted a
 /// login code at once, as at login and counted by the same limits; one
 /// with an app as well gets a text when it answers `sms`.
-fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool) -> Error {
+fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool) -> Refusal {
     const ADMIN: &str = "or ask an administrator for a temporary code";
     let phone = (|| -> Result<(Option<String>, bool)> {
         let tx = store.begin_read()?;
@@ -515,16 +568,16 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
     })();
     let (phone, app) = match phone {
         Ok(found) => found,
-        Err(e) => return e,
+        Err(e) => return e.into(),
     };
     let Some(phone) = phone else {
-        return Error::WrongCode(format!(
+        return Refusal::StepUp(format!(
             "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt, {ADMIN}"
         ));
     };
     let masked = sms::mask_phone(&phone);
     if app && !text_me {
-        return Error::WrongCode(format!(
+        return Refusal::StepUp(format!(
             "{STEP_UP} from one of your devices (or a bypass code); pass --code or answer the prompt \
              (answer `{TEXT_ME}` to have one texted to {masked}), {ADMIN}"
         ));
@@ -532,7 +585,7 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
     let sender = sms::from_config(&config.sms);
     let now = store.clock().now();
     match crate::onetime::send_login_code(store, config, sender.as_ref(), user, &phone, now) {
-        Ok(()) => Error::WrongCode(format!(
+        Ok(()) => Refusal::StepUp(format!(
             "{STEP_UP}: one was texted to {masked} (valid 5 minutes); enter it, or a bypass code, {ADMIN}"
         )),
         Err(e) => {
@@ -540,11 +593,11 @@ fn ask_for_code(user: &str, config: &Config, store: &mut AnyStore, text_me: bool
                 audit::Level::Warning,
                 &format!(
                     "{} result=not-texted: {}",
-                    audit::format_line(user, "step-up", ""),
+                    audit::format_line(user, AuditEvent::StepUp, ""),
                     audit::escape(&e.to_string())
                 ),
             );
-            Error::WrongCode(format!(
+            Refusal::StepUp(format!(
                 "{STEP_UP}, and none could be texted to {masked} ({e}); enter a bypass code, {ADMIN}"
             ))
         }
@@ -558,7 +611,7 @@ fn step_up(
     config: &Config,
     store: &mut AnyStore,
     detail: &str,
-) -> Result<()> {
+) -> std::result::Result<(), Refusal> {
     let code = match request.code.as_deref() {
         Some(code) if !code.trim().eq_ignore_ascii_case(TEXT_ME) => code,
         asked => return Err(ask_for_code(user, config, store, asked.is_some())),
@@ -571,8 +624,10 @@ fn step_up(
         AttemptResult::Wrong {
             locked_now: true, ..
         }
-        | AttemptResult::Locked => Err(Error::locked_for_user(user)),
-        AttemptResult::Wrong { .. } => Err(Error::WrongCode("wrong verification code".into())),
+        | AttemptResult::Locked => Err(Error::locked_for_user(user).into()),
+        AttemptResult::Wrong { .. } => {
+            Err(Error::WrongCode("wrong verification code".into()).into())
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::state::Shared;
 use super::Peer;
-use crate::audit::{self, Level};
+use crate::audit::{self, AuditEvent, Level};
 use crate::config::{Config, OnUnavailable};
 use crate::login::{self, ConversationFailed, Denial, Login, Outcome, Prompter};
 use crate::protocol::{self, ClientReply, LineReader, LoginRequest, Mode, ServerMessage, Verdict};
@@ -67,7 +67,7 @@ fn run(
     };
     let who = audit::format_line(
         &request.user,
-        "login",
+        AuditEvent::Login,
         &format!(
             "mode={} service={} rhost={} uid={} pid={}{account}",
             request.mode.as_str(),
@@ -163,7 +163,7 @@ fn refuse(
         {
             let now = store.clock().now();
             let tx = store.begin().ok()?;
-            audit::record(&*tx, now, &caller.name, "login-refused", &detail).ok()?;
+            audit::record(&*tx, now, &caller.name, AuditEvent::LoginRefused, &detail).ok()?;
             tx.commit().ok()?;
         }
         shared.put_back(store, &config);
@@ -212,7 +212,7 @@ fn log_decision(who: &str, mode: Mode, outcome: &Outcome, debug: bool) {
         Outcome::Enrolled => (Level::Info, "result=success method=enrolled".into()),
         Outcome::Passed(why) => (
             Level::Info,
-            format!("result=success method=none reason={why}"),
+            format!("result=success method=none reason={}", why.as_str()),
         ),
         // authfail runs after a wrong password: that, not a code, was wrong.
         Outcome::Denied(Denial::WrongCode) if mode == Mode::Authfail => {
@@ -225,11 +225,7 @@ fn log_decision(who: &str, mode: Mode, outcome: &Outcome, debug: bool) {
         Outcome::ConversationFailed => (Level::Notice, "result=denied reason=conversation".into()),
     };
     // Routine passes of preauth/account would flood the log; keep them for debug.
-    if matches!(
-        outcome,
-        Outcome::Passed("not-locked" | "unknown-user-preauth")
-    ) && !debug
-    {
+    if matches!(outcome, Outcome::Passed(why) if why.is_routine()) && !debug {
         return;
     }
     audit::syslog(level, &format!("{who} {result}"));

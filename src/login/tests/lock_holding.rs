@@ -6,7 +6,7 @@ use super::env::*;
 use super::fakes::*;
 use crate::attempt::{self, Accepted, AttemptResult, Context};
 use crate::codes::{self, CodeHash};
-use crate::login::Outcome;
+use crate::login::{Outcome, PassReason};
 use crate::store::{SqliteStore, Store, StoreError, StoreResult, Tx};
 use std::time::{Duration, Instant};
 
@@ -86,8 +86,14 @@ fn read_only_phases_answer_while_another_process_holds_the_write_lock() {
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let started = Instant::now();
-    assert_eq!(env.preauth(&alice).0, Outcome::Passed("not-locked"));
-    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(
+        env.preauth(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
+    assert_eq!(
+        env.account_phase(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "waited {:?} for the lock",

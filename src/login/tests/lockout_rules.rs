@@ -5,7 +5,7 @@
 use super::env::*;
 use super::fakes::*;
 use crate::attempt::{Accepted, AttemptResult};
-use crate::login::{Denial, Outcome, MSG_LOCKED, MSG_WRONG};
+use crate::login::{Denial, Outcome, PassReason, MSG_LOCKED, MSG_WRONG};
 use crate::store::Account;
 
 fn alice_with_phone() -> (TestEnv, crate::users::UserInfo) {
@@ -97,7 +97,7 @@ fn a_locked_account_is_not_told_so_before_the_password_nor_after_a_wrong_one() {
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
     assert!(p.shown.is_empty(), "{:?}", p.shown);
     let (outcome, p) = env.preauth(&alice);
-    assert_eq!(outcome, Outcome::Passed("not-locked"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::NotLocked));
     assert!(p.shown.is_empty(), "{:?}", p.shown);
     let (outcome, p) = env.authfail(&alice);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
@@ -115,14 +115,17 @@ fn preauth_lets_an_unlocked_account_on_to_the_password_silently() {
         env.authfail(&alice);
     }
     let (outcome, p) = env.preauth(&alice);
-    assert_eq!(outcome, Outcome::Passed("not-locked"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::NotLocked));
     assert!(p.shown.is_empty());
 }
 
 #[test]
 fn the_account_phase_refuses_a_locked_account() {
     let (mut env, alice) = alice_with_phone();
-    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(
+        env.account_phase(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
     env.lock_out(&alice);
     let (outcome, p) = env.account_phase(&alice);
     assert_eq!(outcome, Outcome::Denied(Denial::Locked));
@@ -171,8 +174,14 @@ fn unlock_after_reopens_the_account_exactly_at_the_boundary() {
     assert_eq!(env.attempt(&alice, code.as_bytes()), AttemptResult::Locked);
 
     env.clock.set(T0 + 600);
-    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
-    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(
+        env.account_phase(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
+    assert_eq!(
+        env.account_phase(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
     let (outcome, _) = env.second_factor(&alice, vec![typed(code_at(SECRET, T0 + 600))]);
     assert_eq!(outcome, totp_ok());
     assert_eq!(env.account("alice"), Account::default());
@@ -225,8 +234,14 @@ fn root_is_never_locked_with_root_unlock_time_zero() {
     let account = env.account("root");
     assert_eq!((account.failures, account.locked_at), (10, None));
     assert_eq!(env.clock.slept(), 0, "no pause without a lock that ends");
-    assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
-    assert_eq!(env.account_phase(&root).0, Outcome::Passed("not-locked"));
+    assert_eq!(
+        env.account_phase(&root).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
+    assert_eq!(
+        env.account_phase(&root).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
     let (outcome, _) = env.second_factor(&root, vec![typed(code_at(SECRET, T0))]);
     assert_eq!(outcome, totp_ok());
     assert_eq!(env.account("root"), Account::default());
@@ -263,7 +278,7 @@ fn root_is_locked_for_root_unlock_time_and_failures_pause() {
 
     // After root_unlock_time the code lets in and the run of failures ends.
     env.clock.advance(1);
-    assert_eq!(env.preauth(&root).0, Outcome::Passed("not-locked"));
+    assert_eq!(env.preauth(&root).0, Outcome::Passed(PassReason::NotLocked));
     let code = code_at(SECRET, env.now());
     let (outcome, _) = env.second_factor(&root, vec![typed(code)]);
     assert_eq!(outcome, totp_ok());
@@ -286,7 +301,10 @@ fn an_admin_unlock_lets_the_user_in_again() {
     let (mut env, alice) = alice_with_phone();
     env.lock_out(&alice);
     env.admin_unlock("alice");
-    assert_eq!(env.account_phase(&alice).0, Outcome::Passed("not-locked"));
+    assert_eq!(
+        env.account_phase(&alice).0,
+        Outcome::Passed(PassReason::NotLocked)
+    );
     assert_eq!(
         env.second_factor(&alice, vec![typed(code_at(SECRET, T0))])
             .0,

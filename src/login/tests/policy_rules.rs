@@ -7,8 +7,8 @@ use crate::attempt::Accepted;
 use crate::config::Policy;
 use crate::enroll;
 use crate::login::{
-    Denial, Outcome, CODE_PROMPT, ENROLL_PROMPT, MSG_LOCKED, MSG_NOT_ENROLLED, MSG_OPTIONAL_HINT,
-    MSG_SETUP_KEPT, MSG_SETUP_SAME, OFFER_PROMPT,
+    Denial, Outcome, PassReason, CODE_PROMPT, ENROLL_PROMPT, MSG_LOCKED, MSG_NOT_ENROLLED,
+    MSG_OPTIONAL_HINT, MSG_SETUP_KEPT, MSG_SETUP_SAME, OFFER_PROMPT,
 };
 use crate::secret::{base32_encode, group4};
 use crate::store::{Account, Factor};
@@ -31,7 +31,7 @@ fn wrong_setup_code_at(t: i64) -> Answer {
 fn optional_policy_lets_a_user_without_a_device_in_on_the_password() {
     let mut env = TestEnv::new();
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
     assert_eq!(p.shown, [Shown::Info(MSG_OPTIONAL_HINT.into())]);
     assert!(env.users_with_rows().is_empty());
 }
@@ -41,7 +41,7 @@ fn under_optional_policy_a_pending_device_is_not_a_factor() {
     let mut env = TestEnv::new();
     env.add_pending_totp("alice", "phone", SECRET);
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
     assert_eq!(p.shown, [Shown::Info(MSG_OPTIONAL_HINT.into())]);
 }
 
@@ -329,7 +329,7 @@ fn the_policy_an_administrator_set_overrides_the_config() {
     let mut env = required();
     env.set_policy(Policy::Optional);
     let (outcome, _) = env.second_factor(&user("alice"), vec![]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
 }
 
 #[test]
@@ -341,7 +341,7 @@ fn an_exempt_group_member_passes_without_a_prompt() {
     env.add_totp("carol", "phone", SECRET);
     let carol = user_in("carol", &["users", "breakglass"]);
     let (outcome, p) = env.second_factor(&carol, vec![]);
-    assert_eq!(outcome, Outcome::Passed("exempt-group"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::ExemptGroup));
     assert!(p.shown.is_empty());
     // Membership is what counts: without the group she is asked.
     let (outcome, _) = env.second_factor(&user("carol"), vec![]);
@@ -367,7 +367,7 @@ fn an_unknown_user_is_refused_even_under_optional_policy_and_leaves_no_rows() {
     let ghost = || Who::Unknown;
     assert_eq!(
         env.run(Phase::Preauth, ghost(), None, vec![]).0,
-        Outcome::Passed("unknown-user-preauth")
+        Outcome::Passed(PassReason::UnknownUserPreauth)
     );
     for _ in 0..7 {
         let (outcome, p) = env.run(Phase::Authfail, ghost(), Some(b"guess"), vec![]);
@@ -406,7 +406,7 @@ fn offering() -> TestEnv {
 fn the_optional_hint_can_be_turned_off() {
     let mut env = TestEnv::with(|c| c.optional_hint = false);
     let (outcome, p) = env.second_factor(&user("alice"), vec![]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
     assert!(p.shown.is_empty(), "{:?}", p.shown);
 }
 
@@ -426,13 +426,13 @@ fn a_declined_offer_is_remembered_and_the_hint_remains() {
     let alice = user("alice");
     // Enter alone is "no", as the [y/N] says.
     let (outcome, p) = env.second_factor(&alice, vec![typed("")]);
-    assert_eq!(outcome, Outcome::Passed("optional-offer-declined"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalOfferDeclined));
     assert_eq!(p.prompts(), [OFFER_PROMPT]);
     assert!(env.devices("alice").is_empty());
     assert_eq!(env.audit_events("alice"), ["setup-declined"]);
 
     let (outcome, p) = env.second_factor(&alice, vec![]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
     assert_eq!(
         p.shown,
         [Shown::Info(MSG_OPTIONAL_HINT.into())],
@@ -456,7 +456,10 @@ fn an_unfinished_setup_after_an_accepted_offer_still_lets_the_user_in() {
         wrong_setup_code_at(T0),
     ];
     let (outcome, p) = env.second_factor(&alice, answers);
-    assert_eq!(outcome, Outcome::Passed("optional-setup-unfinished"));
+    assert_eq!(
+        outcome,
+        Outcome::Passed(PassReason::OptionalSetupUnfinished)
+    );
     env.remember_secret(base32_encode(&shown_secret(&p.shown)).as_str());
     assert_eq!(env.account("alice"), Account::default());
     env.clock.advance(60);
@@ -485,7 +488,7 @@ fn the_password_as_the_answer_to_the_offer_is_not_remembered_as_a_no() {
     let mut env = offering();
     let alice = user("alice");
     let (outcome, p) = env.second_factor_after_password(&alice, b"hunter2", vec![typed("hunter2")]);
-    assert_eq!(outcome, Outcome::Passed("optional-no-device"));
+    assert_eq!(outcome, Outcome::Passed(PassReason::OptionalNoDevice));
     assert_eq!(p.prompts(), [OFFER_PROMPT]);
     assert!(env.audit_events("alice").is_empty());
     let (_, p) = env.second_factor(&alice, vec![typed("n")]);

@@ -31,17 +31,20 @@ fn with_gateway() -> TestEnv {
 
 fn start(env: &mut TestEnv, user: &str, phone: &str) -> Result<(), Error> {
     let now = env.now();
+    // As `mfa` reports it: the words and kinds stay those of `mfa`.
     onetime::start_sms_enrollment(&mut env.store, &env.config, &env.sms, user, phone, now)
+        .map_err(Error::from)
 }
 
 fn verify(env: &mut TestEnv, user: &str, pin: &str) -> Result<(), Error> {
     let now = env.now();
-    onetime::verify_sms_pin(&mut env.store, &env.config, user, pin, now)
+    onetime::verify_sms_pin(&mut env.store, &env.config, user, pin, now).map_err(Error::from)
 }
 
 fn issue(env: &mut TestEnv, user: &str, show: bool) -> Result<TempCode, Error> {
     let now = env.now();
     onetime::issue_temp_code(&mut env.store, &env.config, &env.sms, user, show, now, BY)
+        .map_err(Error::from)
 }
 
 /// The PIN of the last text; remembered for the audit-leak check unless it
@@ -450,6 +453,71 @@ fn three_wrong_pins_at_login_end_the_setup_and_keep_nothing() {
     texted_pin(&mut env);
     assert!(env.devices("alice").is_empty());
     assert_eq!(env.live_one_time_codes("alice"), 0);
+}
+
+/// Fails the first snapshot taken after a text went out (the one the
+/// PIN's check starts with); every other transaction works.
+struct FailsTheCheckAfterTheText<'a> {
+    inner: &'a mut crate::store::SqliteStore,
+    outbox: Outbox,
+    failed: bool,
+}
+
+impl Store for FailsTheCheckAfterTheText<'_> {
+    fn begin(&mut self) -> crate::store::StoreResult<Box<dyn crate::store::Tx + '_>> {
+        self.inner.begin()
+    }
+
+    fn begin_read(&mut self) -> crate::store::StoreResult<Box<dyn crate::store::Tx + '_>> {
+        if !self.failed && !self.outbox.borrow().is_empty() {
+            self.failed = true;
+            return Err(crate::store::StoreError::Faulty(
+                "database: disk I/O error".into(),
+            ));
+        }
+        self.inner.begin_read()
+    }
+}
+
+#[test]
+fn a_store_failing_during_phone_setup_at_login_is_unavailable_not_a_wrong_code() {
+    let mut env = required_with_gateway();
+    let alice = user("alice");
+    let answers = vec![typed("2"), typed(PHONE), texted_code(&env.sms.sent, 4)];
+    let mut prompter = FakePrompter::new(answers);
+    let mut store = FailsTheCheckAfterTheText {
+        inner: &mut env.store,
+        outbox: std::rc::Rc::clone(&env.sms.sent),
+        failed: false,
+    };
+    let result = crate::login::Login {
+        config: &env.config,
+        store: &mut store,
+        clock: &env.clock,
+        sms: &env.sms,
+        prompter: &mut prompter,
+    }
+    .second_factor(&crate::login::Request {
+        info: Some(&alice),
+        password: None,
+        service: SERVICE,
+        rhost: RHOST,
+    });
+    // An error of the store: the adapter says "MFA unavailable" and
+    // applies `on_unavailable`; a wrong code would be counted and logged.
+    assert!(
+        matches!(&result, Err(crate::store::StoreError::Faulty(_))),
+        "{result:?}"
+    );
+    assert!(
+        !prompter.errors().contains(&INVALID_PIN),
+        "{:?}",
+        prompter.errors()
+    );
+    texted_pin(&mut env);
+    assert!(!env
+        .audit_events("alice")
+        .contains(&"device-verify-failed".to_owned()));
 }
 
 #[test]

@@ -47,7 +47,47 @@ struct ParsedUrl {
     root_cert: Option<PathBuf>,
 }
 
-fn parse_url(url: &str) -> Result<ParsedUrl, String> {
+/// Why a `postgresql://` URL is not one pam_mfa can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    /// An `sslmode` other than `disable` or a verifying one.
+    SslMode(String),
+    /// A `password=` parameter.
+    Password,
+    /// A bad `%` escape in this value.
+    Escape(String),
+    /// This value is not UTF-8 once decoded.
+    NotUtf8(String),
+    /// The driver refused it (its words).
+    Unusable(String),
+    NoHost,
+    NoDatabase,
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlError::SslMode(value) => write!(
+                f,
+                "sslmode={value} is not supported; use verify-full (or disable for a unix socket)"
+            ),
+            UrlError::Password => {
+                f.write_str("put the password in the URL's user part or in database_password_file")
+            }
+            UrlError::Escape(text) => write!(f, "bad percent escape in {text:?}"),
+            UrlError::NotUtf8(text) => write!(f, "{text:?} is not UTF-8 once decoded"),
+            UrlError::Unusable(e) => write!(f, "not a usable postgresql:// URL: {e}"),
+            UrlError::NoHost => f.write_str("the URL names no host"),
+            UrlError::NoDatabase => {
+                f.write_str("the URL names no database (postgresql://role@host:5432/DATABASE)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+fn parse_url(url: &str) -> Result<ParsedUrl, UrlError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
     let mut tls = None;
@@ -59,19 +99,11 @@ fn parse_url(url: &str) -> Result<ParsedUrl, String> {
                 tls = Some(match value {
                     "disable" => Tls::Disable,
                     "require" | "verify-ca" | "verify-full" => Tls::Verify,
-                    _ => {
-                        return Err(format!(
-                            "sslmode={value} is not supported; use verify-full (or disable for a unix socket)"
-                        ))
-                    }
+                    _ => return Err(UrlError::SslMode(value.to_owned())),
                 })
             }
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(value)?)),
-            "password" => {
-                return Err(
-                    "put the password in the URL's user part or in database_password_file".into(),
-                )
-            }
+            "password" => return Err(UrlError::Password),
             _ => kept.push(pair),
         }
     }
@@ -87,7 +119,7 @@ fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     })
 }
 
-fn percent_decode(text: &str) -> Result<String, String> {
+fn percent_decode(text: &str) -> Result<String, UrlError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -96,7 +128,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
             let hex = text
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in {text:?}"))?;
+                .ok_or_else(|| UrlError::Escape(text.to_owned()))?;
             out.push(hex);
             i += 3;
         } else {
@@ -104,20 +136,20 @@ fn percent_decode(text: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("{text:?} is not UTF-8 once decoded"))
+    String::from_utf8(out).map_err(|_| UrlError::NotUtf8(text.to_owned()))
 }
 
 /// Whether `url` is one pam_mfa can use; the message says what to change.
 /// Checks the text only: files named in it are read when connecting.
-pub fn url_check(url: &str) -> Result<(), String> {
+pub fn url_check(url: &str) -> Result<(), UrlError> {
     let parsed = parse_url(url)?;
     let config = tokio_postgres::Config::from_str(&parsed.rest)
-        .map_err(|e| format!("not a usable postgresql:// URL: {e}"))?;
+        .map_err(|e| UrlError::Unusable(e.to_string()))?;
     if config.get_hosts().is_empty() {
-        return Err("the URL names no host".into());
+        return Err(UrlError::NoHost);
     }
     if config.get_dbname().is_none() {
-        return Err("the URL names no database (postgresql://role@host:5432/DATABASE)".into());
+        return Err(UrlError::NoDatabase);
     }
     Ok(())
 }
@@ -140,7 +172,7 @@ impl PgTarget {
         });
         if pg.get_password().is_none() {
             if let Some(file) = &config.database_password_file {
-                let password = read_password_file(file).map_err(|e| unavailable(&describe, e))?;
+                let password = read_password_file(file, &describe)?;
                 pg.password(password.as_bytes());
             }
         }
@@ -166,10 +198,7 @@ impl PgTarget {
             }
             Tls::Verify => {
                 pg.ssl_mode(SslMode::Require);
-                Some(
-                    client_tls(parsed.root_cert.as_deref())
-                        .map_err(|e| unavailable(&describe, e))?,
-                )
+                Some(client_tls(parsed.root_cert.as_deref(), &describe)?)
             }
         };
         Ok(PgTarget {
@@ -196,51 +225,52 @@ fn describe(pg: &tokio_postgres::Config) -> String {
 
 /// The role's password, from a file only root can read: a config is often
 /// readable by admins who should not hold the fleet's database password.
-fn read_password_file(path: &Path) -> Result<zeroize::Zeroizing<String>, String> {
+fn read_password_file(path: &Path, describe: &str) -> StoreResult<zeroize::Zeroizing<String>> {
+    let refused = |why: String| unavailable(describe, why);
     let meta = std::fs::metadata(path)
-        .map_err(|e| format!("database_password_file {}: {e}", path.display()))?;
+        .map_err(|e| refused(format!("database_password_file {}: {e}", path.display())))?;
     check_owner_and_mode(&meta)
-        .map_err(|why| format!("database_password_file {}: {why}", path.display()))?;
+        .map_err(|why| refused(format!("database_password_file {}: {why}", path.display())))?;
     if meta.mode() & 0o077 != 0 {
-        return Err(format!(
+        return Err(refused(format!(
             "database_password_file {} is readable by group or others; fix with: chmod 0600 {0}",
             path.display()
-        ));
+        )));
     }
     if meta.size() > 4096 {
-        return Err(format!(
+        return Err(refused(format!(
             "database_password_file {} is too large to be a password",
             path.display()
-        ));
+        )));
     }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path)
-            .map_err(|e| format!("database_password_file {}: {e}", path.display()))?,
+            .map_err(|e| refused(format!("database_password_file {}: {e}", path.display())))?,
     );
     let trimmed = text.trim_end_matches(['\n', '\r']);
     if trimmed.is_empty() {
-        return Err(format!(
+        return Err(refused(format!(
             "database_password_file {} is empty",
             path.display()
-        ));
+        )));
     }
     Ok(zeroize::Zeroizing::new(trimmed.to_owned()))
 }
 
 /// rustls with the system's CA store, or only the CA in `sslrootcert`.
-fn client_tls(root_cert: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+fn client_tls(root_cert: Option<&Path>, describe: &str) -> StoreResult<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            let bad = |e: &dyn std::fmt::Display| {
+                unavailable(describe, format!("sslrootcert {}: {e}", path.display()))
+            };
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
             for cert in certs {
-                let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                let cert = cert.map_err(|e| bad(&e))?;
+                roots.add(cert).map_err(|e| bad(&e))?;
             }
         }
         None => {
@@ -252,15 +282,18 @@ fn client_tls(root_cert: Option<&Path>) -> Result<rustls::ClientConfig, String> 
         }
     }
     if roots.is_empty() {
-        return Err(match root_cert {
-            Some(path) => format!("sslrootcert {} holds no certificate", path.display()),
-            None => "the system's CA store is empty; name a CA file with sslrootcert=".into(),
-        });
+        return Err(unavailable(
+            describe,
+            match root_cert {
+                Some(path) => format!("sslrootcert {} holds no certificate", path.display()),
+                None => "the system's CA store is empty; name a CA file with sslrootcert=".into(),
+            },
+        ));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(|e| unavailable(describe, format_args!("TLS setup: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
@@ -273,11 +306,17 @@ mod tests {
     fn urls_are_checked_before_any_connection() {
         assert!(url_check("postgresql://mfa@db.example:5432/mfa?sslmode=verify-full").is_ok());
         assert!(url_check("postgresql://mfa@127.0.0.1:5432/mfa?sslmode=disable").is_ok());
-        let no_db = url_check("postgresql://mfa@db.example:5432").unwrap_err();
+        let no_db = url_check("postgresql://mfa@db.example:5432")
+            .unwrap_err()
+            .to_string();
         assert!(no_db.contains("no database"), "{no_db}");
-        let mode = url_check("postgresql://mfa@db/mfa?sslmode=allow").unwrap_err();
+        let mode = url_check("postgresql://mfa@db/mfa?sslmode=allow")
+            .unwrap_err()
+            .to_string();
         assert!(mode.contains("sslmode=allow"), "{mode}");
-        let pw = url_check("postgresql://mfa@db/mfa?password=x").unwrap_err();
+        let pw = url_check("postgresql://mfa@db/mfa?password=x")
+            .unwrap_err()
+            .to_string();
         assert!(pw.contains("database_password_file"), "{pw}");
         assert!(url_check("postgresql://mfa@db/mfa?bogus=1").is_err());
     }

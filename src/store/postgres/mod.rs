@@ -89,7 +89,7 @@ fn connect_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
 
 /// The driver's error with what the server said: its own `Display` is
 /// only "db error" for everything the server reports.
-pub fn explain(e: &tokio_postgres::Error) -> String {
+fn explain(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(e) {
@@ -118,7 +118,7 @@ fn store_error(describe: &str, e: tokio_postgres::Error) -> StoreError {
         {
             connection_lost(describe, explain(&e))
         }
-        Some(_) => StoreError::Postgres(e),
+        Some(_) => StoreError::Failed(explain(&e)),
     }
 }
 

@@ -11,7 +11,6 @@ pub(crate) mod codes;
 pub(crate) mod commands;
 pub(crate) mod config;
 pub(crate) mod enroll;
-pub(crate) mod error;
 pub(crate) mod google_auth;
 pub(crate) mod lockout;
 pub(crate) mod login;
@@ -56,7 +55,7 @@ pub mod internals {
         pub use crate::config::{Algorithm, Config};
     }
     pub mod error {
-        pub use crate::error::{exit, Error};
+        pub use crate::cli::error::{exit, CliError};
     }
     pub mod google_auth {
         pub use crate::google_auth::{parse, MAX_FILE_BYTES, MAX_TIME_SKEW, MAX_WINDOW_SIZE};

@@ -27,7 +27,7 @@ pub const INVALID_PIN: &str = "invalid PIN: enter the 4-digit PIN from the text 
 pub const TEXT_WINDOW: i64 = 3600;
 
 /// Why a one-time code could not be made, sent or accepted. Each says what
-/// to do; `mfa` maps them to its exit codes (see `crate::error`).
+/// to do; `mfa` maps them to its exit codes (see `cli::error`).
 #[derive(Debug)]
 pub enum OnetimeError {
     /// Not a phone number pam_mfa texts (the text says why).

@@ -172,7 +172,7 @@ fn messages_of_the_library_are_quoted_as_written() {
     let toml5 = running_text(&repo("docs/pam_mfa.toml.5"));
     let mfa1 = running_text(&repo("docs/mfa.1"));
     let guide = running_text(&repo("docs/admin-guide.md"));
-    let locked = pam_mfa::internals::error::Error::locked_for_user("NAME").to_string();
+    let locked = pam_mfa::internals::error::CliError::locked_for_user("NAME").to_string();
     for (page, text, message) in [
         ("pam_mfa(8)", &pam8, MSG_UNAVAILABLE),
         ("pam_mfa.toml(5)", &toml5, MSG_UNAVAILABLE),

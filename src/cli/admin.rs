@@ -4,8 +4,8 @@
 use super::context::{self, Ctx};
 use super::output::{self, printable};
 use crate::audit::{self, AuditEvent};
+use crate::cli::error::{CliError, Result};
 use crate::config::{Algorithm, Policy};
-use crate::error::{Error, Result};
 use crate::google_auth::{self, MAX_FILE_BYTES};
 use crate::lockout;
 use crate::policy;
@@ -185,19 +185,19 @@ pub fn unlock(ctx: &mut Ctx, user: &str) -> Result<()> {
 fn read_small_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("{shown} does not exist")),
-        _ => Error::Failed(format!("cannot open {shown}: {e}")),
+        std::io::ErrorKind::NotFound => CliError::NotFound(format!("{shown} does not exist")),
+        _ => CliError::Failed(format!("cannot open {shown}: {e}")),
     })?;
     let meta = file
         .metadata()
-        .map_err(|e| Error::Failed(format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("cannot read {shown}: {e}")))?;
     let too_large = || {
-        Error::Usage(format!(
+        CliError::Usage(format!(
             "{shown} is larger than {MAX_FILE_BYTES} bytes; it is not a google-authenticator file"
         ))
     };
     if !meta.is_file() {
-        return Err(Error::Usage(format!("{shown} is not a regular file")));
+        return Err(CliError::Usage(format!("{shown} is not a regular file")));
     }
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(too_large());
@@ -205,7 +205,7 @@ fn read_small_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_FILE_BYTES + 1));
     file.take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Failed(format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("cannot read {shown}: {e}")))?;
     if bytes.len() > MAX_FILE_BYTES {
         return Err(too_large());
     }
@@ -296,8 +296,8 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
     // As `device add`: a typo must not leave a device nobody logs in with.
     context::require_system_user(user)?;
     let bytes = read_small_file(path)?;
-    let ga =
-        google_auth::parse(&bytes).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    let ga = google_auth::parse(&bytes)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     // Scratch codes get one fresh salt, like a generated set.
     let salt = crate::codes::new_salt()?;
     let scratch: Vec<_> = ga
@@ -330,8 +330,8 @@ pub fn import_google_authenticator(ctx: &mut Ctx, user: &str, path: &Path) -> Re
             last_step: ga.last_used_step,
         },
     })
-    .map_err(|e| match Error::from(e) {
-        Error::Conflict(_) => Error::Conflict(format!(
+    .map_err(|e| match CliError::from(e) {
+        CliError::Conflict(_) => CliError::Conflict(format!(
             "{user} already has a device named \"{IMPORTED_NAME}\" (imported before?); to import \
              again, delete it first with `mfa --user {user} device delete {IMPORTED_NAME}`"
         )),
@@ -402,10 +402,10 @@ struct KeyView {
 /// 0600 by whoever runs it (root, for the daemon to accept it), never over
 /// an existing file. The key itself is never printed.
 pub fn generate_key(file: &Path, json: bool) -> Result<i32> {
-    let key = SealKey::generate().map_err(|e| Error::Failed(e.to_string()))?;
+    let key = SealKey::generate().map_err(|e| CliError::Failed(e.to_string()))?;
     key.write_new(file).map_err(|e| match e {
-        KeyError::Exists(_) => Error::Conflict(e.to_string()),
-        _ => Error::Failed(e.to_string()),
+        KeyError::Exists(_) => CliError::Conflict(e.to_string()),
+        _ => CliError::Failed(e.to_string()),
     })?;
     // The config wants an absolute path.
     let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());

@@ -2,10 +2,10 @@
 //! every command shares: the target account, the clock, reading a code.
 
 use crate::attempt::MAX_CODE_BYTES;
+use crate::cli::error::{CliError, Result};
 use crate::codes;
 use crate::config::Config;
 use crate::config::StoreLocation;
-use crate::error::{Error, Result};
 use crate::store::{AnyStore, OpenMode};
 use crate::totp::{self, TotpParams};
 use crate::users;
@@ -45,12 +45,12 @@ impl Ctx {
             // Decide before reading: a root-owned config is usually 0600.
             let meta = std::fs::metadata(config_path).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => {
-                    Error::Config(crate::config::ConfigError::Missing(config_path.to_owned()))
+                    CliError::Config(crate::config::ConfigError::Missing(config_path.to_owned()))
                 }
-                _ => Error::Permission(NEEDS_ROOT.into()),
+                _ => CliError::Permission(NEEDS_ROOT.into()),
             })?;
             if meta.uid() != euid {
-                return Err(Error::Permission(NEEDS_ROOT.into()));
+                return Err(CliError::Permission(NEEDS_ROOT.into()));
             }
         }
         let config = Config::load(config_path)?;
@@ -59,7 +59,7 @@ impl Ctx {
         if euid != 0
             && matches!(config.store_location(), StoreLocation::Sqlite(db) if !private_database(db, euid))
         {
-            return Err(Error::Permission(NEEDS_ROOT.into()));
+            return Err(CliError::Permission(NEEDS_ROOT.into()));
         }
         let mode = if create {
             OpenMode::Create
@@ -70,7 +70,7 @@ impl Ctx {
             && matches!(config.store_location(), StoreLocation::Sqlite(db) if std::fs::symlink_metadata(db).is_err());
         let key = config
             .load_seal_key()
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .map_err(|e| CliError::Unavailable(e.to_string()))?;
         let store = AnyStore::open(&config, mode, key)?;
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
             .ok()
@@ -115,7 +115,7 @@ impl Ctx {
             // An alias works on its uid's account, as its logins do.
             Some(user) => Ok(crate::users::account_name(&user)),
             None if self.invoker_known => Ok(self.invoker.clone()),
-            None => Err(Error::NotFound(format!(
+            None => Err(CliError::NotFound(format!(
                 "your user id has no name in the user database; pass --user NAME (here: {})",
                 self.invoker
             ))),
@@ -151,7 +151,7 @@ pub fn user_flag(ctx: &Ctx, user: &str) -> String {
 /// An error from a command run on `user`'s account: the self-service
 /// commands it suggests (written for one's own account, e.g. by the
 /// library) get `--user NAME` when the account is someone else's.
-pub fn for_account(ctx: &Ctx, user: &str, e: Error) -> Error {
+pub fn for_account(ctx: &Ctx, user: &str, e: CliError) -> CliError {
     let flag = user_flag(ctx, user);
     if flag.is_empty() {
         return e;
@@ -183,7 +183,7 @@ pub fn check_user_name(name: &str) -> Result<()> {
     if users::plausible_name(name) {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(CliError::Usage(format!(
             "{name:?} is not a valid user name (no spaces, '/', ':' or control characters, \
              not starting with '-', at most {} bytes)",
             users::MAX_USER_LEN
@@ -212,8 +212,8 @@ pub fn require_known_account(name: &str, in_store: bool) -> Result<()> {
 }
 
 /// How every command refuses a name the user database does not know.
-pub fn no_such_user(name: &str) -> Error {
-    Error::NotFound(format!(
+pub fn no_such_user(name: &str) -> CliError {
+    CliError::NotFound(format!(
         "there is no user {name} on this system (the user database does not know the name); check the spelling"
     ))
 }
@@ -232,7 +232,7 @@ pub fn read_code(prompt: &str) -> Result<Option<Zeroizing<String>>> {
     }
     let prompt = interactive().then_some(prompt);
     let line = read_line_hidden(prompt)
-        .map_err(|e| Error::Failed(format!("cannot read the code from standard input: {e}")))?;
+        .map_err(|e| CliError::Failed(format!("cannot read the code from standard input: {e}")))?;
     Ok(line.map(|line| Zeroizing::new(line.trim().to_owned())))
 }
 

@@ -4,9 +4,9 @@ use super::context::{self, Ctx};
 use super::output::{self, printable};
 use super::status::{device_lines, DeviceView};
 use crate::audit::{self, AuditEvent};
+use crate::cli::error::{CliError, Result};
 use crate::codes::OneTimePurpose;
 use crate::enroll::{self, NewTotp};
-use crate::error::{Error, Result};
 use crate::login::ENROLL_PROMPT;
 use crate::store::{Device, Factor, Store, Tx};
 use serde::Serialize;
@@ -40,7 +40,7 @@ fn find(tx: &dyn Tx, user: &str, nick: &str) -> Result<Device> {
         .into_iter()
         .find(|d| d.name == nick)
         .ok_or_else(|| {
-            Error::NotFound(format!(
+            CliError::NotFound(format!(
                 "{} has no device named \"{}\"; see `mfa device list`",
                 printable(user),
                 printable(nick)
@@ -61,7 +61,7 @@ struct Added<'a> {
 }
 
 pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Result<()> {
-    enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
+    enroll::check_nickname(name).map_err(|e| CliError::Usage(e.to_string()))?;
     context::require_system_user(user)?;
     // Refuse a taken nickname before showing a secret nobody could keep.
     if ctx
@@ -71,7 +71,7 @@ pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Resul
         .iter()
         .any(|d| d.name == name)
     {
-        return Err(Error::Conflict(format!(
+        return Err(CliError::Conflict(format!(
             "{user} already has a device named \"{name}\"; choose another with --name, \
              or delete the old one with `mfa {}device delete {name}`",
             user_flag(ctx, user)
@@ -121,8 +121,8 @@ pub fn add_totp(ctx: &mut Ctx, user: &str, name: &str, no_verify: bool) -> Resul
             user_flag(ctx, user)
         );
         return Err(match e {
-            NoCode::Wrong => Error::WrongCode(format!("the code does not match; {how}")),
-            NoCode::Eof => Error::Usage(format!("no code was entered; {how}")),
+            NoCode::Wrong => CliError::WrongCode(format!("the code does not match; {how}")),
+            NoCode::Eof => CliError::Usage(format!("no code was entered; {how}")),
         });
     }
     if ctx.json {
@@ -186,7 +186,7 @@ pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Re
     let typed = match code {
         Some(code) => code,
         None => context::read_code(ENROLL_PROMPT)?
-            .ok_or_else(|| Error::Usage("no code was entered".into()))?,
+            .ok_or_else(|| CliError::Usage("no code was entered".into()))?,
     };
     let now = ctx.now();
     let detail = ctx.by();
@@ -225,7 +225,7 @@ pub fn verify(ctx: &mut Ctx, user: &str, nick: &str, code: Option<String>) -> Re
                 &format!("device={nick} {detail}"),
             )?;
             tx.commit()?;
-            return Err(Error::WrongCode(format!(
+            return Err(CliError::WrongCode(format!(
                 "the code does not match device \"{nick}\"; check that the app's clock is right \
                  and try the next code"
             )));
@@ -246,7 +246,7 @@ fn ensure_pending(device: &Device) -> Result<()> {
         return Err(not_totp(&device.name));
     }
     if device.verified {
-        return Err(Error::Conflict(format!(
+        return Err(CliError::Conflict(format!(
             "device \"{}\" is verified already",
             printable(&device.name)
         )));
@@ -254,8 +254,8 @@ fn ensure_pending(device: &Device) -> Result<()> {
     Ok(())
 }
 
-fn not_totp(nick: &str) -> Error {
-    Error::Usage(format!(
+fn not_totp(nick: &str) -> CliError {
+    CliError::Usage(format!(
         "device \"{}\" is an SMS device; this version of mfa verifies authenticator-app devices only",
         printable(nick)
     ))
@@ -273,7 +273,7 @@ pub fn delete(ctx: &mut Ctx, user: &str, nick: &str) -> Result<()> {
     let tx = ctx.store.begin()?;
     if !tx.delete_device(user, nick)? {
         return Err(find(&*tx, user, nick).err().unwrap_or_else(|| {
-            Error::Failed(format!(
+            CliError::Failed(format!(
                 "device \"{}\" could not be deleted",
                 printable(nick)
             ))

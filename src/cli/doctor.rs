@@ -3,8 +3,8 @@
 //! one line per check with the fix, non-zero exit on any failure.
 
 use super::output;
+use crate::cli::error::{exit, Result};
 use crate::config::{Config, SmsBackend};
-use crate::error::{exit, Result};
 use crate::seal::SealKey;
 use crate::store::{AnyStore, OpenMode, Store, SCHEMA_VERSION};
 use serde::Serialize;

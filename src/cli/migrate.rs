@@ -9,9 +9,9 @@
 use super::context::Ctx;
 use super::output;
 use crate::audit::{self, AuditEvent};
+use crate::cli::error::{CliError, Result};
 use crate::codes::OneTimePurpose;
 use crate::config::Config;
-use crate::error::{Error, Result};
 use crate::store::{AnyStore, AuditEntry, OpenMode, Store, Tx};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -43,7 +43,7 @@ fn key_of(e: &AuditEntry) -> AuditKey {
 
 pub fn migrate(ctx: &mut Ctx, to: &str) -> Result<()> {
     if to == ctx.config.database.as_os_str() {
-        return Err(Error::Usage(
+        return Err(CliError::Usage(
             "--to names the store this config already uses; name the new one".into(),
         ));
     }
@@ -54,7 +54,7 @@ pub fn migrate(ctx: &mut Ctx, to: &str) -> Result<()> {
     Config::parse(&toml_of(&target)?, std::path::Path::new("--to"))?;
     let key = target
         .load_seal_key()
-        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        .map_err(|e| CliError::Unavailable(e.to_string()))?;
     let mut dest = AnyStore::open(&target, OpenMode::Create, key)?;
     let now = ctx.now();
     let mut copied = Copied {
@@ -93,7 +93,7 @@ pub fn migrate(ctx: &mut Ctx, to: &str) -> Result<()> {
 }
 
 fn toml_of(config: &Config) -> Result<String> {
-    toml::to_string(config).map_err(|e| Error::Failed(format!("cannot check the target: {e}")))
+    toml::to_string(config).map_err(|e| CliError::Failed(format!("cannot check the target: {e}")))
 }
 
 fn copy(source: &dyn Tx, dest: &dyn Tx, now: i64, copied: &mut Copied) -> Result<()> {
@@ -158,7 +158,7 @@ fn check(source: &dyn Tx, dest: &mut AnyStore, now: i64) -> Result<()> {
     for summary in source.users()? {
         let user = summary.user.as_str();
         let mismatch = |what: &str| {
-            Error::Failed(format!(
+            CliError::Failed(format!(
                 "after copying, {user}'s {what} differ in the destination; it was left as \
                  copied: run the migration again, and report it if this repeats"
             ))

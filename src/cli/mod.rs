@@ -9,6 +9,7 @@ mod bypass;
 mod context;
 mod device;
 mod doctor;
+pub(crate) mod error;
 mod migrate;
 mod output;
 mod remote;
@@ -16,9 +17,9 @@ mod serve;
 mod sms;
 mod status;
 
+use crate::cli::error::{CliError, Result};
 pub use crate::commands::*;
 use crate::config::Policy;
-use crate::error::{Error, Result};
 use clap::Parser;
 use context::Ctx;
 
@@ -105,7 +106,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
     }
     if let Command::Admin(_) = command {
         if user.is_some() {
-            return Err(Error::Usage(
+            return Err(CliError::Usage(
                 "--user does not apply to admin commands: name the account as their argument, \
                  e.g. `mfa admin show NAME`"
                     .into(),
@@ -183,7 +184,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx, command: Command, user: Option<String>) ->
 /// `serve`, `doctor` and `admin generate-key` are dispatched before the
 /// database is opened.
 fn unreachable_here() -> Result<()> {
-    Err(Error::Failed(
+    Err(CliError::Failed(
         "internal error: command dispatched twice".into(),
     ))
 }

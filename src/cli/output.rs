@@ -1,7 +1,7 @@
 //! Printing: human text or one JSON value on stdout, errors on stderr (and as
 //! JSON on stdout with --json), and the small formatting helpers.
 
-use crate::error::{exit, Error, Result};
+use crate::cli::error::{exit, CliError, Result};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -72,7 +72,7 @@ fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::Failed(format!("cannot write the output: {e}")))
+        .map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))
 }
 
 /// Prints human text (a newline is added).
@@ -88,7 +88,7 @@ pub fn text(text: &str) -> Result<()> {
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let mut line = Zeroizing::new(
         serde_json::to_string(value)
-            .map_err(|e| Error::Failed(format!("cannot encode the JSON output: {e}")))?,
+            .map_err(|e| CliError::Failed(format!("cannot encode the JSON output: {e}")))?,
     );
     line.push('\n');
     write_stdout(&line)
@@ -100,7 +100,7 @@ struct JsonError<'a> {
     message: &'a str,
 }
 
-pub fn error(e: &Error, json_too: bool) {
+pub fn error(e: &CliError, json_too: bool) {
     note(&format!("mfa: {e}"));
     if json_too {
         let message = e.to_string();

@@ -3,7 +3,7 @@
 //! functions root's `mfa` runs, so output and exit codes match.
 
 use super::{AddCmd, Args, Command, DeviceCmd};
-use crate::error::exit;
+use crate::cli::error::exit;
 use crate::protocol::{self, CommandRequest, LineReader, Response};
 use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixStream;

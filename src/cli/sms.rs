@@ -2,7 +2,7 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable};
-use crate::error::{Error, Result};
+use crate::cli::error::{CliError, Result};
 use crate::onetime::{self, OnetimeError, TempCode, PIN_TRIES};
 use crate::sms::{self, check_phone, mask_phone};
 use crate::store::Store;
@@ -18,7 +18,7 @@ struct SmsAdded<'a> {
 }
 
 pub fn add(ctx: &mut Ctx, user: &str, phone: &str, no_verify: bool) -> Result<()> {
-    check_phone(phone).map_err(|m| Error::Usage(m.into()))?;
+    check_phone(phone).map_err(|m| CliError::Usage(m.into()))?;
     context::require_system_user(user)?;
     let sender = sms::from_config(&ctx.config.sms);
     let now = ctx.now();
@@ -61,7 +61,7 @@ fn ask_pin(ctx: &mut Ctx, user: &str, later: &str) -> Result<()> {
     let tries = if context::interactive() { PIN_TRIES } else { 1 };
     for left in (0..tries).rev() {
         let Some(pin) = context::read_code(crate::login::PIN_PROMPT)? else {
-            return Err(Error::Usage(format!("no PIN was entered; {later}")));
+            return Err(CliError::Usage(format!("no PIN was entered; {later}")));
         };
         let now = ctx.now();
         match onetime::verify_sms_pin(&mut ctx.store, &ctx.config, user, &pin, now) {
@@ -72,7 +72,7 @@ fn ask_pin(ctx: &mut Ctx, user: &str, later: &str) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::WrongCode(onetime::INVALID_PIN.into()))
+    Err(CliError::WrongCode(onetime::INVALID_PIN.into()))
 }
 
 fn added(ctx: &Ctx, user: &str, masked: String) -> Result<()> {

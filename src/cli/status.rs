@@ -2,8 +2,8 @@
 
 use super::context::{self, Ctx};
 use super::output::{self, printable, utc};
+use crate::cli::error::Result;
 use crate::config::Policy;
-use crate::error::Result;
 use crate::lockout;
 use crate::policy;
 use crate::store::{Device, DeviceKind, Store};

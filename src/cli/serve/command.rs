@@ -8,10 +8,10 @@ use super::state::Shared;
 use super::Peer;
 use crate::attempt::{self, AttemptResult, Context};
 use crate::audit::{self, AuditEvent};
+use crate::cli::error::{exit, CliError, Result};
 use crate::codes::OneTimePurpose;
 use crate::config::Config;
 use crate::enroll;
-use crate::error::{exit, Error, Result};
 use crate::protocol::{CommandRequest, Response};
 use crate::sms::{self, check_phone};
 use crate::store::{AnyStore, DeviceKind, Store};
@@ -28,21 +28,21 @@ enum Refusal {
     /// kind `step-up`.
     StepUp(String),
     /// Anything else, as `mfa` itself reports it.
-    Error(Error),
+    Command(CliError),
 }
 
 impl Refusal {
     fn kind(&self) -> &'static str {
         match self {
             Refusal::StepUp(_) => "step-up",
-            Refusal::Error(e) => e.kind(),
+            Refusal::Command(e) => e.kind(),
         }
     }
 
     fn exit_code(&self) -> i32 {
         match self {
             Refusal::StepUp(_) => exit::WRONG_CODE,
-            Refusal::Error(e) => e.exit_code(),
+            Refusal::Command(e) => e.exit_code(),
         }
     }
 }
@@ -51,20 +51,20 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::StepUp(m) => f.write_str(m),
-            Refusal::Error(e) => e.fmt(f),
+            Refusal::Command(e) => e.fmt(f),
         }
     }
 }
 
-impl From<Error> for Refusal {
-    fn from(e: Error) -> Self {
-        Refusal::Error(e)
+impl From<CliError> for Refusal {
+    fn from(e: CliError) -> Self {
+        Refusal::Command(e)
     }
 }
 
 impl From<crate::store::StoreError> for Refusal {
     fn from(e: crate::store::StoreError) -> Self {
-        Refusal::Error(e.into())
+        Refusal::Command(e.into())
     }
 }
 
@@ -81,7 +81,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     let config = match shared.config() {
         Ok(c) => c,
         Err(e) => {
-            let e = Refusal::Error(e.into());
+            let e = Refusal::Command(e.into());
             let response = refusal(&e, &caller, &request);
             return for_caller(response, peer.privileged(), "configuration");
         }
@@ -89,7 +89,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     let mut store = match shared.store(&config) {
         Ok(s) => s,
         Err(e) => {
-            let response = refusal(&Refusal::Error(e.into()), &caller, &request);
+            let response = refusal(&Refusal::Command(e.into()), &caller, &request);
             let admin = peer.privileged() || member_of_admin_group(&config, &caller);
             return for_caller(response, admin, "database");
         }
@@ -121,7 +121,7 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     let (result, printed) = output::capture(|| {
         let result = dispatch(&mut ctx, command, plan.user).map_err(|e| match e {
             // `mfa admin unlock` is for administrators.
-            Error::Locked(_) if !plan.admin => Error::locked_for_user(&caller.name),
+            CliError::Locked(_) if !plan.admin => CliError::locked_for_user(&caller.name),
             e => e,
         });
         if let Err(e) = &result {
@@ -131,7 +131,9 @@ pub fn serve(mut request: CommandRequest, peer: Peer, shared: &Shared) -> Respon
     });
     shared.put_back(ctx.store, &config);
     let mut response = Response {
-        exit: result.as_ref().map_or_else(Error::exit_code, |()| exit::OK),
+        exit: result
+            .as_ref()
+            .map_or_else(CliError::exit_code, |()| exit::OK),
         stdout: String::new(),
         stderr: printed.stderr,
         error: None,
@@ -184,7 +186,10 @@ fn refusal(e: &Refusal, caller: &UserInfo, request: &CommandRequest) -> Response
 /// anyone write rows for any name). Wrong step-up codes are there already,
 /// as failures.
 fn record_refusal(store: &mut AnyStore, e: &Refusal, caller: &UserInfo, request: &CommandRequest) {
-    if matches!(e, Refusal::StepUp(_) | Refusal::Error(Error::WrongCode(_))) {
+    if matches!(
+        e,
+        Refusal::StepUp(_) | Refusal::Command(CliError::WrongCode(_))
+    ) {
         return;
     }
     let detail = format!(
@@ -304,7 +309,7 @@ fn decide(
     request
         .command
         .check_values()
-        .map_err(|e| Error::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     // root here: uid 0 or the daemon's own user (a private instance).
     let member =
         !root && !config.admin_group.is_empty() && caller.groups.contains(&config.admin_group);
@@ -317,13 +322,13 @@ fn decide(
         | Command::Admin(
             AdminCmd::GenerateKey { .. } | AdminCmd::Migrate { .. } | AdminCmd::Init,
         ) => {
-            return Err(Error::Permission(
+            return Err(CliError::Permission(
                 "run this command as root on the host, not through the daemon".into(),
             )
             .into())
         }
         Command::Admin(_) | Command::Audit { .. } if !admin => {
-            return Err(Error::Permission(format!(
+            return Err(CliError::Permission(format!(
                 "administrative commands need root{}",
                 if config.admin_group.is_empty() {
                     String::new()
@@ -336,7 +341,7 @@ fn decide(
         // It reads a file as root: through the daemon an admin_group member
         // could read root-only files with it.
         Command::Admin(AdminCmd::ImportGoogleAuthenticator { .. }) if !root => {
-            return Err(Error::Permission(
+            return Err(CliError::Permission(
                 "import-google-authenticator reads files as root: run it as root on the host"
                     .into(),
             )
@@ -359,7 +364,7 @@ fn decide(
             });
         }
         command if !self_service(command) => {
-            return Err(Error::Permission(
+            return Err(CliError::Permission(
                 "this command is not available through the daemon".into(),
             )
             .into())
@@ -367,7 +372,7 @@ fn decide(
         _ => {}
     }
     if target != caller.name && !admin {
-        return Err(Error::Permission(format!(
+        return Err(CliError::Permission(format!(
             "you may manage only your own account ({}), not {target}",
             caller.name
         ))
@@ -380,7 +385,7 @@ fn decide(
             AddCmd::Totp { no_verify, .. } | AddCmd::Sms { no_verify, .. },
         )) => *no_verify = true,
         Command::Device(DeviceCmd::Verify { code: None, .. }) => {
-            return Err(Error::Usage("give the code: mfa device verify NICK CODE".into()).into())
+            return Err(CliError::Usage("give the code: mfa device verify NICK CODE".into()).into())
         }
         _ => {}
     }
@@ -398,7 +403,7 @@ fn decide(
         // it: root's are root's alone, and a member proves who it is.
         if users::lookup(&target).is_some_and(|u| u.is_root()) {
             return Err(
-                Error::Permission("only root manages root's devices and codes".into()).into(),
+                CliError::Permission("only root manages root's devices and codes".into()).into(),
             );
         }
         admin_step_up(request, caller, config, store)?;
@@ -421,13 +426,13 @@ fn check_member_target(command: &AdminCmd, caller: &UserInfo) -> Result<()> {
         return Ok(()); // refused by the command itself, as for root
     };
     if target.uid == caller.uid {
-        return Err(Error::Permission(format!(
+        return Err(CliError::Permission(format!(
             "you may not {what} for your own account ({}): ask root or another administrator",
             caller.name
         )));
     }
     if target.is_root() && matches!(command, AdminCmd::TempCode { .. }) {
-        return Err(Error::Permission(
+        return Err(CliError::Permission(
             "only root issues temporary codes for root".into(),
         ));
     }
@@ -450,28 +455,28 @@ fn check_arguments(
     let devices = store.begin_read()?.devices(user)?;
     match command {
         DeviceCmd::Add(AddCmd::Totp { name, .. }) => {
-            enroll::check_nickname(name).map_err(|e| Error::Usage(e.to_string()))?;
+            enroll::check_nickname(name).map_err(|e| CliError::Usage(e.to_string()))?;
             if devices.iter().any(|d| &d.name == name) {
-                return Err(Error::Conflict(format!(
+                return Err(CliError::Conflict(format!(
                     "{user} already has a device named \"{name}\"; choose another with --name, \
                      or delete the old one with `mfa {flag}device delete {name}`"
                 )));
             }
         }
         DeviceCmd::Add(AddCmd::Sms { phone, .. }) => {
-            check_phone(phone).map_err(|m| Error::Usage(m.into()))?;
+            check_phone(phone).map_err(|m| CliError::Usage(m.into()))?;
             if !sms::from_config(&config.sms).available() {
-                return Err(Error::Failed(sms::SmsError::NotConfigured.to_string()));
+                return Err(CliError::Failed(sms::SmsError::NotConfigured.to_string()));
             }
             if devices.iter().any(|d| d.kind() == DeviceKind::Sms) {
-                return Err(Error::Conflict(format!(
+                return Err(CliError::Conflict(format!(
                     "{user} already has an SMS device; delete it first with `mfa {flag}device delete sms`"
                 )));
             }
         }
         DeviceCmd::Delete { nick } | DeviceCmd::Verify { nick, .. } => {
             if !devices.iter().any(|d| &d.name == nick) {
-                return Err(Error::NotFound(format!(
+                return Err(CliError::NotFound(format!(
                     "{user} has no device named \"{}\"; see `mfa {flag}device list`",
                     nick.escape_debug()
                 )));
@@ -508,7 +513,7 @@ fn check_own_account(
 ) -> std::result::Result<(), Refusal> {
     let (locked, has_factor) = guard_of(store, config, user)?;
     if locked && !matches!(request.command, Command::Status) {
-        return Err(Error::locked_for_user(user).into());
+        return Err(CliError::locked_for_user(user).into());
     }
     if !needs_step_up(&request.command) || !has_factor {
         return Ok(());
@@ -526,14 +531,14 @@ fn admin_step_up(
 ) -> std::result::Result<(), Refusal> {
     let (locked, has_factor) = guard_of(store, config, &caller.name)?;
     if locked {
-        return Err(Error::Locked(format!(
+        return Err(CliError::Locked(format!(
             "your own account {} is locked: an administrator must unlock it before you administer",
             caller.name
         ))
         .into());
     }
     if !has_factor {
-        return Err(Error::Permission(format!(
+        return Err(CliError::Permission(format!(
             "administrative commands through the daemon need a second factor on your own account ({}): set one up with `mfa device add totp`",
             caller.name
         ))
@@ -624,9 +629,9 @@ fn step_up(
         AttemptResult::Wrong {
             locked_now: true, ..
         }
-        | AttemptResult::Locked => Err(Error::locked_for_user(user).into()),
+        | AttemptResult::Locked => Err(CliError::locked_for_user(user).into()),
         AttemptResult::Wrong { .. } => {
-            Err(Error::WrongCode("wrong verification code".into()).into())
+            Err(CliError::WrongCode("wrong verification code".into()).into())
         }
     }
 }

@@ -10,8 +10,8 @@ mod slots;
 mod state;
 
 use crate::audit;
+use crate::cli::error::{exit, CliError, Result};
 use crate::config::Config;
-use crate::error::{exit, Error, Result};
 use crate::protocol::{self, LineReader, Request, Response};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use slots::Slots;
@@ -85,7 +85,7 @@ pub fn serve(config_path: &Path, socket: &Path) -> Result<()> {
     let listener = match listenfd::ListenFd::from_env().take_unix_listener(0) {
         Ok(Some(l)) => l,
         Ok(None) => bind(socket)?,
-        Err(e) => return Err(Error::Failed(format!("socket activation failed: {e}"))),
+        Err(e) => return Err(CliError::Failed(format!("socket activation failed: {e}"))),
     };
     let shared = Arc::new(Shared::new(config_path));
     let slots = Arc::new(Slots::default());
@@ -160,23 +160,24 @@ fn refuse_busy(stream: &UnixStream, peer: Peer) {
 fn bind(socket: &Path) -> Result<UnixListener> {
     let dir = socket
         .parent()
-        .ok_or_else(|| Error::Usage(format!("{} is not a socket path", socket.display())))?;
+        .ok_or_else(|| CliError::Usage(format!("{} is not a socket path", socket.display())))?;
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
-            .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", dir.display())))?;
         // The umask (077 under many root shells) would leave it 0700, and
         // ordinary users and screen lockers could not reach the socket.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error::Failed(format!("cannot set the mode of {}: {e}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| {
+            CliError::Failed(format!("cannot set the mode of {}: {e}", dir.display()))
+        })?;
     }
     let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::Failed(format!("cannot use {}: {e}", dir.display())))?;
+        .map_err(|e| CliError::Failed(format!("cannot use {}: {e}", dir.display())))?;
     let sticky = meta.mode() & 0o1000 != 0;
     if (meta.mode() & 0o022 != 0 && !sticky) || !crate::config::trusted_owner(meta.uid()) {
-        return Err(Error::Failed(format!(
+        return Err(CliError::Failed(format!(
             "{} is writable by others or not ours: another user could replace the socket; use a directory only root can write (e.g. /run/pam_mfa)",
             dir.display()
         )));
@@ -193,7 +194,7 @@ fn bind(socket: &Path) -> Result<UnixListener> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o111));
     let bound = UnixListener::bind(socket);
     nix::sys::stat::umask(old);
-    bound.map_err(|e| Error::Failed(format!("cannot listen on {}: {e}", socket.display())))
+    bound.map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", socket.display())))
 }
 
 /// One connection: read the request, then serve it.

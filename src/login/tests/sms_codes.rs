@@ -5,9 +5,9 @@
 use super::env::*;
 use super::fakes::*;
 use crate::attempt::{Accepted, AttemptResult};
+use crate::cli::error::CliError;
 use crate::codes::OneTimePurpose;
 use crate::config::Policy;
-use crate::error::Error;
 use crate::login::{Denial, Outcome, CHOICE_PROMPT, ENROLL_PROMPT, PHONE_PROMPT, PIN_PROMPT};
 use crate::onetime::{self, TempCode, INVALID_PIN};
 use crate::sms::INVALID_PHONE;
@@ -29,22 +29,22 @@ fn with_gateway() -> TestEnv {
     env
 }
 
-fn start(env: &mut TestEnv, user: &str, phone: &str) -> Result<(), Error> {
+fn start(env: &mut TestEnv, user: &str, phone: &str) -> Result<(), CliError> {
     let now = env.now();
     // As `mfa` reports it: the words and kinds stay those of `mfa`.
     onetime::start_sms_enrollment(&mut env.store, &env.config, &env.sms, user, phone, now)
-        .map_err(Error::from)
+        .map_err(CliError::from)
 }
 
-fn verify(env: &mut TestEnv, user: &str, pin: &str) -> Result<(), Error> {
+fn verify(env: &mut TestEnv, user: &str, pin: &str) -> Result<(), CliError> {
     let now = env.now();
-    onetime::verify_sms_pin(&mut env.store, &env.config, user, pin, now).map_err(Error::from)
+    onetime::verify_sms_pin(&mut env.store, &env.config, user, pin, now).map_err(CliError::from)
 }
 
-fn issue(env: &mut TestEnv, user: &str, show: bool) -> Result<TempCode, Error> {
+fn issue(env: &mut TestEnv, user: &str, show: bool) -> Result<TempCode, CliError> {
     let now = env.now();
     onetime::issue_temp_code(&mut env.store, &env.config, &env.sms, user, show, now, BY)
-        .map_err(Error::from)
+        .map_err(CliError::from)
 }
 
 /// The PIN of the last text; remembered for the audit-leak check unless it
@@ -69,18 +69,18 @@ fn sms_device(env: &mut TestEnv, user: &str) -> Option<(bool, String)> {
     })
 }
 
-fn message_of(e: &Error) -> &str {
+fn message_of(e: &CliError) -> &str {
     match e {
-        Error::Usage(m)
-        | Error::WrongCode(m)
-        | Error::Permission(m)
-        | Error::Locked(m)
-        | Error::NotFound(m)
-        | Error::Conflict(m)
-        | Error::Unavailable(m)
-        | Error::Limited(m)
-        | Error::Failed(m) => m,
-        Error::Config(_) => panic!("not a config error: {e}"),
+        CliError::Usage(m)
+        | CliError::WrongCode(m)
+        | CliError::Permission(m)
+        | CliError::Locked(m)
+        | CliError::NotFound(m)
+        | CliError::Conflict(m)
+        | CliError::Unavailable(m)
+        | CliError::Limited(m)
+        | CliError::Failed(m) => m,
+        CliError::Config(_) => panic!("not a config error: {e}"),
     }
 }
 
@@ -116,7 +116,7 @@ fn invalid_phone_numbers_are_refused_with_a_message_saying_what_is_valid() {
     let mut env = with_gateway();
     for phone in bad {
         match start(&mut env, "alice", phone) {
-            Err(Error::Usage(m)) => {
+            Err(CliError::Usage(m)) => {
                 assert_eq!(m, INVALID_PHONE, "{phone:?}");
                 assert!(m.contains("phone number"));
                 assert!(m.contains("10-digit") && m.contains("country code"));
@@ -183,7 +183,7 @@ fn the_pin_is_texted_and_works_in_its_tenth_minute() {
     );
     // Verified is final: the PIN is spent and cannot verify again.
     let e = verify(&mut env, "alice", &pin).unwrap_err();
-    assert!(matches!(e, Error::Conflict(_)), "{e:?}");
+    assert!(matches!(e, CliError::Conflict(_)), "{e:?}");
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn the_pin_is_refused_once_ten_minutes_have_passed() {
     let pin = texted_pin(&mut env);
     env.clock.advance(PIN_LIFETIME);
     match verify(&mut env, "alice", &pin) {
-        Err(Error::NotFound(m)) => assert!(m.contains("expired"), "{m}"),
+        Err(CliError::NotFound(m)) => assert!(m.contains("expired"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(sms_device(&mut env, "alice"), Some((false, PHONE.into())));
@@ -209,7 +209,7 @@ fn three_wrong_pins_void_it_and_the_right_one_is_refused_after() {
     let mut messages = Vec::new();
     for _ in 0..3 {
         match verify(&mut env, "alice", &wrong) {
-            Err(Error::WrongCode(m)) => messages.push(m),
+            Err(CliError::WrongCode(m)) => messages.push(m),
             other => panic!("{other:?}"),
         }
     }
@@ -229,7 +229,7 @@ fn three_wrong_pins_void_it_and_the_right_one_is_refused_after() {
     }
     assert_eq!(env.live_one_time_codes("alice"), 0);
     match verify(&mut env, "alice", &pin) {
-        Err(Error::NotFound(m)) => assert!(m.contains("used up"), "{m}"),
+        Err(CliError::NotFound(m)) => assert!(m.contains("used up"), "{m}"),
         other => panic!("the fourth try, though right, gave {other:?}"),
     }
     assert_eq!(sms_device(&mut env, "alice"), Some((false, PHONE.into())));
@@ -244,7 +244,7 @@ fn anything_but_the_four_digits_is_a_wrong_pin() {
     for typed in [format!("{pin}0"), format!("{}x", &pin[..3])] {
         env.remember_secret(&typed);
         let e = verify(&mut env, "alice", &typed).unwrap_err();
-        assert!(matches!(e, Error::WrongCode(_)), "{typed}: {e:?}");
+        assert!(matches!(e, CliError::WrongCode(_)), "{typed}: {e:?}");
         assert!(message_of(&e).starts_with(INVALID_PIN), "{e}");
     }
     // Spaces are forgiven, as in every numeric code.
@@ -259,7 +259,7 @@ fn a_second_phone_is_refused_while_the_first_is_pending_or_verified() {
     start(&mut env, "alice", PHONE).unwrap();
     let pin = texted_pin(&mut env);
     let e = start(&mut env, "alice", OTHER_PHONE).unwrap_err();
-    assert!(matches!(e, Error::Conflict(_)), "{e:?}");
+    assert!(matches!(e, CliError::Conflict(_)), "{e:?}");
     assert_eq!(
         message_of(&e),
         "alice already has an SMS device; delete it first with `mfa device delete sms`"
@@ -269,7 +269,7 @@ fn a_second_phone_is_refused_while_the_first_is_pending_or_verified() {
     verify(&mut env, "alice", &pin).unwrap();
 
     let e = start(&mut env, "alice", OTHER_PHONE).unwrap_err();
-    assert!(matches!(e, Error::Conflict(_)), "{e:?}");
+    assert!(matches!(e, CliError::Conflict(_)), "{e:?}");
     assert_eq!(env.sms.count(), 1);
     assert_eq!(sms_device(&mut env, "alice"), Some((true, PHONE.into())));
     assert_eq!(env.devices("alice").len(), 1);
@@ -292,7 +292,7 @@ fn deleting_the_phone_voids_its_pending_pin() {
     }
     assert_eq!(env.live_one_time_codes("alice"), 0);
     let e = verify(&mut env, "alice", &old).unwrap_err();
-    assert!(matches!(e, Error::NotFound(_)), "{e:?}");
+    assert!(matches!(e, CliError::NotFound(_)), "{e:?}");
 
     // Added again: only the new PIN works.
     start(&mut env, "alice", OTHER_PHONE).unwrap();
@@ -300,7 +300,7 @@ fn deleting_the_phone_voids_its_pending_pin() {
     assert_eq!(env.sms.sent.borrow()[1].0, OTHER_PHONE);
     if new != old {
         let e = verify(&mut env, "alice", &old).unwrap_err();
-        assert!(matches!(e, Error::WrongCode(_)), "{e:?}");
+        assert!(matches!(e, CliError::WrongCode(_)), "{e:?}");
     }
     verify(&mut env, "alice", &new).unwrap();
     assert_eq!(
@@ -316,7 +316,7 @@ fn a_locked_account_cannot_verify_a_phone() {
     let pin = texted_pin(&mut env);
     env.lock_out(&user("alice"));
     let e = verify(&mut env, "alice", &pin).unwrap_err();
-    assert!(matches!(e, Error::Locked(_)), "{e:?}");
+    assert!(matches!(e, CliError::Locked(_)), "{e:?}");
     assert_eq!(sms_device(&mut env, "alice"), Some((false, PHONE.into())));
     assert_eq!(env.live_codes("alice", OneTimePurpose::SmsEnroll).len(), 1);
 }
@@ -325,7 +325,7 @@ fn a_locked_account_cannot_verify_a_phone() {
 fn without_a_gateway_no_phone_is_added() {
     let mut env = TestEnv::new();
     let e = start(&mut env, "alice", PHONE).unwrap_err();
-    assert!(matches!(e, Error::Failed(_)), "{e:?}");
+    assert!(matches!(e, CliError::Failed(_)), "{e:?}");
     assert!(
         message_of(&e).contains("no SMS gateway is configured"),
         "{e}"
@@ -338,7 +338,7 @@ fn when_the_pin_cannot_be_texted_nothing_is_kept() {
     let mut env = with_gateway();
     env.sms.fail.set(true);
     let e = start(&mut env, "alice", PHONE).unwrap_err();
-    assert!(matches!(e, Error::Failed(_)), "{e:?}");
+    assert!(matches!(e, CliError::Failed(_)), "{e:?}");
     assert!(message_of(&e).contains("HTTP 402"), "{e}");
     assert!(message_of(&e).contains("the phone was not added"), "{e}");
     assert!(env.devices("alice").is_empty(), "no phone left pending");
@@ -657,7 +657,7 @@ fn a_temporary_code_works_for_five_minutes_and_not_a_second_more() {
 fn a_new_temporary_code_replaces_the_unused_one() {
     let mut env = alice_with_phone();
     let alice = user("alice");
-    let shown = |issued: Result<TempCode, Error>| match issued {
+    let shown = |issued: Result<TempCode, CliError>| match issued {
         Ok(TempCode::Shown(code)) => code.to_string(),
         _ => panic!("not shown"),
     };
@@ -684,7 +684,7 @@ fn no_temporary_code_for_a_locked_account() {
     env.lock_out(&user("alice"));
     for show in [false, true] {
         match issue(&mut env, "alice", show) {
-            Err(Error::Locked(m)) => {
+            Err(CliError::Locked(m)) => {
                 assert!(m.contains("unlock it first"), "{m}");
                 assert!(m.contains("`mfa admin unlock alice`"), "{m}");
             }
@@ -711,7 +711,7 @@ fn without_a_verified_phone_the_code_must_be_shown() {
     texted_pin(&mut env);
     for user in ["alice", "bob", "carol"] {
         match issue(&mut env, user, false) {
-            Err(Error::NotFound(m)) => assert!(m.contains("--show"), "{m}"),
+            Err(CliError::NotFound(m)) => assert!(m.contains("--show"), "{m}"),
             Err(e) => panic!("{user}: {e:?}"),
             Ok(_) => panic!("{user}: a code was issued"),
         }
@@ -731,7 +731,7 @@ fn when_the_temporary_code_cannot_be_texted_none_is_left() {
     let Err(e) = issue(&mut env, "alice", false) else {
         panic!("issued though the text failed");
     };
-    assert!(matches!(e, Error::Failed(_)), "{e:?}");
+    assert!(matches!(e, CliError::Failed(_)), "{e:?}");
     assert_eq!(env.live_one_time_codes("alice"), 0);
     let last = env.audit(Some("alice")).pop().unwrap();
     assert_eq!(

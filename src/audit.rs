@@ -137,6 +137,18 @@ static IDENT: OnceLock<&'static str> = OnceLock::new();
 static HOST: OnceLock<String> = OnceLock::new();
 static LOGGER: Mutex<Option<Logger<LoggerBackend, Formatter3164>>> = Mutex::new(None);
 
+/// A panic while logging (caught at the PAM boundary) must not silence this
+/// process for good, the line saying "panic" included. The connection may
+/// be mid-message: a poisoned lock hands back `None`, so a new one is made.
+fn lock_or_reset<T>(lock: &Mutex<Option<T>>) -> std::sync::MutexGuard<'_, Option<T>> {
+    lock.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        *guard = None;
+        lock.clear_poison();
+        guard
+    })
+}
+
 /// Sets the syslog ident (`pam_mfa` in the module, `mfa` in the command).
 pub fn set_ident(ident: &'static str) {
     let _ = IDENT.set(ident);
@@ -157,15 +169,7 @@ pub fn host_name() -> &'static str {
 /// Sends one line to syslog. Logging must never fail a login, so errors
 /// (no syslog daemon, full socket) are dropped after one reconnect attempt.
 pub fn syslog(level: Level, message: &str) {
-    let mut guard = LOGGER.lock().unwrap_or_else(|poisoned| {
-        // A panic while logging (caught at the PAM boundary) must not
-        // silence this process for good, the line saying "panic" included.
-        // The connection may be mid-message: start a new one.
-        let mut guard = poisoned.into_inner();
-        *guard = None;
-        LOGGER.clear_poison();
-        guard
-    });
+    let mut guard = lock_or_reset(&LOGGER);
     for _ in 0..2 {
         if guard.is_none() {
             *guard = syslog::unix(Formatter3164 {
@@ -320,13 +324,17 @@ mod tests {
 
     #[test]
     fn a_panic_while_logging_does_not_silence_later_lines() {
+        // A lock of its own: tests on other threads log through LOGGER and
+        // would clear its poison under this test's feet.
+        let connection = Mutex::new(Some("mid-message"));
         let _ = std::panic::catch_unwind(|| {
-            let _held = LOGGER.lock();
+            let _held = connection.lock();
             panic!("a panic while logging");
         });
-        assert!(LOGGER.is_poisoned());
+        assert!(connection.is_poisoned());
+        assert_eq!(*lock_or_reset(&connection), None, "a fresh connection");
+        assert!(!connection.is_poisoned());
         syslog(Level::Debug, "after a panic");
-        assert!(!LOGGER.is_poisoned());
     }
 
     #[test]

@@ -267,6 +267,13 @@ fn a_phone_only_user_is_texted_a_step_up_code() {
 
 // ------------------------------------------------------------ items 5, 11
 
+/// `device add totp --name phone` as `user`, waiting at the code prompt.
+fn adding_phone_app(d: &Daemon, user: &TestUser) -> Pty {
+    let mut term = Pty::spawn(d.command(user, "device add totp --name phone"));
+    term.expect(ENROLL_PROMPT, TIMEOUT);
+    term
+}
+
 /// Ctrl-C at a hidden prompt ends the command as Ctrl-C does, and leaves
 /// the terminal echoing: the shell and the commands after it are not left
 /// typing blind.
@@ -277,8 +284,7 @@ fn ctrl_c_at_a_hidden_prompt_gives_the_terminal_its_echo_back() {
     }
     let d = Daemon::start("policy = \"optional\"\n");
     let alice = TestUser::create(&[]);
-    let mut term = Pty::spawn(d.command(&alice, "device add totp --name phone"));
-    term.expect(ENROLL_PROMPT, TIMEOUT);
+    let mut term = adding_phone_app(&d, &alice);
     assert!(!term.echoes(), "echo is off at the prompt");
     term.send_raw(b"12\x03");
     let status = term.wait(TIMEOUT);
@@ -297,8 +303,7 @@ fn device_add_totp_asks_again_hides_the_code_and_hints_only_when_left_pending() 
     }
     let d = Daemon::start("policy = \"optional\"\n");
     let alice = TestUser::create(&[]);
-    let mut term = Pty::spawn(d.command(&alice, "device add totp --name phone"));
-    term.expect(ENROLL_PROMPT, TIMEOUT);
+    let mut term = adding_phone_app(&d, &alice);
     let shown = term.transcript();
     assert!(has_qr(&shown), "{shown}");
     let alice_secret = typed_secret(&shown);
@@ -322,8 +327,7 @@ fn device_add_totp_asks_again_hides_the_code_and_hints_only_when_left_pending() 
 
     // Three wrong codes: left pending, and told how to finish.
     let bob = TestUser::create(&[]);
-    let mut term = Pty::spawn(d.command(&bob, "device add totp --name phone"));
-    term.expect(ENROLL_PROMPT, TIMEOUT);
+    let mut term = adding_phone_app(&d, &bob);
     let secret = typed_secret(&term.transcript());
     for _ in 0..3 {
         term.send_line(&wrong_code(&secret));

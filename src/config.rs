@@ -4,8 +4,9 @@
 use serde::Deserialize;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use crate::trust::{self, Distrust, Expect};
 
 pub const DEFAULT_PATH: &str = "/etc/security/pam_mfa.toml";
 pub const DEFAULT_DATABASE: &str = "/var/lib/pam_mfa/mfa.sqlite3";
@@ -349,24 +350,17 @@ fn misplaced_key(text: &str, line: usize, message: &str, path: &Path) -> Option<
     ))
 }
 
-/// Who may own a file we trust: root, or the user this process runs as (so
-/// tests and `mfa --config` work unprivileged without trusting anyone else).
-pub fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == nix::unistd::geteuid().as_raw()
-}
+/// Kept here for callers that knew it as part of the config's rules.
+pub use crate::trust::trusted_owner;
 
-/// Checks owner and mode of an already opened file's metadata.
-pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), String> {
-    if !trusted_owner(meta.uid()) {
-        return Err(format!("it is owned by uid {}, not root", meta.uid()));
+/// Why an opened config file is not trusted, in the words of `Unsafe`.
+fn distrust_why(d: Distrust) -> String {
+    match d {
+        Distrust::Owner { uid } => format!("it is owned by uid {uid}, not root"),
+        Distrust::Mode { mode } => format!("it is writable by group or others (mode {mode:04o})"),
+        Distrust::NotAFile | Distrust::Symlink => "it is not a regular file".into(),
+        Distrust::Stat(e) => e.to_string(),
     }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by group or others (mode {:04o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
 }
 
 /// Which engine the `database` key selects: its scheme decides.
@@ -397,15 +391,11 @@ impl Config {
         let meta = file
             .metadata()
             .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
-        if !meta.is_file() {
-            return Err(ConfigError::Unsafe {
+        trust::check(&meta, Expect::file(trust::OTHERS_WRITE)).map_err(|d| {
+            ConfigError::Unsafe {
                 path: path.to_owned(),
-                why: "it is not a regular file".into(),
-            });
-        }
-        check_owner_and_mode(&meta).map_err(|why| ConfigError::Unsafe {
-            path: path.to_owned(),
-            why,
+                why: distrust_why(d),
+            }
         })?;
         let mut bytes = Vec::new();
         file.take(MAX_CONFIG_BYTES + 1)

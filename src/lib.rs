@@ -23,6 +23,7 @@ pub mod secret;
 pub mod sms;
 pub mod store;
 pub mod totp;
+pub mod trust;
 pub mod users;
 
 #[allow(unsafe_code)]

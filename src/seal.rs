@@ -6,13 +6,13 @@
 //! The caller's associated data binds it to its place (user, device, field;
 //! see `store::sealing`): a value copied to another row does not open.
 
-use crate::config::trusted_owner;
 use crate::secret::SecretBytes;
+use crate::trust::{self, Distrust, Expect};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -144,21 +144,18 @@ impl SealKey {
         let meta = file
             .metadata()
             .map_err(|e| KeyError::Io(path.to_owned(), e))?;
-        if !meta.is_file() {
-            return Err(KeyError::NotAFile(path.to_owned()));
-        }
-        if !trusted_owner(meta.uid()) {
-            return Err(KeyError::Owner {
+        trust::check(&meta, Expect::file(trust::OTHERS_ANY)).map_err(|d| match d {
+            Distrust::NotAFile | Distrust::Symlink => KeyError::NotAFile(path.to_owned()),
+            Distrust::Owner { uid } => KeyError::Owner {
                 path: path.to_owned(),
-                uid: meta.uid(),
-            });
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(KeyError::Mode {
+                uid,
+            },
+            Distrust::Mode { mode } => KeyError::Mode {
                 path: path.to_owned(),
-                mode: meta.mode() & 0o7777,
-            });
-        }
+                mode,
+            },
+            Distrust::Stat(e) => KeyError::Io(path.to_owned(), e),
+        })?;
         let mut text = Zeroizing::new(Vec::new());
         file.take(MAX_KEY_FILE_BYTES + 1)
             .read_to_end(&mut text)
@@ -354,6 +351,7 @@ mod tests {
         let key = SealKey::generate().unwrap();
         key.write_new(&path).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.mode() & 0o7777, 0o600);
         assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
         let loaded = SealKey::load(&path).unwrap();

@@ -2,6 +2,7 @@
 //! (`command`, `file`, `none`), phone-number rules and masking.
 
 use crate::config::{SmsBackend, SmsConfig};
+use crate::trust::{self, Distrust, Expect};
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -77,7 +78,6 @@ impl FileSms {
     /// hanging the login), and only a regular file that root (or the
     /// daemon's user) owns and nobody else may write.
     fn open(&self) -> Result<std::fs::File, SmsError> {
-        use std::os::unix::fs::MetadataExt;
         let refuse = |why: String| SmsError::Gateway(format!("{}: {why}", self.path.display()));
         let file = std::fs::OpenOptions::new()
             .append(true)
@@ -89,25 +89,23 @@ impl FileSms {
         let meta = file
             .metadata()
             .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
-        if !meta.is_file() {
-            return Err(refuse(
-                "it is not a regular file (a FIFO or device?); refusing it".into(),
-            ));
-        }
-        if !crate::config::trusted_owner(meta.uid()) {
-            return Err(refuse(format!(
-                "it is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
-                self.path.display()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(refuse(format!(
-                "it is writable by group or others (mode {:04o}); fix with: chmod 0600 {}",
-                meta.mode() & 0o7777,
-                self.path.display()
-            )));
-        }
+        // Opened without following a link: fstat sees no symbolic link.
+        trust::check(&meta, Expect::file(trust::OTHERS_WRITE)).map_err(|d| {
+            refuse(match d {
+                Distrust::NotAFile | Distrust::Symlink => {
+                    "it is not a regular file (a FIFO or device?); refusing it".into()
+                }
+                Distrust::Stat(e) => format!("cannot stat it: {e}"),
+                Distrust::Owner { uid } => format!(
+                    "it is owned by uid {uid}, not root; fix with: chown root:root {}",
+                    self.path.display()
+                ),
+                Distrust::Mode { mode } => format!(
+                    "it is writable by group or others (mode {mode:04o}); fix with: chmod 0600 {}",
+                    self.path.display()
+                ),
+            })
+        })?;
         Ok(file)
     }
 }

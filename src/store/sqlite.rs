@@ -2,8 +2,8 @@
 //! schema migrations by `PRAGMA user_version`.
 
 use super::{Store, StoreError, StoreResult, Tx};
-use crate::config::trusted_owner;
 use crate::seal::SealKey;
+use crate::trust::{self, Distrust, Expect};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -105,57 +105,58 @@ fn stat_error(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// The database's directory: nobody else may add, remove or swap files in it.
+const DIR: Expect = Expect::dir(trust::OTHERS_WRITE);
+/// The file holds TOTP secrets: nobody else may even read it. Judged by
+/// lstat, so a symbolic link is not a regular file.
+const FILE: Expect = Expect::file(trust::OTHERS_ANY);
+
 fn check_dir(dir: &Path) -> StoreResult<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| stat_error(dir, e))?;
-    if !trusted_owner(meta.uid()) {
-        return Err(unavailable(
+    match trust::check_path(dir, DIR) {
+        Ok(_) => Ok(()),
+        Err(Distrust::Stat(e)) => Err(stat_error(dir, e)),
+        Err(Distrust::Owner { uid }) => Err(unavailable(
             dir,
             format_args!(
-                "its directory is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
+                "its directory is owned by uid {uid}, not root; fix with: chown root:root {}",
                 dir.display()
             ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unavailable(
+        )),
+        Err(Distrust::Mode { mode }) => Err(unavailable(
             dir,
             format_args!(
-                "its directory is writable by group or others (mode {:04o}); fix with: chmod 0700 {}",
-                meta.mode() & 0o7777,
+                "its directory is writable by group or others (mode {mode:04o}); fix with: chmod 0700 {}",
                 dir.display()
             ),
-        ));
+        )),
+        Err(Distrust::NotAFile | Distrust::Symlink) => {
+            Err(unavailable(dir, "its directory is not a directory"))
+        }
     }
-    Ok(())
 }
 
 fn check_file(path: &Path, meta: &std::fs::Metadata) -> StoreResult<()> {
-    if !meta.is_file() {
-        return Err(unavailable(path, "it is not a regular file"));
-    }
-    if !trusted_owner(meta.uid()) {
-        return Err(unavailable(
+    match trust::check(meta, FILE) {
+        Ok(()) => Ok(()),
+        Err(Distrust::NotAFile | Distrust::Symlink) => {
+            Err(unavailable(path, "it is not a regular file"))
+        }
+        Err(Distrust::Owner { uid }) => Err(unavailable(
             path,
             format_args!(
-                "it is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
+                "it is owned by uid {uid}, not root; fix with: chown root:root {}",
                 path.display()
             ),
-        ));
-    }
-    // It holds TOTP secrets: nobody else may even read it.
-    if meta.mode() & 0o077 != 0 {
-        return Err(unavailable(
+        )),
+        Err(Distrust::Mode { mode }) => Err(unavailable(
             path,
             format_args!(
-                "it is accessible to group or others (mode {:04o}); fix with: chmod 0600 {}",
-                meta.mode() & 0o7777,
+                "it is accessible to group or others (mode {mode:04o}); fix with: chmod 0600 {}",
                 path.display()
             ),
-        ));
+        )),
+        Err(Distrust::Stat(e)) => Err(faulty(path, e)),
     }
-    Ok(())
 }
 
 impl SqliteStore {

@@ -14,9 +14,10 @@ use pam_mfa::audit;
 use pam_mfa::config::Config;
 use pam_mfa::error::{exit, Error, Result};
 use pam_mfa::protocol::{self, LineReader, Request, Response};
+use pam_mfa::trust;
 use slots::Slots;
 use state::Shared;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -172,14 +173,16 @@ fn bind(socket: &Path) -> Result<UnixListener> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| Error::Failed(format!("cannot set the mode of {}: {e}", dir.display())))?;
     }
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::Failed(format!("cannot use {}: {e}", dir.display())))?;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if (meta.mode() & 0o022 != 0 && !sticky) || !pam_mfa::config::trusted_owner(meta.uid()) {
-        return Err(Error::Failed(format!(
+    let expect = trust::Expect::dir(trust::OTHERS_WRITE).sticky_ok();
+    match trust::check_path(dir, expect) {
+        Ok(_) => {}
+        Err(trust::Distrust::Stat(e)) => {
+            return Err(Error::Failed(format!("cannot use {}: {e}", dir.display())))
+        }
+        Err(_) => return Err(Error::Failed(format!(
             "{} is writable by others or not ours: another user could replace the socket; use a directory only root can write (e.g. /run/pam_mfa)",
             dir.display()
-        )));
+        ))),
     }
     // A socket left by a previous run would make bind fail; anything else
     // at that path is not ours to remove.

@@ -571,8 +571,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_config_file_by_its_full_path() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_rel_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let file = dir.join("pam_mfa.toml");
         std::fs::write(&file, "[sms]\npolicy = \"required\"\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -581,7 +581,6 @@ mod tests {
         let e = Config::load(&relative).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:2: ", file.display())), "{e}");
         assert!(e.ends_with(&format!("of {}", file.display())), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// `path` relative to the current directory.
@@ -693,8 +692,8 @@ timeout = 5
     #[test]
     fn group_writable_file_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("c.toml");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
@@ -702,7 +701,6 @@ timeout = 5
         assert!(e.contains("writable by group or others"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(Config::load(&path).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -286,11 +286,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_seal_{tag}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pam_mfa_seal_{tag}_"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
@@ -346,7 +346,8 @@ mod tests {
 
     #[test]
     fn a_written_key_loads_back_and_is_never_overwritten() {
-        let dir = temp_dir("write");
+        let temp = temp_dir("write");
+        let dir = temp.path();
         let path = dir.join("k");
         let key = SealKey::generate().unwrap();
         key.write_new(&path).unwrap();
@@ -371,12 +372,12 @@ mod tests {
             .write_new(&dir.join("link"))
             .is_err());
         assert!(!dir.join("elsewhere").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_key_files_say_what_to_fix() {
-        let dir = temp_dir("bad");
+        let temp = temp_dir("bad");
+        let dir = temp.path();
         let path = dir.join("k");
         let e = SealKey::load(&path).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
@@ -415,7 +416,6 @@ mod tests {
             let e = SealKey::load(&path).unwrap_err().to_string();
             assert!(e.contains("chown root:root"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

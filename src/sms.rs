@@ -315,18 +315,20 @@ mod tests {
         vec!["/bin/sh".into(), path.to_string_lossy().into_owned()]
     }
 
-    fn temp_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_sms_{tag}_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pam_mfa_sms_{tag}_"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn command_backend_passes_phone_and_message_without_env() {
-        let dir = temp_dir("ok");
+        let temp = temp_dir("ok");
+        let dir = temp.path();
         let out = dir.join("out");
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("{{ echo \"to=$1\"; cat; echo; env; }} > {}", out.display()),
         );
@@ -340,14 +342,14 @@ mod tests {
         assert!(got.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), "{got}");
         // Our environment (HOME, CARGO_*, a user's LD_PRELOAD...) must not leak.
         assert!(!got.contains("HOME=") && !got.contains("CARGO"), "{got}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_failure_and_hang_are_clear_errors() {
-        let dir = temp_dir("bad");
+        let temp = temp_dir("bad");
+        let dir = temp.path();
         let fail = CommandSms {
-            argv: script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
+            argv: script(dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
             timeout: Duration::from_secs(5),
         };
         let e = fail.send("5551234567", "x").unwrap_err().to_string();
@@ -356,7 +358,7 @@ mod tests {
             "{e}"
         );
         let echo = CommandSms {
-            argv: script(&dir, "echo", "cat >&2; exit 1"),
+            argv: script(dir, "echo", "cat >&2; exit 1"),
             timeout: Duration::from_secs(5),
         };
         let e = echo
@@ -368,7 +370,7 @@ mod tests {
             "{e}"
         );
         let hang = CommandSms {
-            argv: script(&dir, "hang", "exec sleep 30"),
+            argv: script(dir, "hang", "exec sleep 30"),
             timeout: Duration::from_secs(1),
         };
         let started = Instant::now();
@@ -379,7 +381,7 @@ mod tests {
         let late = dir.join("late");
         let straggler = CommandSms {
             argv: script(
-                &dir,
+                dir,
                 "straggler",
                 &format!("(sleep 2; touch {}) & wait", late.display()),
             ),
@@ -397,16 +399,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot run"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_that_ignores_the_message_and_exits_0_succeeds() {
-        let dir = temp_dir("noread");
+        let temp = temp_dir("noread");
+        let dir = temp.path();
         let done = dir.join("done");
         // Closes its stdin unread before we may have written to it.
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("exec 0<&-; : > {}; exit 0", done.display()),
         );
@@ -418,15 +420,15 @@ mod tests {
             assert_eq!(sender.send("5551234567", "code 1234567"), Ok(()));
         }
         assert!(done.exists(), "the script ran");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_replaces_every_phone_placeholder() {
-        let dir = temp_dir("twice");
+        let temp = temp_dir("twice");
+        let dir = temp.path();
         let out = dir.join("out");
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("printf '%s|' \"$@\" > {}", out.display()),
         );
@@ -448,15 +450,15 @@ mod tests {
             std::fs::read_to_string(&out).unwrap(),
             "--to=+4930123456|+4930123456|+4930123456:+4930123456|{PHONE} {phone|"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_failing_while_its_child_lingers_does_not_wait_for_it() {
-        let dir = temp_dir("linger");
+        let temp = temp_dir("linger");
+        let dir = temp.path();
         // Fails at once, but a background child keeps its stderr open.
         let sender = CommandSms {
-            argv: script(&dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
+            argv: script(dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
             timeout: Duration::from_secs(2),
         };
         let started = Instant::now();
@@ -468,13 +470,13 @@ mod tests {
         );
         assert!(e.contains("exit status: 4"), "{e}");
         assert!(e.contains("no credit"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn file_backend_appends_private_lines() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("file");
+        let temp = temp_dir("file");
+        let dir = temp.path();
         let path = dir.join("sms.log");
         let sender = FileSms { path: path.clone() };
         sender.send("5551234567", "one").unwrap();
@@ -487,13 +489,13 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn file_backend_refuses_a_fifo_a_foreign_or_loose_file_at_once() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("file-refuse");
+        let temp = temp_dir("file-refuse");
+        let dir = temp.path();
         let path = dir.join("sms.log");
         let sender = FileSms { path: path.clone() };
 
@@ -528,7 +530,6 @@ mod tests {
             let e = sender.send("5551234567", "x").unwrap_err().to_string();
             assert!(e.contains("owned by uid 65534"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -522,8 +522,8 @@ mod tests {
 
     #[test]
     fn a_file_replaced_or_removed_under_an_open_store_is_unavailable() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_store_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("mfa.sqlite3");
         let mut store = SqliteStore::open(&path, OpenMode::Create, None).unwrap();
         store.begin().unwrap().commit().unwrap();
@@ -540,17 +540,15 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(store.begin().is_err(), "a removed file is refused");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_version_1_database_migrates_to_3_and_its_rows_still_read() {
         use crate::store::Factor;
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = dir.join("mfa.sqlite3");
         {
             let conn = Connection::open(&path).unwrap();
@@ -603,13 +601,12 @@ mod tests {
         );
         drop(tx);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn closing_a_store_empties_a_grown_wal_and_keeps_a_small_one() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_wal_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("mfa.sqlite3");
         let wal = dir.join("mfa.sqlite3-wal");
         // A value equal to the stored one would write no page at all.
@@ -642,6 +639,5 @@ mod tests {
         let store = SqliteStore::open(&path, OpenMode::Existing, None).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

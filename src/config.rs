@@ -4,8 +4,9 @@
 use serde::Deserialize;
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use crate::trust::{self, Distrust, Expect};
 
 pub const DEFAULT_PATH: &str = "/etc/security/pam_mfa.toml";
 pub const DEFAULT_DATABASE: &str = "/var/lib/pam_mfa/mfa.sqlite3";
@@ -349,44 +350,15 @@ fn misplaced_key(text: &str, line: usize, message: &str, path: &Path) -> Option<
     ))
 }
 
-/// Who may own a file we trust: root, or the user this process runs as (so
-/// tests and `mfa --config` work unprivileged without trusting anyone else).
-pub fn trusted_owner(uid: u32) -> bool {
-    uid == 0 || uid == nix::unistd::geteuid().as_raw()
-}
-
-/// Checks owner and mode of an already opened file's metadata.
-pub fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), Untrusted> {
-    if !trusted_owner(meta.uid()) {
-        return Err(Untrusted::Owner(meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(Untrusted::Writable(meta.mode() & 0o7777));
-    }
-    Ok(())
-}
-
-/// Why a file is not trusted (see [`check_owner_and_mode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Untrusted {
-    /// Owned by this uid, neither root nor the process's own.
-    Owner(u32),
-    /// Writable by group or others; the mode bits.
-    Writable(u32),
-}
-
-impl fmt::Display for Untrusted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Untrusted::Owner(uid) => write!(f, "it is owned by uid {uid}, not root"),
-            Untrusted::Writable(mode) => {
-                write!(f, "it is writable by group or others (mode {mode:04o})")
-            }
-        }
+/// Why an opened config file is not trusted, in the words of `Unsafe`.
+fn distrust_why(d: Distrust) -> String {
+    match d {
+        Distrust::Owner { uid } => format!("it is owned by uid {uid}, not root"),
+        Distrust::Mode { mode } => format!("it is writable by group or others (mode {mode:04o})"),
+        Distrust::NotAFile | Distrust::Symlink => "it is not a regular file".into(),
+        Distrust::Stat(e) => e.to_string(),
     }
 }
-
-impl std::error::Error for Untrusted {}
 
 /// Which engine the `database` key selects: its scheme decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,15 +388,11 @@ impl Config {
         let meta = file
             .metadata()
             .map_err(|e| ConfigError::Io(path.to_owned(), e))?;
-        if !meta.is_file() {
-            return Err(ConfigError::Unsafe {
+        trust::check(&meta, Expect::file(trust::OTHERS_WRITE)).map_err(|d| {
+            ConfigError::Unsafe {
                 path: path.to_owned(),
-                why: "it is not a regular file".into(),
-            });
-        }
-        check_owner_and_mode(&meta).map_err(|why| ConfigError::Unsafe {
-            path: path.to_owned(),
-            why: why.to_string(),
+                why: distrust_why(d),
+            }
         })?;
         let mut bytes = Vec::new();
         file.take(MAX_CONFIG_BYTES + 1)
@@ -600,8 +568,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_config_file_by_its_full_path() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_rel_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let file = dir.join("pam_mfa.toml");
         std::fs::write(&file, "[sms]\npolicy = \"required\"\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -610,7 +578,6 @@ mod tests {
         let e = Config::load(&relative).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:2: ", file.display())), "{e}");
         assert!(e.ends_with(&format!("of {}", file.display())), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// `path` relative to the current directory.
@@ -722,8 +689,8 @@ timeout = 5
     #[test]
     fn group_writable_file_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("pam_mfa_cfg_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("c.toml");
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
@@ -731,7 +698,6 @@ timeout = 5
         assert!(e.contains("writable by group or others"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(Config::load(&path).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(crate) mod secret;
 pub(crate) mod sms;
 pub(crate) mod store;
 pub(crate) mod totp;
+pub(crate) mod trust;
 pub(crate) mod users;
 
 #[allow(unsafe_code)]

@@ -6,13 +6,13 @@
 //! The caller's associated data binds it to its place (user, device, field;
 //! see `store::sealing`): a value copied to another row does not open.
 
-use crate::config::trusted_owner;
 use crate::secret::SecretBytes;
+use crate::trust::{self, Distrust, Expect};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -144,21 +144,18 @@ impl SealKey {
         let meta = file
             .metadata()
             .map_err(|e| KeyError::Io(path.to_owned(), e))?;
-        if !meta.is_file() {
-            return Err(KeyError::NotAFile(path.to_owned()));
-        }
-        if !trusted_owner(meta.uid()) {
-            return Err(KeyError::Owner {
+        trust::check(&meta, Expect::file(trust::OTHERS_ANY)).map_err(|d| match d {
+            Distrust::NotAFile | Distrust::Symlink => KeyError::NotAFile(path.to_owned()),
+            Distrust::Owner { uid } => KeyError::Owner {
                 path: path.to_owned(),
-                uid: meta.uid(),
-            });
-        }
-        if meta.mode() & 0o077 != 0 {
-            return Err(KeyError::Mode {
+                uid,
+            },
+            Distrust::Mode { mode } => KeyError::Mode {
                 path: path.to_owned(),
-                mode: meta.mode() & 0o7777,
-            });
-        }
+                mode,
+            },
+            Distrust::Stat(e) => KeyError::Io(path.to_owned(), e),
+        })?;
         let mut text = Zeroizing::new(Vec::new());
         file.take(MAX_KEY_FILE_BYTES + 1)
             .read_to_end(&mut text)
@@ -290,11 +287,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_seal_{tag}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pam_mfa_seal_{tag}_"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
@@ -350,11 +347,13 @@ mod tests {
 
     #[test]
     fn a_written_key_loads_back_and_is_never_overwritten() {
-        let dir = temp_dir("write");
+        let temp = temp_dir("write");
+        let dir = temp.path();
         let path = dir.join("k");
         let key = SealKey::generate().unwrap();
         key.write_new(&path).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.mode() & 0o7777, 0o600);
         assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
         let loaded = SealKey::load(&path).unwrap();
@@ -374,12 +373,12 @@ mod tests {
             .write_new(&dir.join("link"))
             .is_err());
         assert!(!dir.join("elsewhere").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_key_files_say_what_to_fix() {
-        let dir = temp_dir("bad");
+        let temp = temp_dir("bad");
+        let dir = temp.path();
         let path = dir.join("k");
         let e = SealKey::load(&path).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
@@ -418,7 +417,6 @@ mod tests {
             let e = SealKey::load(&path).unwrap_err().to_string();
             assert!(e.contains("chown root:root"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (`command`, `file`, `none`), phone-number rules and masking.
 
 use crate::config::{SmsBackend, SmsConfig};
+use crate::trust::{self, Distrust, Expect};
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -77,7 +78,6 @@ impl FileSms {
     /// hanging the login), and only a regular file that root (or the
     /// daemon's user) owns and nobody else may write.
     fn open(&self) -> Result<std::fs::File, SmsError> {
-        use std::os::unix::fs::MetadataExt;
         let refuse = |why: String| SmsError::Gateway(format!("{}: {why}", self.path.display()));
         let file = std::fs::OpenOptions::new()
             .append(true)
@@ -89,25 +89,23 @@ impl FileSms {
         let meta = file
             .metadata()
             .map_err(|e| refuse(format!("cannot stat it: {e}")))?;
-        if !meta.is_file() {
-            return Err(refuse(
-                "it is not a regular file (a FIFO or device?); refusing it".into(),
-            ));
-        }
-        if !crate::config::trusted_owner(meta.uid()) {
-            return Err(refuse(format!(
-                "it is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
-                self.path.display()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(refuse(format!(
-                "it is writable by group or others (mode {:04o}); fix with: chmod 0600 {}",
-                meta.mode() & 0o7777,
-                self.path.display()
-            )));
-        }
+        // Opened without following a link: fstat sees no symbolic link.
+        trust::check(&meta, Expect::file(trust::OTHERS_WRITE)).map_err(|d| {
+            refuse(match d {
+                Distrust::NotAFile | Distrust::Symlink => {
+                    "it is not a regular file (a FIFO or device?); refusing it".into()
+                }
+                Distrust::Stat(e) => format!("cannot stat it: {e}"),
+                Distrust::Owner { uid } => format!(
+                    "it is owned by uid {uid}, not root; fix with: chown root:root {}",
+                    self.path.display()
+                ),
+                Distrust::Mode { mode } => format!(
+                    "it is writable by group or others (mode {mode:04o}); fix with: chmod 0600 {}",
+                    self.path.display()
+                ),
+            })
+        })?;
         Ok(file)
     }
 }
@@ -317,18 +315,20 @@ mod tests {
         vec!["/bin/sh".into(), path.to_string_lossy().into_owned()]
     }
 
-    fn temp_dir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_sms_{tag}_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("pam_mfa_sms_{tag}_"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn command_backend_passes_phone_and_message_without_env() {
-        let dir = temp_dir("ok");
+        let temp = temp_dir("ok");
+        let dir = temp.path();
         let out = dir.join("out");
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("{{ echo \"to=$1\"; cat; echo; env; }} > {}", out.display()),
         );
@@ -342,14 +342,14 @@ mod tests {
         assert!(got.contains("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), "{got}");
         // Our environment (HOME, CARGO_*, a user's LD_PRELOAD...) must not leak.
         assert!(!got.contains("HOME=") && !got.contains("CARGO"), "{got}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_failure_and_hang_are_clear_errors() {
-        let dir = temp_dir("bad");
+        let temp = temp_dir("bad");
+        let dir = temp.path();
         let fail = CommandSms {
-            argv: script(&dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
+            argv: script(dir, "fail", "echo 'quota exceeded' >&2; exit 3"),
             timeout: Duration::from_secs(5),
         };
         let e = fail.send("5551234567", "x").unwrap_err().to_string();
@@ -358,7 +358,7 @@ mod tests {
             "{e}"
         );
         let echo = CommandSms {
-            argv: script(&dir, "echo", "cat >&2; exit 1"),
+            argv: script(dir, "echo", "cat >&2; exit 1"),
             timeout: Duration::from_secs(5),
         };
         let e = echo
@@ -370,7 +370,7 @@ mod tests {
             "{e}"
         );
         let hang = CommandSms {
-            argv: script(&dir, "hang", "exec sleep 30"),
+            argv: script(dir, "hang", "exec sleep 30"),
             timeout: Duration::from_secs(1),
         };
         let started = Instant::now();
@@ -381,7 +381,7 @@ mod tests {
         let late = dir.join("late");
         let straggler = CommandSms {
             argv: script(
-                &dir,
+                dir,
                 "straggler",
                 &format!("(sleep 2; touch {}) & wait", late.display()),
             ),
@@ -399,16 +399,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot run"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_that_ignores_the_message_and_exits_0_succeeds() {
-        let dir = temp_dir("noread");
+        let temp = temp_dir("noread");
+        let dir = temp.path();
         let done = dir.join("done");
         // Closes its stdin unread before we may have written to it.
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("exec 0<&-; : > {}; exit 0", done.display()),
         );
@@ -420,15 +420,15 @@ mod tests {
             assert_eq!(sender.send("5551234567", "code 1234567"), Ok(()));
         }
         assert!(done.exists(), "the script ran");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_replaces_every_phone_placeholder() {
-        let dir = temp_dir("twice");
+        let temp = temp_dir("twice");
+        let dir = temp.path();
         let out = dir.join("out");
         let prog = script(
-            &dir,
+            dir,
             "send",
             &format!("printf '%s|' \"$@\" > {}", out.display()),
         );
@@ -450,15 +450,15 @@ mod tests {
             std::fs::read_to_string(&out).unwrap(),
             "--to=+4930123456|+4930123456|+4930123456:+4930123456|{PHONE} {phone|"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn command_backend_failing_while_its_child_lingers_does_not_wait_for_it() {
-        let dir = temp_dir("linger");
+        let temp = temp_dir("linger");
+        let dir = temp.path();
         // Fails at once, but a background child keeps its stderr open.
         let sender = CommandSms {
-            argv: script(&dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
+            argv: script(dir, "send", "sleep 10 & echo 'no credit' >&2; exit 4"),
             timeout: Duration::from_secs(2),
         };
         let started = Instant::now();
@@ -470,13 +470,13 @@ mod tests {
         );
         assert!(e.contains("exit status: 4"), "{e}");
         assert!(e.contains("no credit"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn file_backend_appends_private_lines() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("file");
+        let temp = temp_dir("file");
+        let dir = temp.path();
         let path = dir.join("sms.log");
         let sender = FileSms { path: path.clone() };
         sender.send("5551234567", "one").unwrap();
@@ -489,13 +489,13 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn file_backend_refuses_a_fifo_a_foreign_or_loose_file_at_once() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = temp_dir("file-refuse");
+        let temp = temp_dir("file-refuse");
+        let dir = temp.path();
         let path = dir.join("sms.log");
         let sender = FileSms { path: path.clone() };
 
@@ -530,7 +530,6 @@ mod tests {
             let e = sender.send("5551234567", "x").unwrap_err().to_string();
             assert!(e.contains("owned by uid 65534"), "{e}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -193,9 +193,8 @@ fn messages_of_the_library_are_quoted_as_written() {
 #[test]
 fn messages_of_the_mfa_command_are_quoted_as_written() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("pam_mfa_docs_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     let config = dir.join("pam_mfa.toml");
     let write = |text: &str| {
         std::fs::write(&config, text).unwrap();
@@ -238,5 +237,4 @@ fn messages_of_the_mfa_command_are_quoted_as_written() {
             .replace(&format!("{shown}:5:"), "/etc/security/pam_mfa.toml:8:")
             .replace(&shown, "/etc/security/pam_mfa.toml"),
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

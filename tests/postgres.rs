@@ -198,7 +198,8 @@ fn a_wrong_database_password_is_unavailable_not_a_wrong_code() {
 
 #[test]
 fn a_dump_of_the_fleet_database_holds_no_secret_and_no_phone_number() {
-    let outbox = std::env::temp_dir().join(format!("pam_mfa_dump_sms_{}", std::process::id()));
+    let temp = tempfile::tempdir().unwrap();
+    let outbox = temp.path().join("sms.log");
     std::fs::write(&outbox, "").unwrap();
     let sms = format!(
         "[sms]\nbackend = \"file\"\npath = \"{}\"\n",
@@ -520,16 +521,16 @@ fn certificates(dir: &std::path::Path, owner: Option<(u32, u32)>) {
 
 #[test]
 fn tls_verifies_the_server_against_the_configured_ca_and_refuses_another() {
-    let dir = std::env::temp_dir().join(format!("pam_mfa_tls_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The server (user postgres) reads its certificate from here.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let owner = is_root().then(|| {
         let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
         (pg.uid.as_raw(), pg.gid.as_raw())
     });
-    certificates(&dir, owner);
+    certificates(dir, owner);
     let pg = Postgres::start_with(
         "tls",
         &[
@@ -571,7 +572,6 @@ fn tls_verifies_the_server_against_the_configured_ca_and_refuses_another() {
         "{}",
         refused.transcript
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

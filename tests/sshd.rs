@@ -424,38 +424,113 @@ fn finish(pty: Pty, sshd: &Sshd) -> (i32, String) {
     (code, transcript)
 }
 
+/// What most tests here set up, in this order: the lock, a scratch
+/// directory, a throwaway user (for key logins with an authorized client
+/// key), pam_mfa with a TOTP device enrolled for the user and its daemon,
+/// the PAM stack, and sshd. Fields drop in declaration order, so sshd stops
+/// first and the lock goes last, as the locals this replaces did.
+struct Login {
+    sshd: Option<Sshd>,
+    _pam: PamFile,
+    mfa: Mfa,
+    secret: String,
+    key: Option<PathBuf>,
+    user: TestUser,
+    dir: TempDir,
+    _exclusive: Exclusive,
+}
+
+impl Login {
+    /// Password, then code: pam_unix and pam_mfa in the auth stack, and
+    /// sshd asking keyboard-interactive only. `body` is added to the config.
+    fn password(body: &str) -> Login {
+        Login::new(body, false, "keyboard-interactive")
+    }
+
+    /// Key, then code: the auth stack holds only pam_mfa; sshd asks for
+    /// `methods` (its AuthenticationMethods).
+    fn key(body: &str, methods: &str) -> Login {
+        Login::new(body, true, methods)
+    }
+
+    fn new(body: &str, with_key: bool, methods: &str) -> Login {
+        let exclusive = exclusive();
+        let dir = TempDir::new("sshd");
+        let user = TestUser::create();
+        let key = with_key.then(|| client_key(dir.path(), &user));
+        let (mfa, secret) = enrolled(dir.path(), &user.name, body);
+        let stack = if with_key {
+            key_stack(&mfa)
+        } else {
+            password_stack(&mfa)
+        };
+        let pam = PamFile::write(&stack);
+        let sshd = Sshd::start(dir.path(), methods);
+        Login {
+            sshd: Some(sshd),
+            _pam: pam,
+            mfa,
+            secret,
+            key,
+            user,
+            dir,
+            _exclusive: exclusive,
+        }
+    }
+
+    fn sshd(&self) -> &Sshd {
+        self.sshd.as_ref().expect("sshd is running")
+    }
+
+    /// Stops sshd, then starts it again asking for `methods`.
+    fn restart_sshd(&mut self, methods: &str) {
+        self.sshd = None;
+        self.sshd = Some(Sshd::start(self.dir.path(), methods));
+    }
+
+    fn key_path(&self) -> &Path {
+        self.key.as_deref().expect("a key login")
+    }
+
+    /// A connection as the user with the client's `extra` arguments.
+    fn client<S: AsRef<str>>(&self, extra: &[S]) -> Pty {
+        let extra: Vec<&str> = extra.iter().map(AsRef::as_ref).collect();
+        self.sshd().client(&self.user.name, &extra)
+    }
+
+    fn finish(&self, pty: Pty) -> (i32, String) {
+        finish(pty, self.sshd())
+    }
+}
+
 #[test]
 fn keyboard_interactive_password_then_code() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let (mfa, secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&password_stack(&mfa));
-    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
+    let login = Login::password("");
+    let user = &login.user;
 
-    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    let mut ssh = login.client(&KBD_ONLY);
     ssh.expect(PASSWORD_PROMPT, TIMEOUT);
     ssh.send_line(&user.password);
     ssh.expect(CODE_PROMPT, TIMEOUT);
-    ssh.send_line(&totp(&secret, 1));
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&totp(&login.secret, 1));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 0, "{transcript}");
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(mfa.lock_state(&user.name), (0, false));
+    assert_eq!(login.mfa.lock_state(&user.name), (0, false));
 
-    let mut ssh = sshd.client(&user.name, &KBD_ONLY);
+    let mut ssh = login.client(&KBD_ONLY);
     ssh.expect(PASSWORD_PROMPT, TIMEOUT);
     ssh.send_line(&user.password);
     ssh.expect(CODE_PROMPT, TIMEOUT);
-    ssh.send_line(&wrong_code(&secret));
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&wrong_code(&login.secret));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(transcript.contains("Permission denied"), "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(mfa.lock_state(&user.name), (1, false));
+    assert_eq!(login.mfa.lock_state(&user.name), (1, false));
 }
 
 #[test]
@@ -504,17 +579,11 @@ fn publickey_then_code() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let key = client_key(dir.path(), &user);
-    let (mfa, secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&key_stack(&mfa));
-    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
-    let args = key_args(&key);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = Login::key("", "publickey,keyboard-interactive");
+    let (user, secret, sshd) = (&login.user, &login.secret, login.sshd());
+    let args = key_args(login.key_path());
 
-    let mut ssh = sshd.client(&user.name, &args);
+    let mut ssh = login.client(&args);
     // No password prompt: the code is the only question.
     assert_eq!(
         ssh.expect_any(&[PASSWORD_PROMPT, CODE_PROMPT], TIMEOUT),
@@ -522,8 +591,8 @@ fn publickey_then_code() {
         "{}",
         ssh.transcript()
     );
-    ssh.send_line(&totp(&secret, 1));
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&totp(secret, 1));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 0, "{transcript}");
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
     let partial = format!("Partial publickey for {} ", user.name);
@@ -532,13 +601,13 @@ fn publickey_then_code() {
         "the key was the first factor"
     );
 
-    let mut ssh = sshd.client(&user.name, &args);
+    let mut ssh = login.client(&args);
     ssh.expect(CODE_PROMPT, TIMEOUT);
-    ssh.send_line(&wrong_code(&secret));
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&wrong_code(secret));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    assert_eq!(mfa.lock_state(&user.name), (1, false));
+    assert_eq!(login.mfa.lock_state(&user.name), (1, false));
 }
 
 /// A key alone never meets the auth stack: only the account phase can stop
@@ -548,45 +617,36 @@ fn a_locked_account_cannot_log_in_with_a_key_alone() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let key = client_key(dir.path(), &user);
-    // One failure locks, to keep the test short.
-    let (mfa, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
-    let _pam = PamFile::write(&key_stack(&mfa));
-    let args = key_args(&key);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // One failure locks, to keep the test short; sshd takes a key alone.
+    let mut login = Login::key("[lockout]\ndeny = 1\n", "publickey");
+    let args = key_args(login.key_path());
 
-    let key_only = Sshd::start(dir.path(), "publickey");
-    let ssh = key_only.client(&user.name, &args);
-    let (code, transcript) = finish(ssh, &key_only);
+    let ssh = login.client(&args);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 0, "a key alone works while unlocked: {transcript}");
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
-    drop(key_only);
 
-    let with_code = Sshd::start(dir.path(), "publickey,keyboard-interactive");
-    let mut ssh = with_code.client(&user.name, &args);
+    login.restart_sshd("publickey,keyboard-interactive");
+    let mut ssh = login.client(&args);
     ssh.expect(CODE_PROMPT, TIMEOUT);
-    ssh.send_line(&wrong_code(&secret));
-    let (code, transcript) = finish(ssh, &with_code);
+    ssh.send_line(&wrong_code(&login.secret));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
-    assert_eq!(mfa.lock_state(&user.name), (1, true));
-    drop(with_code);
+    assert_eq!(login.mfa.lock_state(&login.user.name), (1, true));
 
-    let key_only = Sshd::start(dir.path(), "publickey");
-    let ssh = key_only.client(&user.name, &args);
-    let (code, transcript) = finish(ssh, &key_only);
+    login.restart_sshd("publickey");
+    let ssh = login.client(&args);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
     let refused = format!(
         "Access denied for user {} by PAM account configuration",
-        user.name
+        login.user.name
     );
+    let sshd_log = login.sshd().log_text();
     assert!(
-        key_only.log_text().contains(&refused),
-        "refused by the account phase:\n{}",
-        key_only.log_text()
+        sshd_log.contains(&refused),
+        "refused by the account phase:\n{sshd_log}"
     );
 }
 
@@ -599,18 +659,13 @@ fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let (mut mfa, _secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&password_stack(&mfa));
-    let sshd = Sshd::start(dir.path(), "keyboard-interactive");
-    mfa.stop_daemon();
+    let mut login = Login::password("");
+    login.mfa.stop_daemon();
     let mut args = vec!["-o", "LogLevel=INFO"];
     args.extend(KBD_ONLY);
 
-    let ssh = sshd.client(&user.name, &args);
-    let (code, transcript) = finish(ssh, &sshd);
+    let ssh = login.client(&args);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(
         transcript.contains(pam_mfa::internals::login::MSG_UNAVAILABLE),
@@ -626,13 +681,13 @@ fn a_login_while_the_daemon_is_down_is_refused_with_the_reason() {
     use std::io::Write;
     std::fs::OpenOptions::new()
         .append(true)
-        .open(&mfa.config)
+        .open(&login.mfa.config)
         .and_then(|mut f| f.write_all(b"on_unavailable = \"allow\"\n"))
         .unwrap();
-    let mut ssh = sshd.client(&user.name, &args);
+    let mut ssh = login.client(&args);
     ssh.expect(PASSWORD_PROMPT, TIMEOUT);
-    ssh.send_line(&user.password);
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&login.user.password);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 0, "allow: the password decides: {transcript}");
     assert!(transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert!(!transcript.contains(CODE_PROMPT), "{transcript}");
@@ -651,30 +706,23 @@ fn a_locked_account_is_told_once_per_connection() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let key = client_key(dir.path(), &user);
-    let (mfa, secret) = enrolled(dir.path(), &user.name, "[lockout]\ndeny = 1\n");
-    let _pam = PamFile::write(&key_stack(&mfa));
-    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
-    let args = retrying_key_args(&key);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let login = Login::key("[lockout]\ndeny = 1\n", "publickey,keyboard-interactive");
+    let args = retrying_key_args(login.key_path());
 
-    let mut ssh = sshd.client(&user.name, &args);
+    let mut ssh = login.client(&args);
     ssh.expect(CODE_PROMPT, TIMEOUT);
-    ssh.send_line(&wrong_code(&secret));
-    let (code, transcript) = finish(ssh, &sshd);
+    ssh.send_line(&wrong_code(&login.secret));
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
-    assert_eq!(mfa.lock_state(&user.name), (1, true));
+    assert_eq!(login.mfa.lock_state(&login.user.name), (1, true));
     assert_eq!(
         occurrences(&transcript, pam_mfa::internals::login::MSG_LOCKED),
         1,
         "the locking attempt says so once: {transcript}"
     );
 
-    let ssh = sshd.client(&user.name, &args);
-    let (code, transcript) = finish(ssh, &sshd);
+    let ssh = login.client(&args);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert_eq!(
@@ -689,19 +737,12 @@ fn mfa_unavailable_is_told_once_per_connection() {
     if !can_run() {
         return;
     }
-    let _exclusive = exclusive();
-    let dir = TempDir::new("sshd");
-    let user = TestUser::create();
-    let key = client_key(dir.path(), &user);
-    let (mut mfa, _secret) = enrolled(dir.path(), &user.name, "");
-    let _pam = PamFile::write(&key_stack(&mfa));
-    let sshd = Sshd::start(dir.path(), "publickey,keyboard-interactive");
-    mfa.stop_daemon();
-    let args = retrying_key_args(&key);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut login = Login::key("", "publickey,keyboard-interactive");
+    login.mfa.stop_daemon();
+    let args = retrying_key_args(login.key_path());
 
-    let ssh = sshd.client(&user.name, &args);
-    let (code, transcript) = finish(ssh, &sshd);
+    let ssh = login.client(&args);
+    let (code, transcript) = login.finish(ssh);
     assert_eq!(code, 255, "{transcript}");
     assert!(!transcript.contains(REMOTE_OUTPUT), "{transcript}");
     assert_eq!(

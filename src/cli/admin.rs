@@ -434,27 +434,27 @@ mod tests {
 
     #[test]
     fn small_file_limits() {
-        let dir = std::env::temp_dir().join(format!("mfa_cli_admin_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ok = dir.join("ok");
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("ok");
         std::fs::write(&ok, vec![b'A'; MAX_FILE_BYTES]).unwrap();
         assert_eq!(read_small_file(&ok).unwrap().len(), MAX_FILE_BYTES);
-        let big = dir.join("big");
+        let big = dir.path().join("big");
         std::fs::write(&big, vec![b'A'; MAX_FILE_BYTES + 1]).unwrap();
         let e = read_small_file(&big).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("larger than 4096 bytes"), "{e}");
         assert_eq!(
-            read_small_file(&dir.join("none")).unwrap_err().exit_code(),
+            read_small_file(&dir.path().join("none"))
+                .unwrap_err()
+                .exit_code(),
             6
         );
-        assert_eq!(read_small_file(&dir).unwrap_err().exit_code(), 2);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read_small_file(dir.path()).unwrap_err().exit_code(), 2);
     }
 
     #[test]
     fn policy_change_and_unlock_are_stored_and_audited() {
-        let (mut ctx, dir) = context::test_ctx("admin");
+        let (mut ctx, _dir) = context::test_ctx("admin");
         policy(&mut ctx, Some(Policy::Required)).unwrap();
         let locked = Account {
             failures: 6,
@@ -499,7 +499,6 @@ mod tests {
                 .len(),
             2
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -520,7 +519,7 @@ mod import_tests {
         let tx = ctx.store.begin().unwrap();
         tx.replace_bypass_codes(&me, &old, now).unwrap();
         tx.commit().unwrap();
-        let file = dir.join("ga");
+        let file = dir.path().join("ga");
         std::fs::write(
             &file,
             "JBSWY3DPEHPK3PXP\n\" WINDOW_SIZE 5\n\" TOTP_AUTH\n12345678\n87654321\n",
@@ -569,20 +568,18 @@ mod import_tests {
             AttemptResult::Accepted(Accepted::Bypass { left: 2 })
         ));
         assert!(matches!(try_code("87654321"), AttemptResult::Wrong { .. }));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn hotp_files_are_refused_with_the_parsers_message() {
         let (mut ctx, dir) = context::test_ctx("import_hotp");
         let me = ctx.invoker.clone();
-        let file = dir.join("ga");
+        let file = dir.path().join("ga");
         std::fs::write(&file, "JBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n").unwrap();
         let e = import_google_authenticator(&mut ctx, &me, &file).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("HOTP (counter-based)"), "{e}");
         assert!(ctx.store.begin().unwrap().devices(&me).unwrap().is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// As `device add`: a name the system does not know is refused (exit 6)
@@ -590,7 +587,7 @@ mod import_tests {
     #[test]
     fn an_unknown_user_is_refused_like_device_add() {
         let (mut ctx, dir) = context::test_ctx("import_unknown");
-        let file = dir.join("ga");
+        let file = dir.path().join("ga");
         std::fs::write(&file, "JBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n").unwrap();
         let typo = "no-such-user-pam-mfa-test";
         let e = import_google_authenticator(&mut ctx, typo, &file).unwrap_err();
@@ -601,7 +598,6 @@ mod import_tests {
         assert!(tx.devices(typo).unwrap().is_empty());
         assert!(tx.audit_entries(None, None, 10).unwrap().is_empty());
         drop(tx);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The state pam_google_authenticator leaves: the steps it accepted
@@ -613,7 +609,7 @@ mod import_tests {
         let me = ctx.invoker.clone();
         let now = ctx.now();
         let phone = totp::step_at(now, 30) + 7;
-        let file = dir.join("ga");
+        let file = dir.path().join("ga");
         std::fs::write(
             &file,
             format!(
@@ -683,12 +679,11 @@ mod import_tests {
             try_step(phone + 2),
             AttemptResult::Accepted(Accepted::Totp { .. })
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn notes_say_what_is_not_carried_over() {
-        let (ctx, dir) = context::test_ctx("import_notes");
+        let (ctx, _dir) = context::test_ctx("import_notes");
         let quiet = google_auth::parse(b"JBSWY3DPEHPK3PXP\n\" DISALLOW_REUSE\n").unwrap();
         assert!(import_notes(&quiet, &ctx.config).is_empty());
         let all = google_auth::parse(
@@ -703,7 +698,6 @@ mod import_tests {
         assert!(notes[1].contains("after 6 failed attempts in a row"));
         assert!(notes[2].starts_with("1 LAST0..LAST9 line(s) ignored"));
         assert!(notes[3].starts_with("RESETTING_TIME_SKEW ignored"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

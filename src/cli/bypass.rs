@@ -122,13 +122,12 @@ mod tests {
         assert!(codes::find_match(&n(&second[1]), &hashes).is_some());
         drop(ctx);
         let mut bytes = Vec::new();
-        for f in std::fs::read_dir(dir.join("db")).unwrap() {
+        for f in std::fs::read_dir(dir.path().join("db")).unwrap() {
             bytes.extend(std::fs::read(f.unwrap().path()).unwrap());
         }
         let text = String::from_utf8_lossy(&bytes);
         for code in first.iter().chain(&second) {
             assert!(!text.contains(code.as_str()) && !text.contains(n(code).as_str()));
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -371,14 +371,16 @@ pub fn check_totp(
 }
 
 /// A private instance in a fresh temporary directory, for command tests.
+/// The directory goes when the returned guard is dropped.
 #[cfg(test)]
-pub fn test_ctx(tag: &str) -> (Ctx, std::path::PathBuf) {
+pub fn test_ctx(tag: &str) -> (Ctx, tempfile::TempDir) {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("mfa_cli_{tag}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("pam_mfa.toml");
-    let db = dir.join("db/mfa.sqlite3");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("mfa_cli_{tag}_"))
+        .tempdir()
+        .unwrap();
+    let config = dir.path().join("pam_mfa.toml");
+    let db = dir.path().join("db/mfa.sqlite3");
     std::fs::write(&config, format!("database = \"{}\"\n", db.display())).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     (Ctx::open(&config, true, true).unwrap(), dir)
@@ -392,15 +394,14 @@ mod tests {
     #[test]
     fn private_database_is_judged_by_the_nearest_existing_path() {
         let me = nix::unistd::geteuid().as_raw();
-        let dir = std::env::temp_dir().join(format!("mfa_cli_ctx_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let db = dir.join("not/yet/mfa.sqlite3");
         assert!(private_database(&db, me));
         assert!(!private_database(&db, me.wrapping_add(1)));
         std::fs::write(dir.join("f"), "").unwrap();
         assert!(private_database(&dir.join("f"), me));
         assert!(!private_database(&dir.join("f"), me.wrapping_add(1)));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn pending_device_is_verified_once_with_a_right_code() {
-        let (mut ctx, dir) = context::test_ctx("device");
+        let (mut ctx, _dir) = context::test_ctx("device");
         let user = me();
         add_totp(&mut ctx, &user, "phone", true).unwrap();
         let e = add_totp(&mut ctx, &user, "phone", true).unwrap_err();
@@ -393,12 +393,11 @@ mod tests {
         );
         delete(&mut ctx, &user, "phone").unwrap();
         assert_eq!(delete(&mut ctx, &user, "phone").unwrap_err().exit_code(), 6);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn add_refuses_bad_nicknames_and_unknown_users_before_showing_a_secret() {
-        let (mut ctx, dir) = context::test_ctx("device_refuse");
+        let (mut ctx, _dir) = context::test_ctx("device_refuse");
         let e = add_totp(&mut ctx, &me(), "sms", true).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let e = add_totp(&mut ctx, "no-such-user-mfa-test", "phone", true).unwrap_err();
@@ -407,12 +406,11 @@ mod tests {
         assert!(tx.devices("no-such-user-mfa-test").unwrap().is_empty());
         assert!(tx.audit_entries(None, None, 10).unwrap().is_empty());
         drop(tx);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn remove_all_clears_devices_codes_and_one_time_codes() {
-        let (mut ctx, dir) = context::test_ctx("device_remove_all");
+        let (mut ctx, _dir) = context::test_ctx("device_remove_all");
         let user = me();
         add_totp(&mut ctx, &user, "a", true).unwrap();
         add_totp(&mut ctx, &user, "b", true).unwrap();
@@ -432,6 +430,5 @@ mod tests {
         assert_eq!(last[0].event, "devices-removed");
         assert!(last[0].detail.starts_with("devices=2 bypass_codes=2 "));
         drop(tx);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

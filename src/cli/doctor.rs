@@ -539,8 +539,8 @@ mod tests {
 
     #[test]
     fn includes_are_followed_and_common_files_judged_through_services() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_doctor_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         std::fs::write(
             dir.join("common-auth"),
             "auth requisite pam_mfa.so preauth\nauth [success=1 default=ignore] pam_unix.so\n\
@@ -555,8 +555,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join("su"), "@include common-auth\n").unwrap();
         let mut checks = Vec::new();
-        pam_stacks(&mut checks, &dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        pam_stacks(&mut checks, dir);
         let lines: Vec<String> = checks
             .iter()
             .map(|c| format!("{:?} {}", c.status, c.message))

@@ -181,12 +181,12 @@ mod tests {
     }
 
     /// A private instance whose texts go to `sms.log` in its directory.
-    fn file_backend_ctx(tag: &str) -> (Ctx, PathBuf, PathBuf) {
+    fn file_backend_ctx(tag: &str) -> (Ctx, tempfile::TempDir, PathBuf) {
         let (ctx, dir) = context::test_ctx(tag);
         let db = ctx.config.database.clone();
         drop(ctx);
-        let outbox = dir.join("sms.log");
-        let config = dir.join("pam_mfa.toml");
+        let outbox = dir.path().join("sms.log");
+        let config = dir.path().join("pam_mfa.toml");
         std::fs::write(
             &config,
             format!(
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn device_add_sms_texts_a_pin_that_device_verify_sms_takes() {
-        let (mut ctx, dir, outbox) = file_backend_ctx("sms_add");
+        let (mut ctx, _dir, outbox) = file_backend_ctx("sms_add");
         let user = me();
 
         let e = add(&mut ctx, &user, "555 123 4567", true).unwrap_err();
@@ -330,12 +330,11 @@ mod tests {
                 "device-enrolled"
             ]
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn device_delete_sms_voids_the_codes_on_their_way_to_the_phone() {
-        let (mut ctx, dir, outbox) = file_backend_ctx("sms_delete");
+        let (mut ctx, _dir, outbox) = file_backend_ctx("sms_delete");
         let user = me();
         add_verified_phone(&mut ctx, &user, &outbox);
         let sender = sms::from_config(&ctx.config.sms);
@@ -364,12 +363,11 @@ mod tests {
             attempt(&mut ctx, &user, &login_code),
             AttemptResult::Wrong { failures: 1, .. }
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn admin_temp_code_texts_or_shows_a_code_and_refuses_a_locked_account() {
-        let (mut ctx, dir, outbox) = file_backend_ctx("sms_temp");
+        let (mut ctx, _dir, outbox) = file_backend_ctx("sms_temp");
         let user = me();
 
         let e = temp_code(&mut ctx, &user, false).unwrap_err();
@@ -424,16 +422,14 @@ mod tests {
 
         let unknown = temp_code(&mut ctx, "no-such-user-mfa-test", true).unwrap_err();
         assert_eq!(unknown.exit_code(), 6, "{unknown}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn without_a_gateway_device_add_sms_says_what_to_configure() {
-        let (mut ctx, dir) = context::test_ctx("sms_none");
+        let (mut ctx, _dir) = context::test_ctx("sms_none");
         let e = add(&mut ctx, &me(), PHONE, true).unwrap_err();
         assert_eq!(e.exit_code(), 1, "{e}");
         assert!(e.to_string().contains("[sms] backend"), "{e}");
         assert_eq!(sms_state(&mut ctx, &me()), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_name_neither_the_system_nor_the_store_knows_is_refused_not_shown_empty() {
-        let (mut ctx, dir) = context::test_ctx("status_unknown");
+        let (mut ctx, _dir) = context::test_ctx("status_unknown");
         let e = show(&mut ctx, "nosuchuserxyz").unwrap_err();
         assert_eq!(e.exit_code(), 6, "{e}");
         assert!(
@@ -182,6 +182,5 @@ mod tests {
         tx.put_account("nosuchuserxyz", &failed).unwrap();
         tx.commit().unwrap();
         show(&mut ctx, "nosuchuserxyz").unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,8 +2,8 @@
 //! schema migrations by `PRAGMA user_version`.
 
 use super::{Store, StoreError, StoreResult, Tx};
-use crate::config::trusted_owner;
 use crate::seal::SealKey;
+use crate::trust::{self, Distrust, Expect};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -127,57 +127,58 @@ fn stat_error(path: &Path, e: std::io::Error) -> StoreError {
     }
 }
 
+/// The database's directory: nobody else may add, remove or swap files in it.
+const DIR: Expect = Expect::dir(trust::OTHERS_WRITE);
+/// The file holds TOTP secrets: nobody else may even read it. Judged by
+/// lstat, so a symbolic link is not a regular file.
+const FILE: Expect = Expect::file(trust::OTHERS_ANY);
+
 fn check_dir(dir: &Path) -> StoreResult<()> {
-    let meta = std::fs::metadata(dir).map_err(|e| stat_error(dir, e))?;
-    if !trusted_owner(meta.uid()) {
-        return Err(unavailable(
+    match trust::check_path(dir, DIR) {
+        Ok(_) => Ok(()),
+        Err(Distrust::Stat(e)) => Err(stat_error(dir, e)),
+        Err(Distrust::Owner { uid }) => Err(unavailable(
             dir,
             format_args!(
-                "its directory is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
+                "its directory is owned by uid {uid}, not root; fix with: chown root:root {}",
                 dir.display()
             ),
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unavailable(
+        )),
+        Err(Distrust::Mode { mode }) => Err(unavailable(
             dir,
             format_args!(
-                "its directory is writable by group or others (mode {:04o}); fix with: chmod 0700 {}",
-                meta.mode() & 0o7777,
+                "its directory is writable by group or others (mode {mode:04o}); fix with: chmod 0700 {}",
                 dir.display()
             ),
-        ));
+        )),
+        Err(Distrust::NotAFile | Distrust::Symlink) => {
+            Err(unavailable(dir, "its directory is not a directory"))
+        }
     }
-    Ok(())
 }
 
 fn check_file(path: &Path, meta: &std::fs::Metadata) -> StoreResult<()> {
-    if !meta.is_file() {
-        return Err(unavailable(path, "it is not a regular file"));
-    }
-    if !trusted_owner(meta.uid()) {
-        return Err(unavailable(
+    match trust::check(meta, FILE) {
+        Ok(()) => Ok(()),
+        Err(Distrust::NotAFile | Distrust::Symlink) => {
+            Err(unavailable(path, "it is not a regular file"))
+        }
+        Err(Distrust::Owner { uid }) => Err(unavailable(
             path,
             format_args!(
-                "it is owned by uid {}, not root; fix with: chown root:root {}",
-                meta.uid(),
+                "it is owned by uid {uid}, not root; fix with: chown root:root {}",
                 path.display()
             ),
-        ));
-    }
-    // It holds TOTP secrets: nobody else may even read it.
-    if meta.mode() & 0o077 != 0 {
-        return Err(unavailable(
+        )),
+        Err(Distrust::Mode { mode }) => Err(unavailable(
             path,
             format_args!(
-                "it is accessible to group or others (mode {:04o}); fix with: chmod 0600 {}",
-                meta.mode() & 0o7777,
+                "it is accessible to group or others (mode {mode:04o}); fix with: chmod 0600 {}",
                 path.display()
             ),
-        ));
+        )),
+        Err(Distrust::Stat(e)) => Err(faulty(path, e)),
     }
-    Ok(())
 }
 
 impl SqliteStore {
@@ -543,8 +544,8 @@ mod tests {
 
     #[test]
     fn a_file_replaced_or_removed_under_an_open_store_is_unavailable() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_store_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("mfa.sqlite3");
         let mut store = SqliteStore::open(&path, OpenMode::Create, None).unwrap();
         store.begin().unwrap().commit().unwrap();
@@ -561,17 +562,15 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(store.begin().is_err(), "a removed file is refused");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_version_1_database_migrates_to_3_and_its_rows_still_read() {
         use crate::store::Factor;
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("pam_mfa_v1_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = dir.join("mfa.sqlite3");
         {
             let conn = Connection::open(&path).unwrap();
@@ -624,13 +623,12 @@ mod tests {
         );
         drop(tx);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn closing_a_store_empties_a_grown_wal_and_keeps_a_small_one() {
-        let dir = std::env::temp_dir().join(format!("pam_mfa_wal_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
         let path = dir.join("mfa.sqlite3");
         let wal = dir.join("mfa.sqlite3-wal");
         // A value equal to the stored one would write no page at all.
@@ -663,6 +661,5 @@ mod tests {
         let store = SqliteStore::open(&path, OpenMode::Existing, None).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

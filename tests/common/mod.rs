@@ -16,7 +16,6 @@ use serde_json::Value;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -107,36 +106,21 @@ pub fn mfa_bin() -> &'static str {
 }
 
 /// A 0700 directory removed on drop (kept when PAM_MFA_KEEP_TEST_DIRS is set).
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "pam_mfa_{tag}_{}_{}_{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        TempDir(path)
+        let mut dir = tempfile::Builder::new()
+            .prefix(&format!("pam_mfa_{tag}_"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("a temporary directory for {tag}: {e}"));
+        if std::env::var_os("PAM_MFA_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+        }
+        TempDir(dir)
     }
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("PAM_MFA_KEEP_TEST_DIRS").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        self.0.path()
     }
 }
 

@@ -13,10 +13,11 @@ use crate::audit;
 use crate::cli::error::{exit, CliError, Result};
 use crate::config::Config;
 use crate::protocol::{self, LineReader, Request, Response};
+use crate::trust;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use slots::Slots;
 use state::Shared;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -173,14 +174,16 @@ fn bind(socket: &Path) -> Result<UnixListener> {
             CliError::Failed(format!("cannot set the mode of {}: {e}", dir.display()))
         })?;
     }
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| CliError::Failed(format!("cannot use {}: {e}", dir.display())))?;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if (meta.mode() & 0o022 != 0 && !sticky) || !crate::config::trusted_owner(meta.uid()) {
-        return Err(CliError::Failed(format!(
+    let expect = trust::Expect::dir(trust::OTHERS_WRITE).sticky_ok();
+    match trust::check_path(dir, expect) {
+        Ok(_) => {}
+        Err(trust::Distrust::Stat(e)) => {
+            return Err(CliError::Failed(format!("cannot use {}: {e}", dir.display())))
+        }
+        Err(_) => return Err(CliError::Failed(format!(
             "{} is writable by others or not ours: another user could replace the socket; use a directory only root can write (e.g. /run/pam_mfa)",
             dir.display()
-        )));
+        ))),
     }
     // A socket left by a previous run would make bind fail; anything else
     // at that path is not ours to remove.

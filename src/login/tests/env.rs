@@ -3,7 +3,6 @@
 //! it back.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use zeroize::Zeroizing;
 
@@ -40,7 +39,8 @@ pub struct TestEnv {
     pub store: SqliteStore,
     pub clock: FixedClock,
     pub sms: FakeSms,
-    dir: PathBuf,
+    /// Removed when the environment is dropped (after the store closes).
+    _dir: tempfile::TempDir,
     /// Every code, password and secret the test used: none may be audited.
     secrets: Vec<String>,
 }
@@ -51,16 +51,12 @@ impl TestEnv {
     }
 
     pub fn with(adjust: impl FnOnce(&mut Config)) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "pam_mfa_unit_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        // A leftover of a killed run with the same pid would fail the open.
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tempfile::Builder::new()
+            .prefix("pam_mfa_unit_")
+            .tempdir()
+            .expect("a temporary directory");
         let mut config = Config {
-            database: dir.join("mfa.sqlite3"),
+            database: dir.path().join("mfa.sqlite3"),
             issuer: "test-host".into(),
             ..Config::default()
         };
@@ -72,7 +68,7 @@ impl TestEnv {
             store,
             clock: FixedClock::at(T0),
             sms: FakeSms::default(),
-            dir,
+            _dir: dir,
             secrets: vec![base32_encode(SECRET).to_string()],
         }
     }
@@ -440,7 +436,6 @@ impl Drop for TestEnv {
         } else {
             self.leaked_secrets()
         };
-        let _ = std::fs::remove_dir_all(&self.dir);
         assert!(
             leaks.is_empty(),
             "secrets reached the audit table: {leaks:?}"

@@ -2,8 +2,9 @@
 //! rustls, the password from the URL or a root-only file, and deadlines on
 //! everything, so that a login never waits long on the network.
 
-use crate::config::{check_owner_and_mode, Config};
+use crate::config::Config;
 use crate::store::{StoreError, StoreResult};
+use crate::trust::{self, Distrust, Expect};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -227,16 +228,31 @@ fn describe(pg: &tokio_postgres::Config) -> String {
 /// readable by admins who should not hold the fleet's database password.
 fn read_password_file(path: &Path, describe: &str) -> StoreResult<zeroize::Zeroizing<String>> {
     let refused = |why: String| unavailable(describe, why);
-    let meta = std::fs::metadata(path)
-        .map_err(|e| refused(format!("database_password_file {}: {e}", path.display())))?;
-    check_owner_and_mode(&meta)
-        .map_err(|why| refused(format!("database_password_file {}: {why}", path.display())))?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(refused(format!(
-            "database_password_file {} is readable by group or others; fix with: chmod 0600 {0}",
-            path.display()
-        )));
-    }
+    // Through a link, and of any type, as before the check was shared.
+    let expect = Expect::file(trust::OTHERS_ANY)
+        .kind(trust::Kind::Any)
+        .links(trust::Links::Follow);
+    let meta = trust::check_path(path, expect).map_err(|d| {
+        refused(match &d {
+            Distrust::Stat(e) => format!("database_password_file {}: {e}", path.display()),
+            Distrust::Owner { uid } => format!(
+                "database_password_file {}: it is owned by uid {uid}, not root",
+                path.display()
+            ),
+            Distrust::Mode { mode } if d.others_may_write() => format!(
+                "database_password_file {}: it is writable by group or others (mode {mode:04o})",
+                path.display()
+            ),
+            Distrust::Mode { .. } => format!(
+                "database_password_file {} is readable by group or others; fix with: chmod 0600 {0}",
+                path.display()
+            ),
+            Distrust::NotAFile | Distrust::Symlink => format!(
+                "database_password_file {} is not a regular file",
+                path.display()
+            ),
+        })
+    })?;
     if meta.size() > 4096 {
         return Err(refused(format!(
             "database_password_file {} is too large to be a password",

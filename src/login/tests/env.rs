@@ -14,7 +14,7 @@ use crate::login::{Login, Outcome, Request};
 use crate::policy;
 use crate::secret::base32_encode;
 use crate::store::{
-    Account, AuditEntry, Device, Factor, OneTimeCode, OpenMode, SqliteStore, Store,
+    Account, AuditEntry, Device, Factor, OneTimeCode, OpenMode, SqliteStore, Store, StoreError,
 };
 use crate::users::UserInfo;
 use crate::Clock;
@@ -84,6 +84,19 @@ impl TestEnv {
         password: Option<&[u8]>,
         answers: Vec<Answer>,
     ) -> (Outcome, FakePrompter) {
+        let (outcome, prompter) = self.try_run(phase, who, password, answers);
+        (outcome.expect("the store works"), prompter)
+    }
+
+    /// As [`TestEnv::run`], handing back the store's error instead of
+    /// panicking on it.
+    pub fn try_run(
+        &mut self,
+        phase: Phase,
+        who: Who<'_>,
+        password: Option<&[u8]>,
+        answers: Vec<Answer>,
+    ) -> (Result<Outcome, StoreError>, FakePrompter) {
         let info = match who {
             Who::Known(u) => Some(u),
             Who::Unknown => None,
@@ -107,8 +120,7 @@ impl TestEnv {
             Phase::Authfail => login.authfail(&req),
             Phase::SecondFactor => login.second_factor(&req),
             Phase::Account => login.account(&req),
-        }
-        .expect("the store works");
+        };
         for t in &prompter.typed {
             self.remember_bytes(t);
         }

@@ -101,21 +101,12 @@ fn read_only_phases_answer_while_another_process_holds_the_write_lock() {
     );
     // Which factors alice has is read before the prompt, from a snapshot;
     // only the verdict needs the write lock, and a busy store denies.
-    let mut prompter = FakePrompter::new(vec![typed(code_at(SECRET, T0))]);
-    let req = crate::login::Request {
-        info: Some(&alice),
-        password: None,
-        service: SERVICE,
-        rhost: RHOST,
-    };
-    let verdict = crate::login::Login {
-        config: &env.config,
-        store: &mut env.store,
-        clock: &env.clock,
-        sms: &env.sms,
-        prompter: &mut prompter,
-    }
-    .second_factor(&req);
+    let (verdict, prompter) = env.try_run(
+        Phase::SecondFactor,
+        Who::Known(&alice),
+        None,
+        vec![typed(code_at(SECRET, T0))],
+    );
     assert_eq!(prompter.prompts(), [crate::login::CODE_PROMPT]);
     assert!(
         matches!(&verdict, Err(e) if !e.permits_allow()),

@@ -5,7 +5,7 @@
 use super::env::*;
 use super::fakes::*;
 use crate::attempt::Accepted;
-use crate::login::{Login, Outcome, Request};
+use crate::login::Outcome;
 use crate::seal::SealKey;
 use crate::secret::base32_encode;
 use crate::store::{Account, Factor, SecretsAtRest, Store, StoreError};
@@ -44,31 +44,6 @@ fn revealed(env: &TestEnv) -> Vec<String> {
     .filter(|needle| contains(&bytes, needle))
     .map(|needle| String::from_utf8_lossy(&needle).into_owned())
     .collect()
-}
-
-/// The second-factor phase, returning the store's error instead of
-/// panicking on it.
-fn second_factor_result(
-    env: &mut TestEnv,
-    user: &crate::users::UserInfo,
-    answers: Vec<Answer>,
-) -> (Result<Outcome, StoreError>, FakePrompter) {
-    let req = Request {
-        info: Some(user),
-        password: None,
-        service: SERVICE,
-        rhost: RHOST,
-    };
-    let mut prompter = FakePrompter::new(answers);
-    let result = Login {
-        config: &env.config,
-        store: &mut env.store,
-        clock: &env.clock,
-        sms: &env.sms,
-        prompter: &mut prompter,
-    }
-    .second_factor(&req);
-    (result, prompter)
 }
 
 #[test]
@@ -137,7 +112,12 @@ fn rows_written_before_the_key_still_work_and_are_counted_as_unsealed() {
 
 fn assert_unavailable_and_nothing_counted(env: &mut TestEnv, why: &str) {
     let alice = user("alice");
-    let (result, prompter) = second_factor_result(env, &alice, vec![typed(code_at(SECRET, T0))]);
+    let (result, prompter) = env.try_run(
+        Phase::SecondFactor,
+        Who::Known(&alice),
+        None,
+        vec![typed(code_at(SECRET, T0))],
+    );
     match result {
         Err(StoreError::Unavailable(m)) => assert!(m.contains(why), "{m}"),
         other => panic!("expected unavailable ({why}), got {other:?}"),

@@ -208,12 +208,21 @@ impl SqliteStore {
                     return Err(missing(path));
                 }
                 // Create it 0600 ourselves: SQLite would honour the umask.
-                std::fs::OpenOptions::new()
+                let created = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(path)
-                    .map_err(|e| faulty(path, format_args!("cannot create it: {e}")))?;
+                    .open(path);
+                match created {
+                    Ok(_) => {}
+                    // Another `admin init` (or daemon start) made it between
+                    // our stat and our create: judge theirs as any file.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let meta = std::fs::symlink_metadata(path).map_err(|e| faulty(path, e))?;
+                        check_file(path, &meta)?;
+                    }
+                    Err(e) => return Err(faulty(path, format_args!("cannot create it: {e}"))),
+                }
             }
             Err(e) => return Err(faulty(path, e)),
         }
@@ -287,9 +296,7 @@ impl SqliteStore {
     fn prepare(&mut self) -> StoreResult<()> {
         // WAL lets readers (status, doctor) run beside a login's write, and
         // survives a killed process without losing committed counts.
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        let mode = self.switch_to_wal()?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Faulty(format!(
                 "cannot switch to WAL journal (got {mode})"
@@ -300,6 +307,28 @@ impl SqliteStore {
         self.conn
             .execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")?;
         self.migrate()
+    }
+
+    /// The switch needs the file to itself, and SQLite answers "busy" at
+    /// once, without its busy handler, while another connection switches
+    /// the same new file (two `admin init` at once). Once the file is in
+    /// WAL mode this is a read and never busy.
+    fn switch_to_wal(&self) -> StoreResult<String> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     fn migrate(&mut self) -> StoreResult<()> {
@@ -541,6 +570,29 @@ ALTER TABLE devices ADD COLUMN clock_offset INTEGER NOT NULL DEFAULT 0;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two `admin init` at once: both stat "no file", one creates it, and
+    /// the other must open that one instead of failing with "File exists".
+    #[test]
+    fn two_creators_at_once_both_open_the_one_file() {
+        let temp = tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let path = temp.path().join(format!("mfa-{round}.sqlite3"));
+            let start = std::sync::Barrier::new(2);
+            let results: Vec<StoreResult<()>> = std::thread::scope(|s| {
+                let open = || {
+                    start.wait();
+                    SqliteStore::open(&path, OpenMode::Create, None).map(drop)
+                };
+                let a = s.spawn(open);
+                let b = s.spawn(open);
+                vec![a.join().unwrap(), b.join().unwrap()]
+            });
+            for r in &results {
+                assert!(r.is_ok(), "round {round}: {r:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_file_replaced_or_removed_under_an_open_store_is_unavailable() {

@@ -349,14 +349,14 @@ impl Login<'_> {
         }
         let sms_phone = factors.sms_phone.filter(|_| self.sms.available());
         let prompt = match (&sms_phone, factors.has_totp) {
-            (Some(phone), false) => self.text_login_code(&user.name, phone),
+            (Some(phone), false) => self.text_login_code(&user.name, phone)?,
             (Some(_), true) => CODE_OR_SMS_PROMPT.to_owned(),
             (None, _) => CODE_PROMPT.to_owned(),
         };
         let mut typed = self.prompter.ask_hidden(&prompt)?;
         if let (Some(phone), true) = (&sms_phone, factors.has_totp) {
             if typed.trim_ascii().eq_ignore_ascii_case(b"sms") {
-                let prompt = self.text_login_code(&user.name, phone);
+                let prompt = self.text_login_code(&user.name, phone)?;
                 typed = self.prompter.ask_hidden(&prompt)?;
             }
         }
@@ -365,15 +365,19 @@ impl Login<'_> {
 
     /// Texts a login code and returns the prompt naming the masked number.
     /// A failed text is reported, and the user may still type a bypass code
-    /// at the plain prompt (not one claiming a code was sent).
-    fn text_login_code(&mut self, user: &str, phone: &str) -> String {
+    /// at the plain prompt (not one claiming a code was sent). A store that
+    /// fails is not a failed text: the login is unavailable, as anywhere.
+    fn text_login_code(&mut self, user: &str, phone: &str) -> Flow<String> {
         let now = self.clock.now();
         let sent = onetime::send_login_code(self.store, self.config, self.sms, user, phone, now);
         if let Err(e @ OnetimeError::Limited { .. }) = sent {
             // Audited as sms-limited; a code from an app or a bypass code
             // still works at the plain prompt.
             self.prompter.error(&format!("{e}."));
-            return CODE_PROMPT.to_owned();
+            return Ok(CODE_PROMPT.to_owned());
+        }
+        if let Err(OnetimeError::Store(e)) = sent {
+            return Err(Stop::Store(e));
         }
         if let Err(e) = sent {
             audit::syslog(
@@ -387,9 +391,9 @@ impl Login<'_> {
             self.prompter.error(
                 "The text message could not be sent; use a bypass code or ask an administrator.",
             );
-            return CODE_PROMPT.to_owned();
+            return Ok(CODE_PROMPT.to_owned());
         }
-        format!("Code sent by text to {}: ", mask_phone(phone))
+        Ok(format!("Code sent by text to {}: ", mask_phone(phone)))
     }
 
     /// A login that succeeded without a code still ends a run of failures:

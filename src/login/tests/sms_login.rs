@@ -461,3 +461,45 @@ fn the_host_limit_counts_texts_to_everyone() {
         p.shown
     );
 }
+
+/// Reads work, every write transaction fails (a full disk, say).
+struct WritesFail<'a>(&'a mut crate::store::SqliteStore);
+
+impl crate::store::Store for WritesFail<'_> {
+    fn begin(&mut self) -> crate::store::StoreResult<Box<dyn crate::store::Tx + '_>> {
+        Err(crate::store::StoreError::Faulty(
+            "database: disk I/O error".into(),
+        ))
+    }
+
+    fn begin_read(&mut self) -> crate::store::StoreResult<Box<dyn crate::store::Tx + '_>> {
+        self.0.begin_read()
+    }
+}
+
+#[test]
+fn a_store_failing_as_the_login_code_is_stored_is_unavailable_not_a_failed_text() {
+    let (mut env, alice) = sms_only();
+    let mut prompter = FakePrompter::new(vec![the_code(&env)]);
+    let result = crate::login::Login {
+        config: &env.config,
+        store: &mut WritesFail(&mut env.store),
+        clock: &env.clock,
+        sms: &env.sms,
+        prompter: &mut prompter,
+    }
+    .second_factor(&crate::login::Request {
+        info: Some(&alice),
+        password: Some(PASSWORD),
+        service: SERVICE,
+        rhost: RHOST,
+    });
+    // The adapter says "MFA unavailable" and applies `on_unavailable`; the
+    // user is not told a text failed, nor asked for a code nothing can check.
+    assert!(
+        matches!(&result, Err(crate::store::StoreError::Faulty(_))),
+        "{result:?}"
+    );
+    assert!(prompter.shown.is_empty(), "{:?}", prompter.shown);
+    assert_eq!(env.sms.count(), 0);
+}

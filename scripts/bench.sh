@@ -265,9 +265,17 @@ pg_seed() {
 }
 trap 'stop_daemons; pg_stop; cleanup' EXIT
 
+# The import refuses names the system does not know, so the seed (and the
+# `mfa` it runs) sees the same users as the daemon; the seed writes the
+# passwd and group files before it runs `mfa`.
 seed() {
     local d=$1 n=$2
-    "$BIN/bench-seed" --dir "$d" --n "$n" --mfa "$REL/mfa" --mfa-so "$REL/libpam_mfa.so" \
+    env -i PATH=/usr/bin:/bin \
+        LD_PRELOAD=libnss_wrapper.so \
+        NSS_WRAPPER_PASSWD="$d/passwd" NSS_WRAPPER_GROUP="$d/group" \
+        NSS_WRAPPER_MODULE_SO_PATH="$WORK/libnss_bench.so" NSS_WRAPPER_MODULE_FN_PREFIX=bench \
+        BENCH_NSS_USERS="$n" BENCH_NSS_HOME="$d/home" \
+        "$BIN/bench-seed" --dir "$d" --n "$n" --mfa "$REL/mfa" --mfa-so "$REL/libpam_mfa.so" \
         --security-dir "$SECURITY" --import "$IMPORT"
 }
 

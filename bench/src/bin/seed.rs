@@ -233,9 +233,22 @@ fn run() -> Result<(), String> {
     .map_err(|e| err("service", &e))?;
     let files_s = started.elapsed().as_secs_f64();
 
-    // The command, one process per user, for a sample.
+    // The command, one process per user, for a sample; only `admin init`
+    // creates the store.
     let sample = o.import.min(o.n);
     let started = Instant::now();
+    let init = Command::new(&o.mfa)
+        .arg("--config")
+        .arg(&config)
+        .args(["admin", "init"])
+        .output()
+        .map_err(|e| err("running mfa", &e))?;
+    if !init.status.success() {
+        return Err(format!(
+            "mfa admin init failed: {}",
+            String::from_utf8_lossy(&init.stderr).trim()
+        ));
+    }
     for i in 0..sample {
         let file = d
             .join("home")

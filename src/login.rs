@@ -369,31 +369,30 @@ impl Login<'_> {
     /// fails is not a failed text: the login is unavailable, as anywhere.
     fn text_login_code(&mut self, user: &str, phone: &str) -> Flow<String> {
         let now = self.clock.now();
-        let sent = onetime::send_login_code(self.store, self.config, self.sms, user, phone, now);
-        if let Err(e @ OnetimeError::Limited { .. }) = sent {
-            // Audited as sms-limited; a code from an app or a bypass code
-            // still works at the plain prompt.
-            self.prompter.error(&format!("{e}."));
-            return Ok(CODE_PROMPT.to_owned());
+        match onetime::send_login_code(self.store, self.config, self.sms, user, phone, now) {
+            Ok(()) => Ok(format!("Code sent by text to {}: ", mask_phone(phone))),
+            Err(e @ OnetimeError::Limited { .. }) => {
+                // Audited as sms-limited; a code from an app or a bypass
+                // code still works at the plain prompt.
+                self.prompter.error(&format!("{e}."));
+                Ok(CODE_PROMPT.to_owned())
+            }
+            Err(OnetimeError::Store(e)) => Err(Stop::Store(e)),
+            Err(e) => {
+                audit::syslog(
+                    audit::Level::Error,
+                    &format!(
+                        "{} could not text a login code: {}",
+                        audit::format_line(user, AuditEvent::SmsSendFailed, ""),
+                        audit::escape(&e.to_string())
+                    ),
+                );
+                self.prompter.error(
+                    "The text message could not be sent; use a bypass code or ask an administrator.",
+                );
+                Ok(CODE_PROMPT.to_owned())
+            }
         }
-        if let Err(OnetimeError::Store(e)) = sent {
-            return Err(Stop::Store(e));
-        }
-        if let Err(e) = sent {
-            audit::syslog(
-                audit::Level::Error,
-                &format!(
-                    "{} could not text a login code: {}",
-                    audit::format_line(user, AuditEvent::SmsSendFailed, ""),
-                    audit::escape(&e.to_string())
-                ),
-            );
-            self.prompter.error(
-                "The text message could not be sent; use a bypass code or ask an administrator.",
-            );
-            return Ok(CODE_PROMPT.to_owned());
-        }
-        Ok(format!("Code sent by text to {}: ", mask_phone(phone)))
     }
 
     /// A login that succeeded without a code still ends a run of failures:
